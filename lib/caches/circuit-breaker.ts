@@ -1,0 +1,62 @@
+import type { FastifyBaseLogger } from 'fastify'
+
+// Stops paying a backend's timeout on every request while it is down. After `threshold`
+// failures in a row the circuit opens: callers skip the backend for `cooldownMs`, then one
+// probe goes through; its success closes the circuit, its failure opens it again.
+// Each incident is logged twice: once when it opens, once when the backend is back.
+
+export interface CircuitBreakerOptions {
+  /** Consecutive failures that open the circuit. Default 3. */
+  threshold?: number
+  /** Milliseconds the circuit stays open before one probe is let through. Default 1000. */
+  cooldownMs?: number
+}
+
+const CLOSED = 0
+const OPEN = 1
+const PROBING = 2
+
+export class CircuitBreaker {
+  private state = CLOSED
+  private failures = 0
+  private retryAt = 0
+  private readonly threshold: number
+  private readonly cooldownMs: number
+
+  constructor (private readonly name: string, private readonly log: () => FastifyBaseLogger, options: CircuitBreakerOptions = {}) {
+    this.threshold = options.threshold ?? 3
+    this.cooldownMs = options.cooldownMs ?? 1000
+  }
+
+  /** True when the backend may be asked now. In the open state, lets exactly one probe through. */
+  allows (): boolean {
+    if (this.state === CLOSED) return true
+    if (this.state === OPEN && Date.now() >= this.retryAt) {
+      this.state = PROBING
+      return true
+    }
+    return false
+  }
+
+  get isOpen (): boolean {
+    return this.state !== CLOSED
+  }
+
+  succeeded (): void {
+    if (this.state !== CLOSED) {
+      this.log().info({ cache: this.name }, 'cache backend is back; caching resumed')
+    }
+    this.state = CLOSED
+    this.failures = 0
+  }
+
+  failed (err: unknown): void {
+    if (this.state === CLOSED) {
+      this.failures++
+      if (this.failures < this.threshold) return
+      this.log().warn({ cache: this.name, err }, 'cache backend failing; serving without cache until it recovers')
+    }
+    this.state = OPEN
+    this.retryAt = Date.now() + this.cooldownMs
+  }
+}

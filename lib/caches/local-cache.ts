@@ -1,0 +1,143 @@
+import { LRUCache } from 'lru-cache'
+import { entrySize, retentionSeconds, type CacheEntry } from '../entry'
+import { globToRegExp } from '../cache-key'
+import { InvalidOptionError } from '../errors'
+import { checkPositiveInteger } from '../validate'
+import { EmberCache, type CacheOptions, type LookupResult } from './cache'
+
+export interface LocalCacheOptions extends CacheOptions {
+  /** Most entries kept (variants count one each); least recently used go first. Default 10 000. */
+  max?: number
+  /** Most bytes kept (bodies plus headers, approximately). Default: unbounded. */
+  maxSize?: number
+}
+
+const DEFAULT_MAX = 10_000
+// Separates a key from its variant inside the LRU. A control character cannot come from a URL,
+// so no request key collides with a variant id, and patterns only ever see the key part.
+const VARIANT_SEPARATOR = '\u0000'
+
+/**
+ * Entries held in this process, as decoded objects: a hit costs a Map lookup, no decoding.
+ * Variants and tags are indexed so that invalidation is exact and needs no full scan.
+ */
+export abstract class LocalCache extends EmberCache {
+  readonly inProcess = true
+  protected readonly entries: LRUCache<string, CacheEntry>
+  private readonly variantsByKey = new Map<string, Set<string>>()
+  private readonly idsByTag = new Map<string, Set<string>>()
+
+  constructor (where: string, options: LocalCacheOptions | undefined, allowed: readonly string[]) {
+    super(where, options, ['max', 'maxSize', ...allowed], '')
+    checkPositiveInteger(where + '.max', options?.max)
+    checkPositiveInteger(where + '.maxSize', options?.maxSize)
+    const maxSize = options?.maxSize
+    this.entries = new LRUCache<string, CacheEntry>({
+      max: options?.max ?? DEFAULT_MAX,
+      ...(maxSize === undefined ? {} : { maxSize, sizeCalculation: entrySize }),
+      disposeAfter: (entry, id, reason) => {
+        // A replaced value keeps its id; its index entries were just written again by store().
+        if (reason !== 'set') this.unindex(id, entry)
+      }
+    })
+  }
+
+  lookup (key: string, variant: string): LookupResult {
+    return this.entries.get(variant === '' ? key : key + VARIANT_SEPARATOR + variant)
+  }
+
+  store (key: string, variant: string, entry: CacheEntry): void {
+    const id = variant === '' ? key : key + VARIANT_SEPARATOR + variant
+    this.entries.set(id, entry, { ttl: retentionSeconds(entry) * 1000 })
+    // maxSize may refuse an entry larger than the whole cache: then there is nothing to index.
+    if (!this.entries.has(id)) return
+    if (variant !== '') addTo(this.variantsByKey, key, id)
+    for (const tag of entry.tags) addTo(this.idsByTag, tag, id)
+  }
+
+  protected removeKeys (keys: string[]): void {
+    for (const key of keys) {
+      this.entries.delete(key)
+      const variants = this.variantsByKey.get(key)
+      if (variants === undefined) continue
+      for (const id of [...variants]) this.entries.delete(id)
+    }
+  }
+
+  protected removePattern (pattern: string): void {
+    const matcher = globToRegExp(pattern)
+    for (const id of [...this.entries.keys()]) {
+      const cut = id.indexOf(VARIANT_SEPARATOR)
+      if (matcher.test(cut === -1 ? id : id.slice(0, cut))) this.entries.delete(id)
+    }
+  }
+
+  protected removeTags (tags: string[]): void {
+    for (const tag of tags) {
+      const ids = this.idsByTag.get(tag)
+      if (ids === undefined) continue
+      for (const id of [...ids]) this.entries.delete(id)
+      this.idsByTag.delete(tag)
+    }
+  }
+
+  /** Number of entries held, variants included. */
+  get size (): number {
+    return this.entries.size
+  }
+
+  protected override async shutdown (): Promise<void> {
+    this.entries.clear()
+  }
+
+  private unindex (id: string, entry: CacheEntry): void {
+    const cut = id.indexOf(VARIANT_SEPARATOR)
+    if (cut !== -1) removeFrom(this.variantsByKey, id.slice(0, cut), id)
+    for (const tag of entry.tags) removeFrom(this.idsByTag, tag, id)
+  }
+}
+
+function addTo (index: Map<string, Set<string>>, name: string, id: string): void {
+  const ids = index.get(name)
+  if (ids === undefined) index.set(name, new Set([id]))
+  else ids.add(id)
+}
+
+function removeFrom (index: Map<string, Set<string>>, name: string, id: string): void {
+  const ids = index.get(name)
+  if (ids === undefined) return
+  ids.delete(id)
+  if (ids.size === 0) index.delete(name)
+}
+
+/** In-process LRU with TTL: the embedded default, no server needed. */
+export class MemoryCache extends LocalCache {
+  readonly kind = 'memory'
+  constructor (options?: LocalCacheOptions) {
+    super('MemoryCache', options, [])
+  }
+}
+
+export type StaticCacheOptions = Omit<LocalCacheOptions, 'ttl' | 'staleWhileRevalidate' | 'staleIfError'>
+
+/**
+ * For responses that never change (build info, static config): stored on the first cacheable
+ * response and served from memory until invalidated or evicted. Entries never expire; `max`
+ * bounds a route with many URLs.
+ */
+export class StaticCache extends LocalCache {
+  readonly kind = 'static'
+  constructor (options?: StaticCacheOptions) {
+    super('StaticCache', staticOptions(options), [])
+  }
+}
+
+function staticOptions (options: StaticCacheOptions | undefined): LocalCacheOptions | undefined {
+  if (options === undefined) return { ttl: 0 }
+  if (options === null || typeof options !== 'object' || Array.isArray(options)) return options
+  for (const name of ['ttl', 'staleWhileRevalidate', 'staleIfError']) {
+    // A TTL on a static cache is a contradiction: say so rather than ignore it.
+    if (name in options) throw new InvalidOptionError('StaticCache.' + name, 'static entries never expire; use MemoryCache for a TTL')
+  }
+  return { ...options, ttl: 0 }
+}

@@ -1,0 +1,180 @@
+import { Redis, Cluster, type RedisOptions, type ClusterNode, type ClusterOptions } from 'ioredis'
+import type { CacheEntry } from '../entry'
+import { escapeGlob } from '../cache-key'
+import { InvalidOptionError } from '../errors'
+import { checkBoolean, checkObject, checkPositiveInteger, checkString, describe } from '../validate'
+import { RemoteCache, type RemoteCacheOptions } from './remote-cache'
+
+export interface RedisCacheOptions extends RemoteCacheOptions {
+  /** `redis://[:password@]host:port[/db]`. */
+  url?: string
+  /** ioredis connection options (host, port, password, tls, ...), merged over ours. */
+  redisOptions?: RedisOptions
+  /** Redis Cluster seed nodes; the cache then uses an ioredis Cluster client. */
+  clusterNodes?: ClusterNode[]
+  /** ioredis Cluster options, with `clusterNodes`. */
+  clusterOptions?: ClusterOptions
+  /** An existing ioredis Redis or Cluster client (for example `fastify.redis`). Not closed by us. */
+  client?: Redis | Cluster
+  /** Close a client passed in `client` when the app closes. Default false. */
+  closeClient?: boolean
+  /** Keys asked per SCAN step during pattern invalidation. Default 500. */
+  scanCount?: number
+}
+
+const REDIS_OPTIONS = ['url', 'redisOptions', 'clusterNodes', 'clusterOptions', 'client', 'closeClient', 'scanCount']
+// Tag sets live beside the entries. Entries are hashes and tag sets are sets, so pattern
+// invalidation (SCAN ... TYPE hash) never takes a tag set for an entry.
+const TAG_INFIX = '#tag:'
+
+/**
+ * Entries in Redis, shared by every instance. One key per cache key: a hash whose fields are
+ * the variants, so a key and all its variants expire and invalidate as one (one slot on a
+ * Cluster). Tags are sets of keys. Pattern invalidation SCANs every master, never KEYS.
+ */
+export class RedisCache extends RemoteCache {
+  readonly kind = 'redis'
+  /** The ioredis client (Redis or Cluster). */
+  readonly client: Redis | Cluster
+  private readonly ownsClient: boolean
+  private readonly scanCount: number
+
+  constructor (options: RedisCacheOptions) {
+    checkObject('RedisCache', options)
+    super('RedisCache', options, REDIS_OPTIONS)
+    checkString('RedisCache.url', options.url)
+    checkObject('RedisCache.redisOptions', options.redisOptions)
+    checkObject('RedisCache.clusterOptions', options.clusterOptions)
+    checkBoolean('RedisCache.closeClient', options.closeClient)
+    checkPositiveInteger('RedisCache.scanCount', options.scanCount)
+    if (options.clusterNodes !== undefined && (!Array.isArray(options.clusterNodes) || options.clusterNodes.length === 0)) {
+      throw new InvalidOptionError('RedisCache.clusterNodes', 'expected a non-empty array of cluster nodes, got ' + describe(options.clusterNodes))
+    }
+    this.scanCount = options.scanCount ?? 500
+    if (options.client !== undefined) {
+      if (!(options.client instanceof Redis) && !(options.client instanceof Cluster)) {
+        throw new InvalidOptionError('RedisCache.client', 'expected an ioredis Redis or Cluster client, got ' + describe(options.client))
+      }
+      this.client = options.client
+      this.ownsClient = options.closeClient ?? false
+      return
+    }
+    if (options.url === undefined && options.redisOptions === undefined && options.clusterNodes === undefined) {
+      throw new InvalidOptionError('RedisCache', 'give one of url, redisOptions, clusterNodes or client')
+    }
+    this.ownsClient = true
+    const ours: RedisOptions = {
+      lazyConnect: true,
+      // Commands must fail fast while disconnected, not wait in an unbounded queue.
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 1,
+      commandTimeout: this.commandTimeout,
+      connectTimeout: this.connectTimeout,
+      enableAutoPipelining: true,
+      retryStrategy: (times) => Math.min(times * 100, 2000)
+    }
+    if (options.clusterNodes !== undefined) {
+      this.client = new Cluster(options.clusterNodes, {
+        lazyConnect: true,
+        enableOfflineQueue: false,
+        enableAutoPipelining: true,
+        clusterRetryStrategy: (times) => Math.min(times * 100, 2000),
+        ...options.clusterOptions,
+        redisOptions: { ...ours, ...options.clusterOptions?.redisOptions }
+      })
+    } else if (options.url !== undefined) {
+      this.client = new Redis(options.url, { ...ours, ...options.redisOptions })
+    } else {
+      this.client = new Redis({ ...ours, ...options.redisOptions })
+    }
+    // ioredis emits 'error' on every failed reconnect; the breaker logs incidents instead.
+    this.client.on('error', () => {})
+  }
+
+  protected async readBytes (key: string, variant: string): Promise<Buffer | null> {
+    return await this.client.hgetBuffer(this.keyPrefix + key, variant)
+  }
+
+  protected async writeBytes (key: string, variant: string, bytes: Buffer, retention: number, entry: CacheEntry): Promise<void> {
+    const redisKey = this.keyPrefix + key
+    const writes: Array<Promise<unknown>> = [this.client.hset(redisKey, variant, bytes)]
+    // The hash lives as long as its longest-lived variant; each variant's own freshness is
+    // checked from its envelope when read.
+    if (retention > 0) writes.push(this.client.expire(redisKey, retention))
+    else writes.push(this.client.persist(redisKey))
+    for (const tag of entry.tags) {
+      const tagKey = this.keyPrefix + TAG_INFIX + tag
+      writes.push(this.client.sadd(tagKey, key))
+      if (retention > 0) {
+        // Keep the tag set at least as long as any entry it names (GT on an existing TTL,
+        // NX on a new set).
+        writes.push(this.client.expire(tagKey, retention, 'GT'), this.client.expire(tagKey, retention, 'NX'))
+      } else writes.push(this.client.persist(tagKey))
+    }
+    await Promise.all(writes)
+  }
+
+  protected async removeKeys (keys: string[]): Promise<void> {
+    // One UNLINK per key: on a Cluster, keys live in different slots.
+    await this.guarded(() => Promise.all(keys.map((key) => this.client.unlink(this.keyPrefix + key))))
+  }
+
+  protected async removePattern (pattern: string): Promise<void> {
+    const match = escapeGlob(this.keyPrefix) + pattern
+    await this.guarded(() => Promise.all(this.masters().map((node) => this.scanAndUnlink(node, match))))
+  }
+
+  protected async removeTags (tags: string[]): Promise<void> {
+    await this.guarded(async () => {
+      for (const tag of tags) {
+        const tagKey = this.keyPrefix + TAG_INFIX + tag
+        const keys = await this.client.smembers(tagKey)
+        await Promise.all(keys.map((key) => this.client.unlink(this.keyPrefix + key)))
+        await this.client.unlink(tagKey)
+      }
+    })
+  }
+
+  protected async connectBackend (): Promise<void> {
+    const status = this.client.status
+    if (status === 'wait' || status === 'end') await this.client.connect()
+    else if (status !== 'ready') await waitUntilReady(this.client)
+  }
+
+  protected async disconnectBackend (): Promise<void> {
+    if (!this.ownsClient) return
+    try {
+      await this.client.quit()
+    } catch {
+      // Already gone (server down): make sure no reconnect timer outlives the app.
+      this.client.disconnect()
+    }
+  }
+
+  private masters (): Redis[] {
+    return this.client instanceof Cluster ? this.client.nodes('master') : [this.client]
+  }
+
+  private async scanAndUnlink (node: Redis, match: string): Promise<void> {
+    let cursor = '0'
+    do {
+      const [next, keys] = await node.scan(cursor, 'MATCH', match, 'COUNT', this.scanCount, 'TYPE', 'hash')
+      cursor = next
+      // Keys from one master may still sit in different slots: unlink them one by one, pipelined.
+      if (keys.length > 0) await Promise.all(keys.map((key) => node.unlink(key)))
+    } while (cursor !== '0')
+  }
+}
+
+function waitUntilReady (client: Redis | Cluster): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onReady = (): void => { cleanup(); resolve() }
+    const onEnd = (): void => { cleanup(); reject(new Error('redis connection ended')) }
+    const cleanup = (): void => {
+      client.off('ready', onReady)
+      client.off('end', onEnd)
+    }
+    client.once('ready', onReady)
+    client.once('end', onEnd)
+  })
+}

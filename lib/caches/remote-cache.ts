@@ -1,0 +1,122 @@
+import { decodeEntry, encodeEntry, retentionSeconds, type CacheEntry } from '../entry'
+import { BackendTimeoutError, CircuitOpenError } from '../errors'
+import { checkObject, checkPositiveInteger } from '../validate'
+import { BYPASS, EmberCache, type CacheOptions, type LookupResult } from './cache'
+import { CircuitBreaker, type CircuitBreakerOptions } from './circuit-breaker'
+
+export interface RemoteCacheOptions extends CacheOptions {
+  /** Milliseconds a read or write may take before the request goes on without cache. Default 200. */
+  commandTimeout?: number
+  /** Milliseconds `onReady` waits for the first connection; the app starts anyway after it. Default 2000. */
+  connectTimeout?: number
+  /** When to stop asking a failing backend. Default { threshold: 3, cooldownMs: 1000 }. */
+  circuitBreaker?: CircuitBreakerOptions
+}
+
+export const REMOTE_OPTION_NAMES = ['commandTimeout', 'connectTimeout', 'circuitBreaker']
+const DEFAULT_COMMAND_TIMEOUT = 200
+const DEFAULT_CONNECT_TIMEOUT = 2000
+
+/**
+ * A cache whose entries live in a server shared by every instance. Entries cross the wire as
+ * the binary envelope; a backend that fails, hangs or is down answers BYPASS (a miss that is
+ * not stored) instead of an error, and the circuit breaker keeps that fast.
+ */
+export abstract class RemoteCache extends EmberCache {
+  readonly inProcess = false
+  readonly commandTimeout: number
+  readonly connectTimeout: number
+  protected readonly breaker: CircuitBreaker
+
+  constructor (where: string, options: RemoteCacheOptions | undefined, allowed: readonly string[]) {
+    super(where, options, [...REMOTE_OPTION_NAMES, ...allowed], 'ember:')
+    checkPositiveInteger(where + '.commandTimeout', options?.commandTimeout)
+    checkPositiveInteger(where + '.connectTimeout', options?.connectTimeout)
+    checkObject(where + '.circuitBreaker', options?.circuitBreaker)
+    checkPositiveInteger(where + '.circuitBreaker.threshold', options?.circuitBreaker?.threshold)
+    checkPositiveInteger(where + '.circuitBreaker.cooldownMs', options?.circuitBreaker?.cooldownMs)
+    this.commandTimeout = options?.commandTimeout ?? DEFAULT_COMMAND_TIMEOUT
+    this.connectTimeout = options?.connectTimeout ?? DEFAULT_CONNECT_TIMEOUT
+    this.breaker = new CircuitBreaker(where, () => this.log, options?.circuitBreaker)
+  }
+
+  /** The stored envelope for a key and variant, or null. May reject: the caller fails open. */
+  protected abstract readBytes (key: string, variant: string): Promise<Buffer | null | undefined>
+  /** Stores an envelope for `retention` seconds (0 = no expiry). May reject. */
+  protected abstract writeBytes (key: string, variant: string, bytes: Buffer, retention: number, entry: CacheEntry): Promise<void>
+  protected abstract connectBackend (): Promise<void>
+  protected abstract disconnectBackend (): Promise<void>
+
+  /** Backends that check tags at read time say here whether an entry's tags are still valid. */
+  protected tagsStillValid (_entry: CacheEntry): boolean | Promise<boolean> {
+    return true
+  }
+
+  /** Backends that check tags at read time record the tags' current versions here. */
+  protected async stampTags (_entry: CacheEntry): Promise<void> {}
+
+  async lookup (key: string, variant: string): Promise<LookupResult> {
+    if (!this.breaker.allows()) return BYPASS
+    try {
+      let entry = decodeEntry(await this.readBytes(key, variant))
+      if (entry !== undefined && entry.tags.length > 0 && !(await this.tagsStillValid(entry))) entry = undefined
+      this.breaker.succeeded()
+      return entry
+    } catch (err) {
+      this.breaker.failed(err)
+      return BYPASS
+    }
+  }
+
+  async store (key: string, variant: string, entry: CacheEntry): Promise<void> {
+    if (!this.breaker.allows()) return
+    try {
+      if (entry.tags.length > 0) await this.stampTags(entry)
+      await this.writeBytes(key, variant, encodeEntry(entry), retentionSeconds(entry), entry)
+      this.breaker.succeeded()
+    } catch (err) {
+      this.breaker.failed(err)
+    }
+  }
+
+  /** Runs an invalidation command, failing fast while the circuit is open. */
+  protected async guarded<T> (run: () => Promise<T>): Promise<T> {
+    if (!this.breaker.allows()) throw new CircuitOpenError(this.kind)
+    try {
+      const result = await run()
+      this.breaker.succeeded()
+      return result
+    } catch (err) {
+      this.breaker.failed(err)
+      throw err
+    }
+  }
+
+  protected override async open (): Promise<void> {
+    try {
+      await withTimeout(this.connectBackend(), this.connectTimeout, this.kind + ' connect')
+    } catch (err) {
+      // Fail open: the app starts and serves without cache; the client keeps reconnecting.
+      this.breaker.failed(err)
+      this.log.warn({ cache: this.kind, err }, 'cache backend unreachable at start-up; serving without cache until it answers')
+    }
+  }
+
+  protected override async shutdown (): Promise<void> {
+    await this.disconnectBackend()
+  }
+}
+
+/** Rejects with BackendTimeoutError when `promise` takes longer than `ms`. */
+export function withTimeout<T> (promise: Promise<T>, ms: number, what: string): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new BackendTimeoutError(what, ms)), ms)
+    promise.then((value) => {
+      clearTimeout(timer)
+      resolve(value)
+    }, (err: unknown) => {
+      clearTimeout(timer)
+      reject(err)
+    })
+  })
+}

@@ -1,0 +1,166 @@
+// The stored entry and its versioned binary envelope. This is the only place that turns an
+// entry into bytes and back: stores move bytes (remote) or entry objects (in-process).
+
+/** Header values as replayed: names are lower-case. */
+export type StoredHeaders = Record<string, string | string[]>
+
+export const ENTRY_RESPONSE = 1
+export const ENTRY_VALUE = 2
+
+export interface CacheEntry {
+  /** ENTRY_RESPONSE for an HTTP response, ENTRY_VALUE for a cache-aside JSON value. */
+  kind: number
+  status: number
+  headers: StoredHeaders
+  body: Buffer
+  /** Epoch milliseconds when the origin produced this entry. */
+  storedAt: number
+  /** Freshness lifetime in seconds; 0 means it never goes stale. */
+  ttl: number
+  /** Seconds past freshness during which it may be served while one refresh runs. */
+  staleWhileRevalidate: number
+  /** Seconds past freshness during which it may replace an origin error. */
+  staleIfError: number
+  tags: string[]
+  /**
+   * Per-tag version seen at store time, parallel to `tags`. Only backends that check tags at
+   * read time (Memcached) fill it; elsewhere it is empty.
+   */
+  tagVersions: string[]
+}
+
+const MAGIC_0 = 0xeb
+const MAGIC_1 = 0xca
+export const ENVELOPE_VERSION = 1
+// magic(2) version(1) kind(1) status(2) storedAt(8) ttl(4) swr(4) sie(4) tags(2) headers(2) body(4)
+const FIXED_BYTES = 32
+
+/** Milliseconds after storedAt when the entry stops being fresh (Infinity for ttl 0). */
+export function freshUntil (entry: CacheEntry): number {
+  return entry.ttl === 0 ? Infinity : entry.storedAt + entry.ttl * 1000
+}
+
+/** Seconds the backend must keep the entry: freshness plus the longest grace window. */
+export function retentionSeconds (entry: CacheEntry): number {
+  if (entry.ttl === 0) return 0
+  return entry.ttl + Math.max(entry.staleWhileRevalidate, entry.staleIfError)
+}
+
+/** Approximate in-memory size, for byte-bounded LRUs. */
+export function entrySize (entry: CacheEntry): number {
+  let size = entry.body.length + 64
+  for (const name in entry.headers) {
+    const value = entry.headers[name]
+    size += name.length + (typeof value === 'string' ? value.length : value.join('').length)
+  }
+  for (const tag of entry.tags) size += tag.length
+  return size
+}
+
+export function encodeEntry (entry: CacheEntry): Buffer {
+  const parts: Buffer[] = []
+  let size = FIXED_BYTES
+  const strings = (value: string): Buffer => {
+    const bytes = Buffer.from(value, 'utf8')
+    parts.push(bytes)
+    return bytes
+  }
+  for (let i = 0; i < entry.tags.length; i++) {
+    size += 4 + strings(entry.tags[i]).length + strings(entry.tagVersions[i] ?? '').length
+  }
+  let headerCount = 0
+  for (const name in entry.headers) {
+    const value = entry.headers[name]
+    const values = typeof value === 'string' ? [value] : value
+    for (const one of values) {
+      size += 6 + strings(name).length + strings(String(one)).length
+      headerCount++
+    }
+  }
+  size += entry.body.length
+
+  const out = Buffer.allocUnsafe(size)
+  let offset = 0
+  out[offset++] = MAGIC_0
+  out[offset++] = MAGIC_1
+  out[offset++] = ENVELOPE_VERSION
+  out[offset++] = entry.kind
+  offset = out.writeUInt16BE(entry.status, offset)
+  offset = out.writeDoubleBE(entry.storedAt, offset)
+  offset = out.writeUInt32BE(entry.ttl, offset)
+  offset = out.writeUInt32BE(entry.staleWhileRevalidate, offset)
+  offset = out.writeUInt32BE(entry.staleIfError, offset)
+  let part = 0
+  offset = out.writeUInt16BE(entry.tags.length, offset)
+  for (let i = 0; i < entry.tags.length; i++) {
+    offset = writeShortBytes(out, offset, parts[part++])
+    offset = writeShortBytes(out, offset, parts[part++])
+  }
+  offset = out.writeUInt16BE(headerCount, offset)
+  for (let i = 0; i < headerCount; i++) {
+    offset = writeShortBytes(out, offset, parts[part++])
+    const value = parts[part++]
+    offset = out.writeUInt32BE(value.length, offset)
+    offset += value.copy(out, offset)
+  }
+  offset = out.writeUInt32BE(entry.body.length, offset)
+  entry.body.copy(out, offset)
+  return out
+}
+
+function writeShortBytes (out: Buffer, offset: number, bytes: Buffer): number {
+  offset = out.writeUInt16BE(bytes.length, offset)
+  return offset + bytes.copy(out, offset)
+}
+
+/**
+ * Decodes an envelope. Anything that is not exactly a valid envelope of this version (corrupt,
+ * truncated, foreign or older data) returns undefined, which callers treat as a miss.
+ */
+export function decodeEntry (data: Buffer | null | undefined): CacheEntry | undefined {
+  if (data == null || data.length < FIXED_BYTES) return undefined
+  if (data[0] !== MAGIC_0 || data[1] !== MAGIC_1 || data[2] !== ENVELOPE_VERSION) return undefined
+  try {
+    let offset = 3
+    const kind = data[offset++]
+    const status = data.readUInt16BE(offset); offset += 2
+    const storedAt = data.readDoubleBE(offset); offset += 8
+    const ttl = data.readUInt32BE(offset); offset += 4
+    const staleWhileRevalidate = data.readUInt32BE(offset); offset += 4
+    const staleIfError = data.readUInt32BE(offset); offset += 4
+    const tagCount = data.readUInt16BE(offset); offset += 2
+    const tags: string[] = []
+    const tagVersions: string[] = []
+    for (let i = 0; i < tagCount; i++) {
+      let len = data.readUInt16BE(offset); offset += 2
+      tags.push(readString(data, offset, len)); offset += len
+      len = data.readUInt16BE(offset); offset += 2
+      tagVersions.push(readString(data, offset, len)); offset += len
+    }
+    const headerCount = data.readUInt16BE(offset); offset += 2
+    const headers: StoredHeaders = {}
+    for (let i = 0; i < headerCount; i++) {
+      const nameLen = data.readUInt16BE(offset); offset += 2
+      const name = readString(data, offset, nameLen); offset += nameLen
+      const valueLen = data.readUInt32BE(offset); offset += 4
+      const value = readString(data, offset, valueLen); offset += valueLen
+      const previous = headers[name]
+      if (previous === undefined) headers[name] = value
+      else headers[name] = typeof previous === 'string' ? [previous, value] : [...previous, value]
+    }
+    const bodyLen = data.readUInt32BE(offset); offset += 4
+    if (offset + bodyLen !== data.length) return undefined
+    if ((kind !== ENTRY_RESPONSE && kind !== ENTRY_VALUE) || !Number.isFinite(storedAt)) return undefined
+    // Copy so a pooled or shared input buffer cannot change the body later.
+    const body = Buffer.from(data.subarray(offset, offset + bodyLen))
+    return { kind, status, headers, body, storedAt, ttl, staleWhileRevalidate, staleIfError, tags, tagVersions }
+  } catch {
+    // A length field pointing past the end: RangeError from the reads above.
+    return undefined
+  }
+}
+
+function readString (data: Buffer, offset: number, len: number): string {
+  if (offset + len > data.length) throw new RangeError('truncated envelope')
+  return data.toString('utf8', offset, offset + len)
+}

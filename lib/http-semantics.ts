@@ -1,0 +1,104 @@
+import { createHash } from 'node:crypto'
+import type { StoredHeaders } from './entry'
+
+// The HTTP caching rules this plugin follows, in one place. Section numbers cite RFC 9110
+// (semantics), RFC 9111 (caching), RFC 9211 (Cache-Status) and RFC 5861 (stale extensions).
+
+/** Parsed Cache-Control: directive name (lower-case) -> argument ('' when it has none). */
+export type Directives = Map<string, string>
+
+const EMPTY_DIRECTIVES: Directives = new Map()
+
+// RFC 9110 §7.6.1: hop-by-hop fields are never stored. Set-Cookie is personal (RFC 9111 §7.3),
+// content-length and date are recomputed per response, age is ours to set on a hit.
+const NOT_STORED = new Set([
+  'connection', 'keep-alive', 'proxy-authenticate', 'proxy-authorization', 'proxy-connection',
+  'te', 'trailer', 'transfer-encoding', 'upgrade', 'set-cookie', 'content-length', 'date', 'age'
+])
+
+/** RFC 9111 §5.2: Cache-Control is a comma list of `name` or `name=value` (value maybe quoted). */
+export function parseCacheControl (header: string | string[] | number | undefined): Directives {
+  if (header === undefined) return EMPTY_DIRECTIVES
+  const text = Array.isArray(header) ? header.join(',') : String(header)
+  if (text.length === 0) return EMPTY_DIRECTIVES
+  const directives: Directives = new Map()
+  for (const part of text.split(',')) {
+    const eq = part.indexOf('=')
+    const name = (eq === -1 ? part : part.slice(0, eq)).trim().toLowerCase()
+    if (name.length === 0) continue
+    let value = eq === -1 ? '' : part.slice(eq + 1).trim()
+    if (value.length >= 2 && value[0] === '"' && value[value.length - 1] === '"') value = value.slice(1, -1)
+    // RFC 9111 §4.2.1: when a directive repeats, the first occurrence wins.
+    if (!directives.has(name)) directives.set(name, value)
+  }
+  return directives
+}
+
+/** A delta-seconds argument (RFC 9111 §1.2.2), or undefined when absent or not a number. */
+export function deltaSeconds (directives: Directives, name: string): number | undefined {
+  const raw = directives.get(name)
+  if (raw === undefined || !/^\d+$/.test(raw)) return undefined
+  return Number(raw)
+}
+
+/**
+ * Why a response produced by the handler may not be stored, or undefined when it may.
+ * RFC 9111 §3: no-store and private forbid a shared cache to store; Set-Cookie is personal.
+ */
+export function refusalReason (statusCode: number, allowedStatus: Set<number>, headers: Record<string, unknown>, responseDirectives: Directives): string | undefined {
+  if (!allowedStatus.has(statusCode)) return 'status'
+  if (headers['set-cookie'] !== undefined) return 'set-cookie'
+  if (responseDirectives.has('no-store')) return 'no-store'
+  if (responseDirectives.has('private')) return 'private'
+  // RFC 9110 §12.5.5: Vary: * means the response depends on things outside the request.
+  const vary = headers.vary
+  if (typeof vary === 'string' && vary.trim() === '*') return 'vary-star'
+  return undefined
+}
+
+/** Copies the headers worth replaying, with lower-case names and string values. */
+export function storableHeaders (headers: Record<string, unknown>, cacheHeaderName: string | false): StoredHeaders {
+  const stored: StoredHeaders = {}
+  for (const name in headers) {
+    if (NOT_STORED.has(name) || name === cacheHeaderName) continue
+    const value = headers[name]
+    if (value === undefined) continue
+    stored[name] = Array.isArray(value) ? value.map(String) : String(value)
+  }
+  return stored
+}
+
+/** A strong validator computed once, when the entry is stored (RFC 9110 §8.8.3). */
+export function computeEtag (body: Buffer): string {
+  return '"' + createHash('sha1').update(body).digest('base64url') + '"'
+}
+
+/** RFC 9110 §13.1.2: If-None-Match uses weak comparison; `*` matches any current entity. */
+export function ifNoneMatchHits (header: string, etag: string): boolean {
+  if (header.trim() === '*') return true
+  const opaque = stripWeak(etag)
+  for (const candidate of header.split(',')) {
+    if (stripWeak(candidate.trim()) === opaque) return true
+  }
+  return false
+}
+
+function stripWeak (tag: string): string {
+  return tag.startsWith('W/') ? tag.slice(2) : tag
+}
+
+/** RFC 9110 §13.1.3: not modified when Last-Modified is no later than If-Modified-Since. */
+export function notModifiedSince (ifModifiedSince: string, lastModified: string | string[] | undefined): boolean {
+  if (typeof lastModified !== 'string') return false
+  const since = Date.parse(ifModifiedSince)
+  const modified = Date.parse(lastModified)
+  return Number.isFinite(since) && Number.isFinite(modified) && modified <= since
+}
+
+/** Cache-Control sent with a cached route's response when the handler set none (RFC 9111 §5.2.2). */
+export function freshnessHeader (remainingSeconds: number, ttl: number, isPrivate: boolean): string {
+  const scope = isPrivate ? 'private' : 'public'
+  // ttl 0 keeps the entry forever on the server, but clients must ask again every time.
+  if (ttl === 0) return scope + ', no-cache'
+  return scope + ', max-age=' + remainingSeconds
+}

@@ -1,0 +1,123 @@
+import { randomBytes } from 'node:crypto'
+import fp from 'fastify-plugin'
+import type { FastifyInstance, FastifyReply } from 'fastify'
+import '../types/fastify'
+import type { EmberCacheDecorator } from '../types/fastify'
+import { EmberCache, type InvalidationTarget } from './caches/cache'
+import { MemoryCache, StaticCache } from './caches/local-cache'
+import { RedisCache } from './caches/redis-cache'
+import { MemcachedCache } from './caches/memcached-cache'
+import { InvalidOptionError } from './errors'
+import { buildWriteHook, compileTargets, invalidateAll } from './invalidation'
+import { resolvePluginOptions, resolveRouteOptions, type CacheMode, type EmberCachePluginOptions, type RouteSettings } from './options'
+import { buildLookupHook, buildRefresher, buildStoreHook, kState } from './route-hooks'
+
+const kSettings = Symbol('ember-cache.settings')
+const READ_METHODS = new Set(['GET', 'HEAD'])
+const WRITE_METHODS = new Set(['POST', 'PUT', 'PATCH', 'DELETE'])
+const WRITE_THROUGH_METHODS = new Set(['PUT', 'PATCH'])
+
+async function emberCachePlugin (fastify: FastifyInstance, options: EmberCachePluginOptions): Promise<void> {
+  const opts = resolvePluginOptions(options)
+  /** Every cache a route uses: connected once in onReady, closed once in onClose. */
+  const caches = new Set<EmberCache>()
+  const modeCaches = new Map<CacheMode, EmberCache>()
+  // Marks our own background refresh requests; random so a client cannot forge one.
+  const refreshToken = randomBytes(16).toString('hex')
+  const refresh = buildRefresher((injectOptions) => fastify.inject(injectOptions), refreshToken)
+
+  function cacheForMode (mode: CacheMode, where: string): EmberCache {
+    let cache = modeCaches.get(mode)
+    if (cache === undefined) {
+      cache = createModeCache(mode, where)
+      modeCaches.set(mode, cache)
+    }
+    return cache
+  }
+
+  function createModeCache (mode: CacheMode, where: string): EmberCache {
+    const keyPrefix = opts.keyPrefix === undefined ? {} : { keyPrefix: opts.keyPrefix }
+    switch (mode) {
+      case 'static': return new StaticCache({ ...keyPrefix, ...opts.static })
+      case 'memory': return new MemoryCache({ ...keyPrefix, ...opts.memory })
+      case 'redis':
+        if (opts.redis === undefined) throw new InvalidOptionError(where, "mode 'redis' needs the plugin option redis: { url } (or a RedisCache object on the route)")
+        return new RedisCache({ ...keyPrefix, ...opts.redis })
+      case 'memcached':
+        if (opts.memcached === undefined) throw new InvalidOptionError(where, "mode 'memcached' needs the plugin option memcached: { servers } (or a MemcachedCache object on the route)")
+        return new MemcachedCache({ ...keyPrefix, ...opts.memcached })
+    }
+  }
+
+  const decorator: EmberCacheDecorator = {
+    invalidate: (target: InvalidationTarget) => invalidateAll(caches, target, fastify.log),
+    get caches () { return [...caches] }
+  }
+  fastify.decorate('emberCache', decorator)
+  fastify.decorateRequest(kState as unknown as string, null)
+  fastify.decorateReply('cacheInvalidate', function (this: FastifyReply, target: InvalidationTarget): Promise<void> {
+    const settings = (this.request.routeOptions.config as unknown as Record<symbol, RouteSettings | undefined>)[kSettings]
+    return invalidateAll(settings === undefined ? caches : [settings.cache], target, this.log)
+  })
+
+  fastify.addHook('onRoute', (routeOptions) => {
+    const config = (routeOptions.config as { cache?: unknown } | undefined)?.cache
+    if (config === undefined) return
+    const methods = (Array.isArray(routeOptions.method) ? routeOptions.method : [routeOptions.method]).map((m) => m.toUpperCase())
+    const label = methods.join(',') + ' ' + routeOptions.url
+    const settings = resolveRouteOptions(config, label, opts, cacheForMode)
+    caches.add(settings.cache)
+    // A new object: the automatic HEAD route still holds the user's original config.
+    routeOptions.config = { ...routeOptions.config, [kSettings]: settings } as typeof routeOptions.config
+    if (methods.every((m) => READ_METHODS.has(m))) {
+      if (settings.writeThrough || settings.invalidate.length > 0) {
+        throw new InvalidOptionError(label + ' config.cache.' + (settings.writeThrough ? 'writeThrough' : 'invalidate'), 'belongs on a write route (POST, PUT, PATCH, DELETE)')
+      }
+      if (!opts.enabled) return
+      routeOptions.preHandler = appendHook(routeOptions.preHandler, buildLookupHook(settings, refresh, refreshToken))
+      if (methods.includes('GET')) routeOptions.onSend = appendHook(routeOptions.onSend, buildStoreHook(settings))
+      return
+    }
+    if (methods.every((m) => WRITE_METHODS.has(m))) {
+      if (settings.writeThrough && !methods.every((m) => WRITE_THROUGH_METHODS.has(m))) {
+        throw new InvalidOptionError(label + ' config.cache.writeThrough', 'only PUT and PATCH routes can write through')
+      }
+      const targets = compileTargets(settings.invalidate, settings.cache, label + ' config.cache.invalidate')
+      if (!opts.enabled) return
+      routeOptions.onSend = appendHook(routeOptions.onSend, buildWriteHook(settings, targets, settings.writeThrough))
+      return
+    }
+    throw new InvalidOptionError(label + ' config.cache', 'cached routes are either reads (GET, HEAD) or writes (POST, PUT, PATCH, DELETE), not ' + methods.join(', '))
+  })
+
+  fastify.addHook('onReady', async () => {
+    await Promise.all([...caches].map((cache) => cache.connect(fastify.log)))
+  })
+  fastify.addHook('onClose', async () => {
+    await Promise.all([...caches].map((cache) => cache.close()))
+  })
+}
+
+/** Adds our hook after the route's own (undefined, one function or an array), keeping theirs. */
+function appendHook<T> (existing: T | T[] | undefined, hook: T): T[] {
+  if (existing === undefined) return [hook]
+  return Array.isArray(existing) ? [...existing, hook] : [existing, hook]
+}
+
+export const emberCache = fp(emberCachePlugin, {
+  fastify: '5.x',
+  name: 'fastify-ember-cache'
+})
+
+export default emberCache
+export { EmberCache, MemoryCache, StaticCache, RedisCache, MemcachedCache }
+export { RemoteCache, type RemoteCacheOptions } from './caches/remote-cache'
+export type { CacheOptions, InvalidationTarget, SetOptions, LookupResult } from './caches/cache'
+export type { LocalCacheOptions, StaticCacheOptions } from './caches/local-cache'
+export type { RedisCacheOptions } from './caches/redis-cache'
+export type { MemcachedCacheOptions } from './caches/memcached-cache'
+export type { EmberCachePluginOptions, RouteCacheOptions, RouteCacheConfig, CacheMode } from './options'
+export type { CacheEntry } from './entry'
+export type { EmberCacheDecorator } from '../types/fastify'
+export { InvalidOptionError, InvalidTargetError, PatternNotSupportedError, BackendTimeoutError, CircuitOpenError } from './errors'
+export { urlKey } from './cache-key'

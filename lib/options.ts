@@ -1,0 +1,273 @@
+import type { FastifyRequest } from 'fastify'
+import { EmberCache } from './caches/cache'
+import type { LocalCacheOptions, StaticCacheOptions } from './caches/local-cache'
+import type { RedisCacheOptions } from './caches/redis-cache'
+import type { MemcachedCacheOptions } from './caches/memcached-cache'
+import { compileTemplate, urlKey, type KeyBuilder } from './cache-key'
+import { InvalidOptionError } from './errors'
+import {
+  checkBoolean, checkFunction, checkNonNegativeInteger, checkObject, checkSeconds,
+  checkString, checkStringArray, describe, lowerCaseHeaders, rejectUnknown
+} from './validate'
+
+export type CacheMode = 'static' | 'memory' | 'redis' | 'memcached'
+const MODES: ReadonlySet<string> = new Set(['static', 'memory', 'redis', 'memcached'])
+
+/** Plugin options, given to `app.register(emberCache, options)`. */
+export interface EmberCachePluginOptions {
+  /** false turns every cached route into a pass-through (no lookup, no store). Default true. */
+  enabled?: boolean
+  /** Seconds of freshness when neither the route nor its cache sets `ttl`. Default 60. */
+  defaultTtl?: number
+  /** Name of the hit/miss header (MISS, HIT, BYPASS, STALE); false sends none. Default 'x-cache'. */
+  header?: string | false
+  /** Response statuses that may be stored. Default: every 2xx but 206. */
+  statusCodes?: number[]
+  /** Prefix for the caches the plugin creates for `mode` routes. Default '' (in-process), 'ember:' (remote). */
+  keyPrefix?: string
+  /** Options of the shared MemoryCache behind `{ mode: 'memory' }` routes. */
+  memory?: LocalCacheOptions
+  /** Options of the shared StaticCache behind `{ mode: 'static' }` routes. */
+  static?: StaticCacheOptions
+  /** Connection options of the shared RedisCache behind `{ mode: 'redis' }` routes. */
+  redis?: RedisCacheOptions
+  /** Connection options of the shared MemcachedCache behind `{ mode: 'memcached' }` routes. */
+  memcached?: MemcachedCacheOptions
+  /** Honour request Cache-Control (no-cache, no-store, max-age, max-stale, only-if-cached). Default true. */
+  respectRequestDirectives?: boolean
+  /** Cache name in the RFC 9211 Cache-Status header; false sends none. Default 'ember'. */
+  cacheStatus?: string | false
+  /** Adds the cache key to Cache-Status (useful in development, leaks URLs to clients). Default false. */
+  debug?: boolean
+  /** Milliseconds a collapsed request waits for the request running the handler. Default 5000. */
+  collapseWait?: number
+  /** Stream payloads up to this many bytes are buffered and stored; 0 leaves streams alone. Default 0. */
+  streamMaxBytes?: number
+}
+
+/** Route options: `config: { cache: { ... } }`. */
+export interface RouteCacheOptions {
+  /** Use the plugin's shared cache of this mode. */
+  mode?: CacheMode
+  /** Use this cache object (shared with other routes). */
+  cache?: EmberCache
+  /** Seconds of freshness; 0 = never expires. Default: cache `ttl`, then plugin `defaultTtl`. */
+  ttl?: number
+  /** Tags stored with the entry, for `invalidate({ tags })`. */
+  tags?: string[] | ((request: FastifyRequest) => string[])
+  /** Request headers that select a variant. Default: the cache's `varyHeaders`. */
+  varyHeaders?: string[]
+  /** Replaces the computed key. */
+  keyFn?: (request: FastifyRequest) => string
+  /** Key template filled from params, then query: `'widget:{widgetId}'`. */
+  key?: string
+  /** Statuses that may be stored. Default: the plugin's. */
+  statusCodes?: number[]
+  /** Write routes: more targets to invalidate after a 2xx. `{name}` fills from params/query; `*` = pattern; `tags:a,b` = tags. */
+  invalidate?: string[]
+  /** PUT/PATCH routes: store the 2xx response as the GET entry of the same URL. Default false. */
+  writeThrough?: boolean
+  /** Send `Cache-Control: private` instead of public. Default false. */
+  private?: boolean
+  /** Seconds an expired entry is served while one refresh runs. Default: cache, then 0. */
+  staleWhileRevalidate?: number
+  /** Seconds an expired entry replaces an origin error. Default: cache, then 0. */
+  staleIfError?: number
+  /** Honour request Cache-Control directives on this route. Default: the plugin's. */
+  respectRequestDirectives?: boolean
+  /** Stream payloads up to this many bytes are stored. Default: the plugin's. */
+  streamMaxBytes?: number
+}
+
+export type RouteCacheConfig = EmberCache | RouteCacheOptions
+
+/** Plugin options after validation and defaults. */
+export interface ResolvedPluginOptions {
+  enabled: boolean
+  defaultTtl: number
+  header: string | false
+  statusCodes: Set<number>
+  keyPrefix: string | undefined
+  memory: LocalCacheOptions | undefined
+  static: StaticCacheOptions | undefined
+  redis: RedisCacheOptions | undefined
+  memcached: MemcachedCacheOptions | undefined
+  respectRequestDirectives: boolean
+  cacheStatus: string | false
+  debug: boolean
+  collapseWait: number
+  streamMaxBytes: number
+}
+
+/** Everything a cached route needs per request, computed once at route registration. */
+export interface RouteSettings {
+  cache: EmberCache
+  isStatic: boolean
+  ttl: number
+  tags: string[] | ((request: FastifyRequest) => string[]) | undefined
+  varyHeaders: string[]
+  /** The request's key; for write routes, the key of the GET entry of the same URL. */
+  keyOf: KeyBuilder
+  statusCodes: Set<number>
+  invalidate: string[]
+  writeThrough: boolean
+  isPrivate: boolean
+  staleWhileRevalidate: number
+  staleIfError: number
+  maxEntryBytes: number
+  streamMaxBytes: number
+  respectRequestDirectives: boolean
+  header: string | false
+  cacheStatus: string | false
+  debug: boolean
+  collapseWait: number
+}
+
+const PLUGIN_OPTIONS: ReadonlySet<string> = new Set([
+  'enabled', 'defaultTtl', 'header', 'statusCodes', 'keyPrefix', 'memory', 'static', 'redis', 'memcached',
+  'respectRequestDirectives', 'cacheStatus', 'debug', 'collapseWait', 'streamMaxBytes'
+])
+const ROUTE_OPTIONS: ReadonlySet<string> = new Set([
+  'mode', 'cache', 'ttl', 'tags', 'varyHeaders', 'keyFn', 'key', 'statusCodes', 'invalidate', 'writeThrough',
+  'private', 'staleWhileRevalidate', 'staleIfError', 'respectRequestDirectives', 'streamMaxBytes'
+])
+// RFC 9110 §15.3.7: a 206 holds part of a representation; storing it as the whole would be wrong.
+const DEFAULT_STATUS_CODES = [200, 201, 202, 203, 204, 205, 207, 208, 226]
+const DEFAULT_TTL = 60
+const DEFAULT_COLLAPSE_WAIT = 5000
+
+export function resolvePluginOptions (options: EmberCachePluginOptions | undefined): ResolvedPluginOptions {
+  checkObject('options', options)
+  const opts = options ?? {}
+  rejectUnknown('', opts, PLUGIN_OPTIONS)
+  checkBoolean('enabled', opts.enabled)
+  checkSeconds('defaultTtl', opts.defaultTtl)
+  checkHeaderName('header', opts.header)
+  checkString('keyPrefix', opts.keyPrefix)
+  for (const name of ['memory', 'static', 'redis', 'memcached'] as const) checkObject(name, opts[name])
+  checkBoolean('respectRequestDirectives', opts.respectRequestDirectives)
+  checkHeaderName('cacheStatus', opts.cacheStatus)
+  checkBoolean('debug', opts.debug)
+  checkNonNegativeInteger('collapseWait', opts.collapseWait)
+  checkNonNegativeInteger('streamMaxBytes', opts.streamMaxBytes)
+  return {
+    enabled: opts.enabled ?? true,
+    defaultTtl: opts.defaultTtl ?? DEFAULT_TTL,
+    header: opts.header === undefined ? 'x-cache' : opts.header === false ? false : opts.header.toLowerCase(),
+    statusCodes: statusSet('statusCodes', opts.statusCodes) ?? new Set(DEFAULT_STATUS_CODES),
+    keyPrefix: opts.keyPrefix,
+    memory: opts.memory,
+    static: opts.static,
+    redis: opts.redis,
+    memcached: opts.memcached,
+    respectRequestDirectives: opts.respectRequestDirectives ?? true,
+    cacheStatus: opts.cacheStatus ?? 'ember',
+    debug: opts.debug ?? false,
+    collapseWait: opts.collapseWait ?? DEFAULT_COLLAPSE_WAIT,
+    streamMaxBytes: opts.streamMaxBytes ?? 0
+  }
+}
+
+/**
+ * Merges one route's `config.cache` with its cache object and the plugin options
+ * (route > cache object > plugin > defaults). `cacheForMode` returns the plugin's shared cache.
+ */
+export function resolveRouteOptions (
+  config: unknown,
+  routeLabel: string,
+  plugin: ResolvedPluginOptions,
+  cacheForMode: (mode: CacheMode, where: string) => EmberCache
+): RouteSettings {
+  const where = routeLabel + ' config.cache'
+  const route: RouteCacheOptions = config instanceof EmberCache ? { cache: config } : checkRouteObject(where, config)
+  rejectUnknown(where + '.', route, ROUTE_OPTIONS)
+
+  let cache: EmberCache
+  if (route.cache !== undefined) {
+    if (!(route.cache instanceof EmberCache)) {
+      throw new InvalidOptionError(where + '.cache', 'expected a cache object (MemoryCache, StaticCache, RedisCache, MemcachedCache), got ' + describe(route.cache))
+    }
+    if (route.mode !== undefined) throw new InvalidOptionError(where + '.mode', 'give either mode or cache, not both')
+    cache = route.cache
+  } else {
+    if (route.mode === undefined || !MODES.has(route.mode)) {
+      throw new InvalidOptionError(where + '.mode', 'expected one of static, memory, redis, memcached (or a cache object), got ' + describe(route.mode))
+    }
+    cache = cacheForMode(route.mode, where + '.mode')
+  }
+
+  checkSeconds(where + '.ttl', route.ttl)
+  const isStatic = cache.kind === 'static'
+  if (isStatic && route.ttl !== undefined && route.ttl !== 0) {
+    throw new InvalidOptionError(where + '.ttl', 'static caches never expire; use mode memory for a TTL')
+  }
+  if (route.tags !== undefined && typeof route.tags !== 'function') checkStringArray(where + '.tags', route.tags)
+  checkFunction(where + '.keyFn', route.keyFn)
+  checkString(where + '.key', route.key)
+  if (route.keyFn !== undefined && route.key !== undefined) throw new InvalidOptionError(where + '.key', 'give either key or keyFn, not both')
+  checkStringArray(where + '.invalidate', route.invalidate)
+  checkBoolean(where + '.writeThrough', route.writeThrough)
+  checkBoolean(where + '.private', route.private)
+  checkSeconds(where + '.staleWhileRevalidate', route.staleWhileRevalidate)
+  checkSeconds(where + '.staleIfError', route.staleIfError)
+  checkBoolean(where + '.respectRequestDirectives', route.respectRequestDirectives)
+  checkNonNegativeInteger(where + '.streamMaxBytes', route.streamMaxBytes)
+
+  return {
+    cache,
+    isStatic,
+    ttl: isStatic ? 0 : route.ttl ?? cache.ttl ?? plugin.defaultTtl,
+    tags: route.tags,
+    varyHeaders: lowerCaseHeaders(where + '.varyHeaders', route.varyHeaders) ?? cache.varyHeaders ?? [],
+    keyOf: keyBuilder(route),
+    statusCodes: statusSet(where + '.statusCodes', route.statusCodes) ?? plugin.statusCodes,
+    invalidate: route.invalidate ?? [],
+    writeThrough: route.writeThrough ?? false,
+    isPrivate: route.private ?? false,
+    staleWhileRevalidate: route.staleWhileRevalidate ?? cache.staleWhileRevalidate ?? 0,
+    staleIfError: route.staleIfError ?? cache.staleIfError ?? 0,
+    maxEntryBytes: cache.maxEntryBytes,
+    streamMaxBytes: route.streamMaxBytes ?? plugin.streamMaxBytes,
+    respectRequestDirectives: route.respectRequestDirectives ?? plugin.respectRequestDirectives,
+    header: plugin.header,
+    cacheStatus: plugin.cacheStatus,
+    debug: plugin.debug,
+    collapseWait: plugin.collapseWait
+  }
+}
+
+function checkRouteObject (where: string, config: unknown): RouteCacheOptions {
+  if (config === null || typeof config !== 'object' || Array.isArray(config)) {
+    throw new InvalidOptionError(where, 'expected a cache object or { mode | cache, ...options }, got ' + describe(config))
+  }
+  return config as RouteCacheOptions
+}
+
+/** The key of the GET entry a request reads or writes: HEAD and write methods map to GET. */
+function keyBuilder (route: RouteCacheOptions): KeyBuilder {
+  const keyFn = route.keyFn
+  if (keyFn !== undefined) {
+    return (request) => {
+      const key = keyFn(request)
+      if (typeof key !== 'string' || key.length === 0) throw new InvalidOptionError('keyFn', 'must return a non-empty string, returned ' + describe(key))
+      return key
+    }
+  }
+  if (route.key !== undefined) return compileTemplate(route.key)
+  return (request) => urlKey('GET', request.url)
+}
+
+function statusSet (name: string, value: unknown): Set<number> | undefined {
+  if (value === undefined) return undefined
+  if (!Array.isArray(value) || value.length === 0 || value.some((code) => !Number.isInteger(code) || code < 100 || code > 599)) {
+    throw new InvalidOptionError(name, 'expected a non-empty array of HTTP status codes, got ' + describe(value))
+  }
+  return new Set(value as number[])
+}
+
+function checkHeaderName (name: string, value: unknown): void {
+  if (value === undefined || value === false) return
+  if (typeof value !== 'string' || !/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(value)) {
+    throw new InvalidOptionError(name, 'expected a header token or false, got ' + describe(value))
+  }
+}

@@ -1,0 +1,377 @@
+import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction, InjectOptions } from 'fastify'
+import { Readable } from 'node:stream'
+import { variantOf } from './cache-key'
+import { BYPASS, type LookupResult } from './caches/cache'
+import { ENTRY_RESPONSE, freshUntil, type CacheEntry } from './entry'
+import {
+  computeEtag, deltaSeconds, freshnessHeader, ifNoneMatchHits, notModifiedSince, parseCacheControl,
+  refusalReason, storableHeaders, type Directives
+} from './http-semantics'
+import type { RouteSettings } from './options'
+
+// The per-route hooks: lookup in preHandler (after every auth hook), store in onSend.
+// Everything that does not depend on the request was computed in RouteSettings.
+
+export const kState = Symbol('ember-cache.state')
+export const REFRESH_HEADER = 'x-ember-cache-refresh'
+
+/** What the lookup left for onSend, on a request that went to the handler. */
+interface MissState {
+  key: string
+  variant: string
+  /** cache.epoch when the lookup started: a changed epoch means an invalidation won the race. */
+  epoch: number
+  /** The flight this request leads (other requests wait for its entry), or '' when none. */
+  flight: string
+  /** The backend failed: answer BYPASS and do not store. */
+  bypass: boolean
+  /** The request said no-store: do not store. */
+  noStore: boolean
+  /** An expired entry that may still replace an origin error (stale-if-error). */
+  stale: CacheEntry | undefined
+}
+
+/** Marks a request answered from the cache, so onSend leaves it alone. */
+const SERVED = Object.freeze({ served: true })
+type RequestState = MissState | typeof SERVED | null
+
+type StateBag = Record<typeof kState, RequestState>
+const EMPTY_DIRECTIVES: Directives = new Map()
+
+/** Runs a request again in the background to refresh an entry (stale-while-revalidate). */
+export type Refresher = (request: FastifyRequest, settings: RouteSettings, flight: string) => void
+
+/** The preHandler that answers from the cache, or lets the request through as a miss. */
+export function buildLookupHook (settings: RouteSettings, refresh: Refresher, refreshToken: string) {
+  const { cache, varyHeaders, respectRequestDirectives } = settings
+  const hasVary = varyHeaders.length > 0
+
+  return function emberCacheLookup (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void {
+    let key: string
+    try {
+      key = settings.keyOf(request)
+    } catch (err) {
+      // A keyFn that throws on odd input must not fail the request or poison the cache.
+      request.log.warn({ err }, 'ember-cache: key could not be computed; serving without cache')
+      return bypass(request, reply, settings, done)
+    }
+    const variant = hasVary ? variantOf(request, varyHeaders) : ''
+
+    let directives = EMPTY_DIRECTIVES
+    const requestCacheControl = request.headers['cache-control']
+    if (respectRequestDirectives && requestCacheControl !== undefined) directives = parseCacheControl(requestCacheControl)
+    const isRefresh = request.headers[REFRESH_HEADER] === refreshToken
+    // RFC 9111 §5.2.1.5: no-store: do not use or store a response for this request.
+    if (directives.has('no-store')) return bypass(request, reply, settings, done, true)
+    // RFC 9111 §5.2.1.4: no-cache: do not answer from the cache without asking the origin.
+    if (isRefresh || directives.has('no-cache')) return miss(request, settings, key, variant, undefined, false, done)
+
+    const isHead = request.method === 'HEAD'
+    const result = cache.lookup(key, variant)
+    if (cache.inProcess) {
+      onLookup(request, reply, settings, key, variant, result as LookupResult, directives, refresh, isHead, done)
+    } else {
+      (result as Promise<LookupResult>).then(
+        (found) => onLookup(request, reply, settings, key, variant, found, directives, refresh, isHead, done),
+        done
+      )
+    }
+  }
+}
+
+function onLookup (
+  request: FastifyRequest, reply: FastifyReply, settings: RouteSettings, key: string, variant: string,
+  found: LookupResult, directives: Directives, refresh: Refresher, isHead: boolean, done: HookHandlerDoneFunction
+): void {
+  if (found === BYPASS) return miss(request, settings, key, variant, undefined, true, done)
+  if (found !== undefined && found.kind === ENTRY_RESPONSE) {
+    const now = Date.now()
+    const expiresAt = freshUntil(found)
+    let fresh = now < expiresAt
+    // RFC 9111 §5.2.1.1: max-age=N: the client accepts nothing older than N seconds.
+    if (fresh && directives !== EMPTY_DIRECTIVES) {
+      const maxAge = deltaSeconds(directives, 'max-age')
+      if (maxAge !== undefined && now - found.storedAt > maxAge * 1000) fresh = false
+    }
+    if (fresh) return serveEntry(request, reply, settings, found, 'HIT', 'hit', now)
+    // RFC 5861 §3: within stale-while-revalidate, answer now and refresh in the background.
+    if (now < expiresAt + found.staleWhileRevalidate * 1000) {
+      refresh(request, settings, key + '\u0000' + variant)
+      return serveEntry(request, reply, settings, found, 'STALE', 'hit; fwd=stale', now)
+    }
+    // RFC 9111 §5.2.1.2: max-stale[=N]: the client accepts an entry stale by up to N seconds.
+    if (directives.has('max-stale')) {
+      const maxStale = deltaSeconds(directives, 'max-stale')
+      if (maxStale === undefined || now - expiresAt <= maxStale * 1000) {
+        return serveEntry(request, reply, settings, found, 'STALE', 'hit; fwd=stale', now)
+      }
+    }
+    const stale = now < expiresAt + found.staleIfError * 1000 ? found : undefined
+    return joinOrLead(request, reply, settings, key, variant, stale, directives, isHead, done)
+  }
+  joinOrLead(request, reply, settings, key, variant, undefined, directives, isHead, done)
+}
+
+function joinOrLead (
+  request: FastifyRequest, reply: FastifyReply, settings: RouteSettings, key: string, variant: string,
+  stale: CacheEntry | undefined, directives: Directives, isHead: boolean, done: HookHandlerDoneFunction
+): void {
+  // RFC 9111 §5.2.1.7: only-if-cached with nothing usable stored answers 504.
+  if (directives.has('only-if-cached')) {
+    setStatusHeaders(reply, settings, 'MISS', 'fwd=miss', key)
+    reply.code(504).send({ statusCode: 504, error: 'Gateway Timeout', message: 'Not in cache (only-if-cached)' })
+    return
+  }
+  const flight = key + '\u0000' + variant
+  const waiting = settings.cache.flights.wait(flight, settings.collapseWait)
+  if (waiting === undefined) {
+    // A HEAD request never stores (its payload is empty), so it must not make GETs wait on it.
+    if (isHead) return miss(request, settings, key, variant, stale, false, done)
+    settings.cache.flights.lead(flight)
+    return miss(request, settings, key, variant, stale, false, done, flight)
+  }
+  waiting.then((shared) => {
+    // The leader's response could not be shared (not cacheable, failed, too slow): run ours.
+    if (shared === undefined) return miss(request, settings, key, variant, stale, false, done)
+    serveEntry(request, reply, settings, shared, 'HIT', 'hit; collapsed', Date.now())
+  }, done)
+}
+
+function miss (
+  request: FastifyRequest, settings: RouteSettings, key: string, variant: string, stale: CacheEntry | undefined,
+  backendDown: boolean, done: HookHandlerDoneFunction, flight = ''
+): void {
+  (request as unknown as StateBag)[kState] = {
+    key, variant, epoch: settings.cache.epoch, flight, bypass: backendDown, noStore: false, stale
+  }
+  done()
+}
+
+function bypass (request: FastifyRequest, reply: FastifyReply, settings: RouteSettings, done: HookHandlerDoneFunction, requestNoStore = false): void {
+  (request as unknown as StateBag)[kState] = null
+  setStatusHeaders(reply, settings, 'BYPASS', requestNoStore ? 'fwd=request' : 'fwd=bypass', undefined)
+  done()
+}
+
+/** Answers from an entry: stored bytes, stored headers, freshness computed now. */
+function serveEntry (
+  request: FastifyRequest, reply: FastifyReply, settings: RouteSettings, entry: CacheEntry,
+  shortStatus: string, cacheStatus: string, now: number
+): void {
+  (request as unknown as StateBag)[kState] = SERVED
+  const remaining = entry.ttl === 0 ? 0 : Math.max(0, Math.ceil((entry.storedAt + entry.ttl * 1000 - now) / 1000))
+  reply.code(entry.status)
+  reply.headers(entry.headers)
+  // RFC 9111 §5.1: Age is how long ago the origin produced the response.
+  reply.header('age', Math.max(0, Math.floor((now - entry.storedAt) / 1000)))
+  if (entry.headers['cache-control'] === undefined) reply.header('cache-control', freshnessHeader(remaining, entry.ttl, settings.isPrivate))
+  setStatusHeaders(reply, settings, shortStatus, cacheStatus + '; ttl=' + remaining, undefined)
+  if (notModified(request, entry.headers)) {
+    reply.code(304).send()
+    return
+  }
+  reply.send(entry.body)
+}
+
+/** RFC 9110 §13.2.2: If-None-Match takes precedence; If-Modified-Since only without it. */
+function notModified (request: FastifyRequest, headers: Record<string, unknown>): boolean {
+  const ifNoneMatch = request.headers['if-none-match']
+  if (ifNoneMatch !== undefined) return typeof headers.etag === 'string' && ifNoneMatchHits(ifNoneMatch, headers.etag)
+  const ifModifiedSince = request.headers['if-modified-since']
+  return ifModifiedSince !== undefined && notModifiedSince(ifModifiedSince, headers['last-modified'] as string | undefined)
+}
+
+function setStatusHeaders (reply: FastifyReply, settings: RouteSettings, shortStatus: string, detail: string, key: string | undefined): void {
+  if (settings.header !== false) reply.header(settings.header, shortStatus)
+  if (settings.cacheStatus !== false) {
+    // RFC 9211 §2: Cache-Status: <cache name>; hit | fwd=<reason>; ttl=...; stored; collapsed; key=...
+    let value = settings.cacheStatus + '; ' + detail
+    if (settings.debug && key !== undefined) value += '; key=' + JSON.stringify(key)
+    reply.header('cache-status', value)
+  }
+}
+
+/** The onSend hook of a GET route: store a cacheable miss, answer stale on origin errors. */
+export function buildStoreHook (settings: RouteSettings) {
+  const { cache } = settings
+  return function emberCacheStore (request: FastifyRequest, reply: FastifyReply, payload: unknown, done: (err: Error | null, payload?: unknown) => void): void {
+    const state = (request as unknown as StateBag)[kState]
+    // HEAD shares GET's entry but never stores: its payload is empty.
+    if (state === null || state === undefined || state === SERVED || request.method !== 'GET') return done(null, payload)
+    const missState = state as MissState
+    const statusCode = reply.statusCode
+
+    // RFC 5861 §4: stale-if-error: an origin error may be replaced by a recent enough entry.
+    if (statusCode >= 500 && missState.stale !== undefined) {
+      settle(settings, missState, undefined)
+      return replaceWithStale(reply, settings, missState.stale, done)
+    }
+    if (missState.bypass) {
+      settle(settings, missState, undefined)
+      setStatusHeaders(reply, settings, 'BYPASS', 'fwd=bypass', missState.key)
+      return done(null, payload)
+    }
+    if (isStream(payload)) {
+      if (settings.streamMaxBytes === 0) return refuse(reply, settings, missState, 'stream', payload, done)
+      return bufferStream(payload, settings.streamMaxBytes, (body, replay) => {
+        if (body === undefined) return refuse(reply, settings, missState, 'stream-too-large', replay, done)
+        finishStore(request, reply, settings, missState, body, body, done)
+      })
+    }
+    const body = bodyOf(payload)
+    if (body === undefined) return refuse(reply, settings, missState, 'payload', payload, done)
+    finishStore(request, reply, settings, missState, body, payload, done)
+  }
+
+  function finishStore (
+    request: FastifyRequest, reply: FastifyReply, settings: RouteSettings, state: MissState, body: Buffer,
+    payload: unknown, done: (err: Error | null, payload?: unknown) => void
+  ): void {
+    const headers = reply.getHeaders()
+    const responseDirectives = parseCacheControl(headers['cache-control'])
+    let reason = refusalReason(reply.statusCode, settings.statusCodes, headers, responseDirectives)
+    if (reason === undefined && body.length > settings.maxEntryBytes) reason = 'too-large'
+    if (reason === undefined && state.noStore) reason = 'request-no-store'
+    if (reason !== undefined) return refuse(reply, settings, state, reason, payload, done)
+
+    const stored = storableHeaders(headers, settings.header)
+    if (typeof stored.etag !== 'string') {
+      stored.etag = computeEtag(body)
+      reply.header('etag', stored.etag)
+    }
+    const entry: CacheEntry = {
+      kind: ENTRY_RESPONSE,
+      status: reply.statusCode,
+      headers: stored,
+      body,
+      storedAt: Date.now(),
+      ttl: settings.ttl,
+      staleWhileRevalidate: settings.staleWhileRevalidate,
+      staleIfError: settings.staleIfError,
+      tags: tagsOf(request, settings),
+      tagVersions: []
+    }
+    if (headers['cache-control'] === undefined) reply.header('cache-control', freshnessHeader(entry.ttl, entry.ttl, settings.isPrivate))
+    // An invalidation that ran while the handler worked wins: this response may predate it.
+    if (state.epoch !== cache.epoch) {
+      settle(settings, state, undefined)
+      setStatusHeaders(reply, settings, 'MISS', 'fwd=uri-miss; detail=invalidated', state.key)
+      return done(null, payload)
+    }
+    settle(settings, state, entry)
+    setStatusHeaders(reply, settings, 'MISS', 'fwd=uri-miss; stored; ttl=' + entry.ttl, state.key)
+    const after = (): void => {
+      if (notModified(request, stored)) {
+        reply.code(304)
+        return done(null, null)
+      }
+      done(null, payload)
+    }
+    const storing = cache.store(state.key, state.variant, entry)
+    if (storing === undefined) after()
+    else storing.then(after, after)
+  }
+}
+
+function refuse (reply: FastifyReply, settings: RouteSettings, state: MissState, reason: string, payload: unknown, done: (err: Error | null, payload?: unknown) => void): void {
+  settle(settings, state, undefined)
+  setStatusHeaders(reply, settings, 'MISS', 'fwd=uri-miss; detail=' + reason, state.key)
+  done(null, payload)
+}
+
+function replaceWithStale (reply: FastifyReply, settings: RouteSettings, entry: CacheEntry, done: (err: Error | null, payload?: unknown) => void): void {
+  reply.code(entry.status)
+  reply.removeHeader('content-type')
+  reply.headers(entry.headers)
+  reply.header('age', Math.max(0, Math.floor((Date.now() - entry.storedAt) / 1000)))
+  setStatusHeaders(reply, settings, 'STALE', 'hit; fwd=stale; detail=stale-if-error', undefined)
+  done(null, entry.body)
+}
+
+/** Ends this request's flight: waiters get the entry, or undefined to run the handler themselves. */
+function settle (settings: RouteSettings, state: MissState, entry: CacheEntry | undefined): void {
+  if (state.flight !== '') settings.cache.flights.settle(state.flight, entry)
+}
+
+function tagsOf (request: FastifyRequest, settings: RouteSettings): string[] {
+  const tags = settings.tags
+  if (tags === undefined) return []
+  if (typeof tags !== 'function') return tags
+  try {
+    const computed = tags(request)
+    return Array.isArray(computed) ? computed.filter((tag) => typeof tag === 'string' && tag.length > 0) : []
+  } catch (err) {
+    request.log.warn({ err }, 'ember-cache: tags function threw; storing without tags')
+    return []
+  }
+}
+
+function bodyOf (payload: unknown): Buffer | undefined {
+  if (typeof payload === 'string') return Buffer.from(payload, 'utf8')
+  if (Buffer.isBuffer(payload)) return payload
+  if (payload === null || payload === undefined) return Buffer.alloc(0)
+  return undefined
+}
+
+function isStream (payload: unknown): payload is NodeJS.ReadableStream {
+  return payload !== null && typeof payload === 'object' && typeof (payload as { pipe?: unknown }).pipe === 'function'
+}
+
+/**
+ * Reads a stream up to `limit` bytes. Within the limit, hands back the whole body; past it,
+ * hands back a stream that replays what was read and then the rest, so nothing is lost.
+ */
+function bufferStream (stream: NodeJS.ReadableStream, limit: number, then: (body: Buffer | undefined, replay: unknown) => void): void {
+  const chunks: Buffer[] = []
+  let size = 0
+  let finished = false
+  const onData = (chunk: Buffer | string): void => {
+    const bytes = typeof chunk === 'string' ? Buffer.from(chunk) : chunk
+    chunks.push(bytes)
+    size += bytes.length
+    if (size > limit) {
+      finish()
+      stream.pause()
+      then(undefined, Readable.from(replay()))
+    }
+  }
+  async function * replay (): AsyncGenerator<Buffer> {
+    yield * chunks
+    for await (const chunk of stream as AsyncIterable<Buffer>) yield chunk
+  }
+  const onEnd = (): void => {
+    finish()
+    then(Buffer.concat(chunks), undefined)
+  }
+  const onError = (err: Error): void => {
+    finish()
+    then(undefined, Readable.from((async function * () { yield * chunks; throw err })()))
+  }
+  function finish (): void {
+    if (finished) return
+    finished = true
+    stream.removeListener('data', onData)
+    stream.removeListener('end', onEnd)
+    stream.removeListener('error', onError)
+  }
+  stream.on('data', onData)
+  stream.on('end', onEnd)
+  stream.on('error', onError)
+}
+
+/** Builds the refresher used by stale-while-revalidate: one background request per key. */
+export function buildRefresher (inject: (options: InjectOptions) => Promise<unknown>, refreshToken: string): Refresher {
+  const running = new Set<string>()
+  return (request, settings, flight) => {
+    const id = settings.cache.kind + '\u0000' + flight
+    if (running.has(id)) return
+    running.add(id)
+    // The route runs again from the top with the original headers, so auth hooks run again.
+    const headers = { ...request.headers, [REFRESH_HEADER]: refreshToken }
+    delete headers['if-none-match']
+    delete headers['if-modified-since']
+    inject({ method: 'GET', url: request.url, headers: headers as unknown as Record<string, string> })
+      .catch((err: unknown) => request.log.warn({ err }, 'ember-cache: background refresh failed'))
+      .finally(() => running.delete(id))
+  }
+}

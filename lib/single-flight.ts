@@ -1,0 +1,57 @@
+// Collapses concurrent work on one key: the first caller (the leader) does it, the others
+// wait for its result. A leader that never settles cannot hold waiters past `maxWaitMs`.
+
+interface Flight<T> {
+  promise: Promise<T | undefined>
+  resolve: (value: T | undefined) => void
+}
+
+export class SingleFlight<T> {
+  private readonly flights = new Map<string, Flight<T>>()
+
+  /** Becomes leader for `key` and returns true, or returns false when a leader already runs. */
+  lead (key: string): boolean {
+    if (this.flights.has(key)) return false
+    let resolve!: (value: T | undefined) => void
+    const promise = new Promise<T | undefined>((_resolve) => { resolve = _resolve })
+    this.flights.set(key, { promise, resolve })
+    return true
+  }
+
+  /** The pending flight for `key`, or undefined when nobody leads it. */
+  pending (key: string): Promise<T | undefined> | undefined {
+    return this.flights.get(key)?.promise
+  }
+
+  /**
+   * Waits for the leader's result. Resolves undefined when the leader could not share one
+   * (not cacheable, failed) or took longer than `maxWaitMs`: the waiter then runs on its own.
+   */
+  wait (key: string, maxWaitMs: number): Promise<T | undefined> | undefined {
+    const flight = this.flights.get(key)
+    if (flight === undefined) return undefined
+    if (maxWaitMs <= 0) return flight.promise
+    return new Promise((resolve) => {
+      const timer = setTimeout(resolve, maxWaitMs, undefined)
+      flight.promise.then((value) => {
+        clearTimeout(timer)
+        resolve(value)
+      }, () => {
+        clearTimeout(timer)
+        resolve(undefined)
+      })
+    })
+  }
+
+  /** Hands the leader's result to every waiter and ends the flight. */
+  settle (key: string, value: T | undefined): void {
+    const flight = this.flights.get(key)
+    if (flight === undefined) return
+    this.flights.delete(key)
+    flight.resolve(value)
+  }
+
+  get size (): number {
+    return this.flights.size
+  }
+}
