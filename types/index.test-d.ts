@@ -1,0 +1,44 @@
+import Fastify, { type FastifyReply } from 'fastify'
+import { expectAssignable, expectError, expectType } from 'tsd'
+import emberCache, {
+  emberCache as named, MemoryCache, StaticCache, RedisCache, MemcachedCache, PatternNotSupportedError,
+  type EmberCachePluginOptions, type RouteCacheOptions
+} from '..'
+
+const app = Fastify()
+expectType<typeof emberCache>(named)
+app.register(emberCache, { defaultTtl: 60, header: 'x-cache', enabled: true })
+app.register(emberCache, { redis: { url: 'redis://127.0.0.1:6379' }, memcached: { servers: '127.0.0.1:11211' } })
+expectError(app.register(emberCache, { defaultTtl: '60' }))
+expectError(app.register(emberCache, { nope: true }))
+
+const memory = new MemoryCache({ ttl: 30, max: 10_000, maxSize: 1 << 20, varyHeaders: ['x-tenant-id'] })
+expectType<StaticCache>(new StaticCache({ max: 100 }))
+expectError(new StaticCache({ ttl: 5 }))
+expectType<RedisCache>(new RedisCache({ url: 'redis://127.0.0.1:6379', ttl: 30, keyPrefix: 'api:', commandTimeout: 100 }))
+expectType<MemcachedCache>(new MemcachedCache({ servers: 'a:11211,b:11211', ttl: 60, poolSize: 2 }))
+expectError(new MemoryCache({ ttl: 'long' }))
+
+app.get('/a', { config: { cache: memory } }, async () => 'a')
+app.get('/b', { config: { cache: { mode: 'memory', ttl: 30 } } }, async () => 'b')
+app.get('/c', { config: { cache: { cache: memory, ttl: 5, tags: ['me'], varyHeaders: ['x-user'] } } }, async () => 'c')
+app.get('/d', { config: { cache: { cache: memory, keyFn: (request) => request.url, tags: (request) => [request.url] } } }, async () => 'd')
+expectError(app.get('/e', { config: { cache: { mode: 'disk' } } }, async () => 'e'))
+app.put('/f/:id', { config: { cache: { cache: memory, key: 'f:{id}', writeThrough: true, invalidate: ['tags:f'] } } }, async () => 'f')
+
+app.get('/g', async (request, reply) => {
+  expectType<(target: Parameters<FastifyReply['cacheInvalidate']>[0]) => Promise<void>>(reply.cacheInvalidate)
+  await reply.cacheInvalidate({ key: 'GET:/a' })
+  await reply.cacheInvalidate({ pattern: 'GET:/a*' })
+  await reply.cacheInvalidate({ tags: ['me'] })
+  await reply.cacheInvalidate('GET:/a')
+  expectError(reply.cacheInvalidate({ wrong: 1 }))
+  return 'g'
+})
+
+expectType<Promise<void>>(app.emberCache.invalidate({ tags: 'x' }))
+expectType<Promise<number | undefined>>(memory.get<number>('n'))
+expectType<Promise<string>>(memory.wrap('k', async () => 'v', { ttl: 5 }))
+expectAssignable<EmberCachePluginOptions>({ statusCodes: [200, 404] })
+expectAssignable<RouteCacheOptions>({ mode: 'static' })
+expectType<string>(new PatternNotSupportedError('x').code)
