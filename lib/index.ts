@@ -75,7 +75,8 @@ async function emberCachePlugin (fastify: FastifyInstance, options: EmberCachePl
       }
       if (!opts.enabled) return
       routeOptions.preHandler = appendHook(routeOptions.preHandler, buildLookupHook(settings, refresh, refreshToken))
-      if (methods.includes('GET')) routeOptions.onSend = appendHook(routeOptions.onSend, buildStoreHook(settings))
+      // HEAD routes get it too, only to send the MISS header: the store hook never stores for HEAD.
+      routeOptions.onSend = appendHook(routeOptions.onSend, buildStoreHook(settings))
       return
     }
     if (methods.every((m) => WRITE_METHODS.has(m))) {

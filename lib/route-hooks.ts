@@ -23,6 +23,8 @@ interface MissState {
   epoch: number
   /** The flight this request leads (other requests wait for its entry), or '' when none. */
   flight: string
+  /** The cross-instance fill lock this request holds, or '' when none. */
+  lockToken: string
   /** The backend failed: answer BYPASS and do not store. */
   bypass: boolean
   /** The request said no-store: do not store. */
@@ -123,12 +125,24 @@ function joinOrLead (
     return
   }
   const flight = key + '\u0000' + variant
-  const waiting = settings.cache.flights.wait(flight, settings.collapseWait)
+  const { cache } = settings
+  const waiting = cache.flights.wait(flight, settings.collapseWait)
   if (waiting === undefined) {
     // A HEAD request never stores (its payload is empty), so it must not make GETs wait on it.
     if (isHead) return miss(request, settings, key, variant, stale, false, done)
-    settings.cache.flights.lead(flight)
-    return miss(request, settings, key, variant, stale, false, done, flight)
+    cache.flights.lead(flight)
+    const lock = cache.fillLock
+    if (lock === undefined) return miss(request, settings, key, variant, stale, false, done, flight)
+    lock.acquire(key, variant).then((token) => {
+      if (token !== undefined) return miss(request, settings, key, variant, stale, false, done, flight, token)
+      // Another instance runs the handler: wait for what it stores.
+      return lock.waitForEntry(key, variant).then((entry) => {
+        if (entry === undefined) return miss(request, settings, key, variant, stale, false, done, flight)
+        cache.flights.settle(flight, entry)
+        serveEntry(request, reply, settings, entry, 'HIT', 'hit; collapsed', Date.now())
+      })
+    }).catch(() => miss(request, settings, key, variant, stale, false, done, flight))
+    return
   }
   waiting.then((shared) => {
     // The leader's response could not be shared (not cacheable, failed, too slow): run ours.
@@ -139,10 +153,10 @@ function joinOrLead (
 
 function miss (
   request: FastifyRequest, settings: RouteSettings, key: string, variant: string, stale: CacheEntry | undefined,
-  backendDown: boolean, done: HookHandlerDoneFunction, flight = ''
+  backendDown: boolean, done: HookHandlerDoneFunction, flight = '', lockToken = ''
 ): void {
   (request as unknown as StateBag)[kState] = {
-    key, variant, epoch: settings.cache.epoch, flight, bypass: backendDown, noStore: false, stale
+    key, variant, epoch: settings.cache.epoch, flight, lockToken, bypass: backendDown, noStore: false, stale
   }
   done()
 }
@@ -196,9 +210,14 @@ export function buildStoreHook (settings: RouteSettings) {
   const { cache } = settings
   return function emberCacheStore (request: FastifyRequest, reply: FastifyReply, payload: unknown, done: (err: Error | null, payload?: unknown) => void): void {
     const state = (request as unknown as StateBag)[kState]
-    // HEAD shares GET's entry but never stores: its payload is empty.
-    if (state === null || state === undefined || state === SERVED || request.method !== 'GET') return done(null, payload)
+    if (state === null || state === undefined || state === SERVED) return done(null, payload)
     const missState = state as MissState
+    // HEAD shares GET's entry but never stores (its payload is empty); it still says MISS.
+    if (request.method !== 'GET') {
+      settle(settings, missState, undefined)
+      setStatusHeaders(reply, settings, missState.bypass ? 'BYPASS' : 'MISS', missState.bypass ? 'fwd=bypass' : 'fwd=uri-miss; detail=head', missState.key)
+      return done(null, payload)
+    }
     const statusCode = reply.statusCode
 
     // RFC 5861 §4: stale-if-error: an origin error may be replaced by a recent enough entry.
@@ -258,9 +277,11 @@ export function buildStoreHook (settings: RouteSettings) {
       setStatusHeaders(reply, settings, 'MISS', 'fwd=uri-miss; detail=invalidated', state.key)
       return done(null, payload)
     }
-    settle(settings, state, entry)
+    // Waiters in this process get the entry now; other instances once it is stored.
+    if (state.flight !== '') cache.flights.settle(state.flight, entry)
     setStatusHeaders(reply, settings, 'MISS', 'fwd=uri-miss; stored; ttl=' + entry.ttl, state.key)
     const after = (): void => {
+      if (state.lockToken !== '') cache.fillLock?.release(state.key, state.variant, state.lockToken)
       if (notModified(request, stored)) {
         reply.code(304)
         return done(null, null)
@@ -291,6 +312,7 @@ function replaceWithStale (reply: FastifyReply, settings: RouteSettings, entry: 
 /** Ends this request's flight: waiters get the entry, or undefined to run the handler themselves. */
 function settle (settings: RouteSettings, state: MissState, entry: CacheEntry | undefined): void {
   if (state.flight !== '') settings.cache.flights.settle(state.flight, entry)
+  if (state.lockToken !== '') settings.cache.fillLock?.release(state.key, state.variant, state.lockToken)
 }
 
 function tagsOf (request: FastifyRequest, settings: RouteSettings): string[] {

@@ -38,6 +38,19 @@ export interface SetOptions {
   tags?: string[]
 }
 
+/**
+ * Cross-instance single-flight: before running the handler on a miss, an instance takes a short
+ * lock per key; the others wait for the entry it stores. Fail-open at every step.
+ */
+export interface FillLock {
+  /** A token when this instance may run the handler; undefined when another instance holds the lock. */
+  acquire: (key: string, variant: string) => Promise<string | undefined>
+  /** Releases a lock taken with `acquire` (only if it is still ours). Never throws. */
+  release: (key: string, variant: string, token: string) => void
+  /** Waits for the lock holder's entry; undefined when it did not come in time (then run the handler). */
+  waitForEntry: (key: string, variant: string) => Promise<CacheEntry | undefined>
+}
+
 /** Returned by `lookup` when the backend could not be asked: serve without cache. */
 export const BYPASS: unique symbol = Symbol('ember-cache.bypass')
 export type LookupResult = CacheEntry | undefined | typeof BYPASS
@@ -80,6 +93,8 @@ export abstract class EmberCache {
   epoch = 0
   /** Concurrent misses per key, collapsed into one origin call. */
   readonly flights = new SingleFlight<CacheEntry>()
+  /** Set by shared backends that can collapse misses across instances (RedisCache). */
+  fillLock: FillLock | undefined = undefined
   protected log: FastifyBaseLogger = silentLogger
   private users = 0
   private opening: Promise<void> | undefined

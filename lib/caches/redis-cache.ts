@@ -1,8 +1,10 @@
 import { Redis, Cluster, type RedisOptions, type ClusterNode, type ClusterOptions } from 'ioredis'
-import type { CacheEntry } from '../entry'
+import { randomUUID } from 'node:crypto'
+import { freshUntil, type CacheEntry } from '../entry'
 import { escapeGlob } from '../cache-key'
 import { InvalidOptionError } from '../errors'
 import { checkBoolean, checkObject, checkPositiveInteger, checkString, describe } from '../validate'
+import { BYPASS, type FillLock } from './cache'
 import { RemoteCache, type RemoteCacheOptions } from './remote-cache'
 
 export interface RedisCacheOptions extends RemoteCacheOptions {
@@ -20,12 +22,22 @@ export interface RedisCacheOptions extends RemoteCacheOptions {
   closeClient?: boolean
   /** Keys asked per SCAN step during pattern invalidation. Default 500. */
   scanCount?: number
+  /**
+   * Cross-instance stampede protection: one instance runs the handler per key, the others wait
+   * for its entry. false turns it off. Default { ttl: 5000, wait: 5000, poll: 25 } (ms): a
+   * holder that dies frees the key after `ttl`; a waiter runs the handler itself after `wait`.
+   */
+  lock?: boolean | { ttl?: number, wait?: number, poll?: number }
 }
 
-const REDIS_OPTIONS = ['url', 'redisOptions', 'clusterNodes', 'clusterOptions', 'client', 'closeClient', 'scanCount']
+const REDIS_OPTIONS = ['url', 'redisOptions', 'clusterNodes', 'clusterOptions', 'client', 'closeClient', 'scanCount', 'lock']
 // Tag sets live beside the entries. Entries are hashes and tag sets are sets, so pattern
 // invalidation (SCAN ... TYPE hash) never takes a tag set for an entry.
 const TAG_INFIX = '#tag:'
+const LOCK_INFIX = '#fill:'
+// Deletes the lock only if it still holds our token: a lock that expired and was taken by
+// another instance must not be released by us.
+const RELEASE_SCRIPT = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end"
 
 /**
  * Entries in Redis, shared by every instance. One key per cache key: a hash whose fields are
@@ -51,6 +63,8 @@ export class RedisCache extends RemoteCache {
       throw new InvalidOptionError('RedisCache.clusterNodes', 'expected a non-empty array of cluster nodes, got ' + describe(options.clusterNodes))
     }
     this.scanCount = options.scanCount ?? 500
+    const lock = lockOptions(options.lock)
+    if (lock !== undefined) this.fillLock = this.buildFillLock(lock)
     if (options.client !== undefined) {
       if (!(options.client instanceof Redis) && !(options.client instanceof Cluster)) {
         throw new InvalidOptionError('RedisCache.client', 'expected an ioredis Redis or Cluster client, got ' + describe(options.client))
@@ -151,6 +165,35 @@ export class RedisCache extends RemoteCache {
     }
   }
 
+  private buildFillLock ({ ttl, wait, poll }: Required<LockSettings>): FillLock {
+    const lockKey = (key: string, variant: string): string => this.keyPrefix + key + LOCK_INFIX + variant
+    return {
+      acquire: async (key, variant) => {
+        if (this.breaker.isOpen) return randomUUID() // backend down: nobody to collapse with
+        const token = randomUUID()
+        const taken = await this.client.set(lockKey(key, variant), token, 'PX', ttl, 'NX')
+        return taken === 'OK' ? token : undefined
+      },
+      release: (key, variant, token) => {
+        this.client.eval(RELEASE_SCRIPT, 1, lockKey(key, variant), token).catch(() => {
+          // The lock expires by itself after `ttl`.
+        })
+      },
+      waitForEntry: async (key, variant) => {
+        const deadline = Date.now() + wait
+        while (Date.now() < deadline) {
+          await sleep(poll)
+          const found = await this.lookup(key, variant)
+          if (found === BYPASS) return undefined
+          if (found !== undefined && Date.now() < freshUntil(found)) return found
+          // No lock and no entry: the holder's response could not be stored; run our own.
+          if (await this.client.exists(lockKey(key, variant)) === 0) return undefined
+        }
+        return undefined
+      }
+    }
+  }
+
   private masters (): Redis[] {
     return this.client instanceof Cluster ? this.client.nodes('master') : [this.client]
   }
@@ -164,6 +207,24 @@ export class RedisCache extends RemoteCache {
       if (keys.length > 0) await Promise.all(keys.map((key) => node.unlink(key)))
     } while (cursor !== '0')
   }
+}
+
+interface LockSettings { ttl?: number, wait?: number, poll?: number }
+
+function lockOptions (lock: RedisCacheOptions['lock']): Required<LockSettings> | undefined {
+  if (lock === false) return undefined
+  if (lock !== undefined && lock !== true) {
+    if (typeof lock !== 'object' || lock === null) throw new InvalidOptionError('RedisCache.lock', 'expected a boolean or { ttl, wait, poll }, got ' + describe(lock))
+    checkPositiveInteger('RedisCache.lock.ttl', lock.ttl)
+    checkPositiveInteger('RedisCache.lock.wait', lock.wait)
+    checkPositiveInteger('RedisCache.lock.poll', lock.poll)
+  }
+  const given = typeof lock === 'object' ? lock : {}
+  return { ttl: given.ttl ?? 5000, wait: given.wait ?? 5000, poll: given.poll ?? 25 }
+}
+
+function sleep (ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms))
 }
 
 function waitUntilReady (client: Redis | Cluster): Promise<void> {
