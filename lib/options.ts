@@ -3,7 +3,7 @@ import { EmberCache } from './caches/cache'
 import type { LocalCacheOptions, StaticCacheOptions } from './caches/local-cache'
 import type { RedisCacheOptions } from './caches/redis-cache'
 import type { MemcachedCacheOptions } from './caches/memcached-cache'
-import { compileTemplate, urlKey, type KeyBuilder } from './cache-key'
+import { compileTemplate, urlKey, type KeyBuilder, type VariantHeaders } from './cache-key'
 import { InvalidOptionError } from './errors'
 import {
   checkBoolean, checkFunction, checkNonNegativeInteger, checkObject, checkSeconds,
@@ -43,6 +43,12 @@ export interface EmberCachePluginOptions {
   collapseWait?: number
   /** Stream payloads up to this many bytes are buffered and stored; 0 leaves streams alone. Default 0. */
   streamMaxBytes?: number
+  /**
+   * Response header a handler may set to tag its response (surrogate keys): tags separated by
+   * spaces or commas, merged into the entry's `tags` for `invalidate({ tags })`. The header is
+   * removed before the response is sent and never stored. false turns this off. Default 'cache-tag'.
+   */
+  surrogateKeyHeader?: string | false
 }
 
 /** Route options: `config: { cache: { ... } }`. */
@@ -51,11 +57,21 @@ export interface RouteCacheOptions {
   mode?: CacheMode
   /** Use this cache object (shared with other routes). */
   cache?: EmberCache
-  /** Seconds of freshness; 0 = never expires. Default: cache `ttl`, then plugin `defaultTtl`. */
-  ttl?: number
+  /**
+   * Seconds of freshness; 0 = never expires. `'from-response'` takes each response's own
+   * `s-maxage`, else `max-age` (RFC 9111 §5.2.2.10, §5.2.2.1), and falls back to the cache `ttl`,
+   * then the plugin `defaultTtl`, when it has neither; a response that says 0 is not stored.
+   * Default: cache `ttl`, then plugin `defaultTtl`.
+   */
+  ttl?: number | 'from-response'
   /** Tags stored with the entry, for `invalidate({ tags })`. */
   tags?: string[] | ((request: FastifyRequest) => string[])
-  /** Request headers that select a variant. Default: the cache's `varyHeaders`. */
+  /**
+   * Request headers that select a variant. Headers named in a response's own `Vary` are added
+   * automatically (except Accept-Encoding: the identity body is stored and compressed per
+   * response). Including `authorization` lets requests with credentials use the cache.
+   * Default: the cache's `varyHeaders`.
+   */
   varyHeaders?: string[]
   /** Replaces the computed key. */
   keyFn?: (request: FastifyRequest) => string
@@ -67,12 +83,21 @@ export interface RouteCacheOptions {
   invalidate?: string[]
   /** PUT/PATCH routes: store the 2xx response as the GET entry of the same URL. Default false. */
   writeThrough?: boolean
-  /** Send `Cache-Control: private` instead of public. Default false. */
+  /**
+   * Send `Cache-Control: private` instead of public. Also lets requests that carry
+   * `Authorization` use the cache (RFC 9111 §3.5), which they otherwise bypass: the route then
+   * vouches that its key (or varyHeaders) separates users. Default false.
+   */
   private?: boolean
   /** Seconds an expired entry is served while one refresh runs. Default: cache, then 0. */
   staleWhileRevalidate?: number
   /** Seconds an expired entry replaces an origin error. Default: cache, then 0. */
   staleIfError?: number
+  /**
+   * Milliseconds the handler may take when an entry within `staleIfError` exists; past it, the
+   * stale entry is served and the late answer is dropped. 0 waits for the handler. Default 0.
+   */
+  staleIfErrorTimeout?: number
   /** Honour request Cache-Control directives on this route. Default: the plugin's. */
   respectRequestDirectives?: boolean
   /** Stream payloads up to this many bytes are stored. Default: the plugin's. */
@@ -97,15 +122,29 @@ export interface ResolvedPluginOptions {
   debug: boolean
   collapseWait: number
   streamMaxBytes: number
+  surrogateKeyHeader: string | false
+  /**
+   * Request headers learned from responses' Vary, per route config object and URL, so that a
+   * GET route and its automatic HEAD route (two RouteSettings) learn together.
+   */
+  learnedVary: WeakMap<object, Map<string, VariantHeaders>>
 }
 
 /** Everything a cached route needs per request, computed once at route registration. */
 export interface RouteSettings {
   cache: EmberCache
   isStatic: boolean
+  /** Freshness in seconds; with `ttlFromResponse`, the fallback when the response sets none. */
   ttl: number
+  /** `ttl: 'from-response'`: take the TTL from the response's s-maxage / max-age. */
+  ttlFromResponse: boolean
   tags: string[] | ((request: FastifyRequest) => string[]) | undefined
+  /** The configured variant headers (route, else cache). */
   varyHeaders: string[]
+  /** Configured variant headers plus those learned from responses' Vary: what lookups use. */
+  variantHeaders: VariantHeaders
+  /** RFC 9111 §3.5: requests with Authorization may use the cache (the route opted in). */
+  allowsAuthorization: boolean
   /** The request's key; for write routes, the key of the GET entry of the same URL. */
   keyOf: KeyBuilder
   statusCodes: Set<number>
@@ -114,6 +153,7 @@ export interface RouteSettings {
   isPrivate: boolean
   staleWhileRevalidate: number
   staleIfError: number
+  staleIfErrorTimeout: number
   maxEntryBytes: number
   streamMaxBytes: number
   respectRequestDirectives: boolean
@@ -121,20 +161,23 @@ export interface RouteSettings {
   cacheStatus: string | false
   debug: boolean
   collapseWait: number
+  surrogateKeyHeader: string | false
 }
 
 const PLUGIN_OPTIONS: ReadonlySet<string> = new Set([
   'enabled', 'defaultTtl', 'header', 'statusCodes', 'keyPrefix', 'memory', 'static', 'redis', 'memcached',
-  'respectRequestDirectives', 'cacheStatus', 'debug', 'collapseWait', 'streamMaxBytes'
+  'respectRequestDirectives', 'cacheStatus', 'debug', 'collapseWait', 'streamMaxBytes', 'surrogateKeyHeader'
 ])
 const ROUTE_OPTIONS: ReadonlySet<string> = new Set([
   'mode', 'cache', 'ttl', 'tags', 'varyHeaders', 'keyFn', 'key', 'statusCodes', 'invalidate', 'writeThrough',
-  'private', 'staleWhileRevalidate', 'staleIfError', 'respectRequestDirectives', 'streamMaxBytes'
+  'private', 'staleWhileRevalidate', 'staleIfError', 'staleIfErrorTimeout', 'respectRequestDirectives', 'streamMaxBytes'
 ])
 // RFC 9110 §15.3.7: a 206 holds part of a representation; storing it as the whole would be wrong.
 const DEFAULT_STATUS_CODES = [200, 201, 202, 203, 204, 205, 207, 208, 226]
 const DEFAULT_TTL = 60
 const DEFAULT_COLLAPSE_WAIT = 5000
+const DEFAULT_SURROGATE_KEY_HEADER = 'cache-tag'
+const TTL_FROM_RESPONSE = 'from-response'
 
 export function resolvePluginOptions (options: EmberCachePluginOptions | undefined): ResolvedPluginOptions {
   checkObject('options', options)
@@ -150,6 +193,7 @@ export function resolvePluginOptions (options: EmberCachePluginOptions | undefin
   checkBoolean('debug', opts.debug)
   checkNonNegativeInteger('collapseWait', opts.collapseWait)
   checkNonNegativeInteger('streamMaxBytes', opts.streamMaxBytes)
+  checkHeaderName('surrogateKeyHeader', opts.surrogateKeyHeader)
   return {
     enabled: opts.enabled ?? true,
     defaultTtl: opts.defaultTtl ?? DEFAULT_TTL,
@@ -164,7 +208,11 @@ export function resolvePluginOptions (options: EmberCachePluginOptions | undefin
     cacheStatus: opts.cacheStatus ?? 'ember',
     debug: opts.debug ?? false,
     collapseWait: opts.collapseWait ?? DEFAULT_COLLAPSE_WAIT,
-    streamMaxBytes: opts.streamMaxBytes ?? 0
+    streamMaxBytes: opts.streamMaxBytes ?? 0,
+    surrogateKeyHeader: opts.surrogateKeyHeader === undefined
+      ? DEFAULT_SURROGATE_KEY_HEADER
+      : opts.surrogateKeyHeader === false ? false : opts.surrogateKeyHeader.toLowerCase(),
+    learnedVary: new WeakMap()
   }
 }
 
@@ -196,7 +244,10 @@ export function resolveRouteOptions (
     cache = cacheForMode(route.mode, where + '.mode')
   }
 
-  checkSeconds(where + '.ttl', route.ttl)
+  const ttlFromResponse = route.ttl === TTL_FROM_RESPONSE
+  if (!ttlFromResponse && route.ttl !== undefined && (typeof route.ttl !== 'number' || !Number.isFinite(route.ttl) || route.ttl < 0)) {
+    throw new InvalidOptionError(where + '.ttl', "expected a number of seconds >= 0 or 'from-response', got " + describe(route.ttl))
+  }
   const isStatic = cache.kind === 'static'
   if (isStatic && route.ttl !== undefined && route.ttl !== 0) {
     throw new InvalidOptionError(where + '.ttl', 'static caches never expire; use mode memory for a TTL')
@@ -210,15 +261,21 @@ export function resolveRouteOptions (
   checkBoolean(where + '.private', route.private)
   checkSeconds(where + '.staleWhileRevalidate', route.staleWhileRevalidate)
   checkSeconds(where + '.staleIfError', route.staleIfError)
+  checkNonNegativeInteger(where + '.staleIfErrorTimeout', route.staleIfErrorTimeout)
   checkBoolean(where + '.respectRequestDirectives', route.respectRequestDirectives)
   checkNonNegativeInteger(where + '.streamMaxBytes', route.streamMaxBytes)
+
+  const varyHeaders = lowerCaseHeaders(where + '.varyHeaders', route.varyHeaders) ?? cache.varyHeaders ?? []
 
   return {
     cache,
     isStatic,
-    ttl: isStatic ? 0 : route.ttl ?? cache.ttl ?? plugin.defaultTtl,
+    ttl: isStatic ? 0 : (ttlFromResponse ? undefined : route.ttl as number | undefined) ?? cache.ttl ?? plugin.defaultTtl,
+    ttlFromResponse,
     tags: route.tags,
-    varyHeaders: lowerCaseHeaders(where + '.varyHeaders', route.varyHeaders) ?? cache.varyHeaders ?? [],
+    varyHeaders,
+    variantHeaders: sharedVariantHeaders(plugin, config as object, routeLabel, varyHeaders),
+    allowsAuthorization: route.private === true || route.keyFn !== undefined || route.key !== undefined || varyHeaders.includes('authorization'),
     keyOf: keyBuilder(route),
     statusCodes: statusSet(where + '.statusCodes', route.statusCodes) ?? plugin.statusCodes,
     invalidate: route.invalidate ?? [],
@@ -226,14 +283,36 @@ export function resolveRouteOptions (
     isPrivate: route.private ?? false,
     staleWhileRevalidate: route.staleWhileRevalidate ?? cache.staleWhileRevalidate ?? 0,
     staleIfError: route.staleIfError ?? cache.staleIfError ?? 0,
+    staleIfErrorTimeout: route.staleIfErrorTimeout ?? 0,
     maxEntryBytes: cache.maxEntryBytes,
     streamMaxBytes: route.streamMaxBytes ?? plugin.streamMaxBytes,
     respectRequestDirectives: route.respectRequestDirectives ?? plugin.respectRequestDirectives,
     header: plugin.header,
     cacheStatus: plugin.cacheStatus,
     debug: plugin.debug,
-    collapseWait: plugin.collapseWait
+    collapseWait: plugin.collapseWait,
+    surrogateKeyHeader: plugin.surrogateKeyHeader
   }
+}
+
+/**
+ * One learned-Vary list per route config object and URL. Fastify gives the automatic HEAD
+ * route the same config object as its GET route, so both look up the same variants.
+ */
+function sharedVariantHeaders (plugin: ResolvedPluginOptions, config: object, routeLabel: string, configured: string[]): VariantHeaders {
+  let byUrl = plugin.learnedVary.get(config)
+  if (byUrl === undefined) {
+    byUrl = new Map()
+    plugin.learnedVary.set(config, byUrl)
+  }
+  // The label is "METHODS url"; GET and HEAD differ only in the methods part.
+  const url = routeLabel.slice(routeLabel.indexOf(' ') + 1)
+  let headers = byUrl.get(url)
+  if (headers === undefined) {
+    headers = { names: configured }
+    byUrl.set(url, headers)
+  }
+  return headers
 }
 
 function checkRouteObject (where: string, config: unknown): RouteCacheOptions {

@@ -1,11 +1,12 @@
 import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction, InjectOptions } from 'fastify'
 import { Readable } from 'node:stream'
-import { variantOf } from './cache-key'
+import { learnVariantHeaders, variantHas, variantOf } from './cache-key'
 import { BYPASS, type LookupResult } from './caches/cache'
 import { ENTRY_RESPONSE, freshUntil, type CacheEntry } from './entry'
 import {
-  computeEtag, deltaSeconds, freshnessHeader, ifNoneMatchHits, notModifiedSince, parseCacheControl,
-  refusalReason, storableHeaders, type Directives
+  computeEtag, decodeContent, deltaSeconds, freshnessHeader, ifNoneMatchHits, notModifiedSince, parseCacheControl,
+  refusalReason, responseTtl, storableHeaders, surrogateTags, variesOnEncoding, varyNames, varyWithoutEncoding,
+  type Directives
 } from './http-semantics'
 import type { RouteSettings } from './options'
 
@@ -31,6 +32,8 @@ interface MissState {
   noStore: boolean
   /** An expired entry that may still replace an origin error (stale-if-error). */
   stale: CacheEntry | undefined
+  /** Serves `stale` when the handler takes longer than staleIfErrorTimeout. */
+  timer: NodeJS.Timeout | undefined
 }
 
 /** Marks a request answered from the cache, so onSend leaves it alone. */
@@ -45,10 +48,11 @@ export type Refresher = (request: FastifyRequest, settings: RouteSettings, fligh
 
 /** The preHandler that answers from the cache, or lets the request through as a miss. */
 export function buildLookupHook (settings: RouteSettings, refresh: Refresher, refreshToken: string) {
-  const { cache, varyHeaders, respectRequestDirectives } = settings
-  const hasVary = varyHeaders.length > 0
+  const { cache, variantHeaders, respectRequestDirectives, allowsAuthorization } = settings
 
   return function emberCacheLookup (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void {
+    // RFC 9111 §3.5: a shared cache keeps out of credentialed requests unless the route opted in.
+    if (!allowsAuthorization && request.headers.authorization !== undefined) return bypass(request, reply, settings, done, 'fwd=bypass; detail=authorization')
     let key: string
     try {
       key = settings.keyOf(request)
@@ -57,16 +61,17 @@ export function buildLookupHook (settings: RouteSettings, refresh: Refresher, re
       request.log.warn({ err }, 'ember-cache: key could not be computed; serving without cache')
       return bypass(request, reply, settings, done)
     }
-    const variant = hasVary ? variantOf(request, varyHeaders) : ''
+    const varyNames = variantHeaders.names
+    const variant = varyNames.length > 0 ? variantOf(request, varyNames) : ''
 
     let directives = EMPTY_DIRECTIVES
     const requestCacheControl = request.headers['cache-control']
     if (respectRequestDirectives && requestCacheControl !== undefined) directives = parseCacheControl(requestCacheControl)
     const isRefresh = request.headers[REFRESH_HEADER] === refreshToken
     // RFC 9111 §5.2.1.5: no-store: do not use or store a response for this request.
-    if (directives.has('no-store')) return bypass(request, reply, settings, done, true)
+    if (directives.has('no-store')) return bypass(request, reply, settings, done, 'fwd=request')
     // RFC 9111 §5.2.1.4: no-cache: do not answer from the cache without asking the origin.
-    if (isRefresh || directives.has('no-cache')) return miss(request, settings, key, variant, undefined, false, done)
+    if (isRefresh || directives.has('no-cache')) return miss(request, reply, settings, key, variant, undefined, false, done)
 
     const isHead = request.method === 'HEAD'
     const result = cache.lookup(key, variant)
@@ -85,8 +90,8 @@ function onLookup (
   request: FastifyRequest, reply: FastifyReply, settings: RouteSettings, key: string, variant: string,
   found: LookupResult, directives: Directives, refresh: Refresher, isHead: boolean, done: HookHandlerDoneFunction
 ): void {
-  if (found === BYPASS) return miss(request, settings, key, variant, undefined, true, done)
-  if (found !== undefined && found.kind === ENTRY_RESPONSE) {
+  if (found === BYPASS) return miss(request, reply, settings, key, variant, undefined, true, done)
+  if (found !== undefined && found.kind === ENTRY_RESPONSE && matchesVariant(settings, found, variant)) {
     const now = Date.now()
     const expiresAt = freshUntil(found)
     let fresh = now < expiresAt
@@ -129,41 +134,50 @@ function joinOrLead (
   const waiting = cache.flights.wait(flight, settings.collapseWait)
   if (waiting === undefined) {
     // A HEAD request never stores (its payload is empty), so it must not make GETs wait on it.
-    if (isHead) return miss(request, settings, key, variant, stale, false, done)
+    if (isHead) return miss(request, reply, settings, key, variant, stale, false, done)
     cache.flights.lead(flight)
     const lock = cache.fillLock
-    if (lock === undefined) return miss(request, settings, key, variant, stale, false, done, flight)
+    if (lock === undefined) return miss(request, reply, settings, key, variant, stale, false, done, flight)
     lock.acquire(key, variant).then((token) => {
-      if (token !== undefined) return miss(request, settings, key, variant, stale, false, done, flight, token)
+      if (token !== undefined) return miss(request, reply, settings, key, variant, stale, false, done, flight, token)
       // Another instance runs the handler: wait for what it stores.
       return lock.waitForEntry(key, variant).then((entry) => {
-        if (entry === undefined) return miss(request, settings, key, variant, stale, false, done, flight)
+        if (entry === undefined || !matchesVariant(settings, entry, variant)) return miss(request, reply, settings, key, variant, stale, false, done, flight)
         cache.flights.settle(flight, entry)
         serveEntry(request, reply, settings, entry, 'HIT', 'hit; collapsed', Date.now())
       })
-    }).catch(() => miss(request, settings, key, variant, stale, false, done, flight))
+    }).catch(() => miss(request, reply, settings, key, variant, stale, false, done, flight))
     return
   }
   waiting.then((shared) => {
     // The leader's response could not be shared (not cacheable, failed, too slow): run ours.
-    if (shared === undefined) return miss(request, settings, key, variant, stale, false, done)
+    if (shared === undefined || !matchesVariant(settings, shared, variant)) return miss(request, reply, settings, key, variant, stale, false, done)
     serveEntry(request, reply, settings, shared, 'HIT', 'hit; collapsed', Date.now())
   }, done)
 }
 
 function miss (
-  request: FastifyRequest, settings: RouteSettings, key: string, variant: string, stale: CacheEntry | undefined,
-  backendDown: boolean, done: HookHandlerDoneFunction, flight = '', lockToken = ''
+  request: FastifyRequest, reply: FastifyReply, settings: RouteSettings, key: string, variant: string,
+  stale: CacheEntry | undefined, backendDown: boolean, done: HookHandlerDoneFunction, flight = '', lockToken = ''
 ): void {
-  (request as unknown as StateBag)[kState] = {
-    key, variant, epoch: settings.cache.epoch, flight, lockToken, bypass: backendDown, noStore: false, stale
+  const state: MissState = {
+    key, variant, epoch: settings.cache.epoch, flight, lockToken, bypass: backendDown, noStore: false, stale, timer: undefined
+  }
+  ;(request as unknown as StateBag)[kState] = state
+  if (stale !== undefined && settings.staleIfErrorTimeout > 0) {
+    // RFC 5861 §4 counts an origin that does not answer in time as an error too.
+    state.timer = setTimeout(() => {
+      if (reply.sent) return
+      settle(settings, state, undefined)
+      serveEntry(request, reply, settings, stale, 'STALE', 'hit; fwd=stale; detail=origin-timeout', Date.now())
+    }, settings.staleIfErrorTimeout)
   }
   done()
 }
 
-function bypass (request: FastifyRequest, reply: FastifyReply, settings: RouteSettings, done: HookHandlerDoneFunction, requestNoStore = false): void {
+function bypass (request: FastifyRequest, reply: FastifyReply, settings: RouteSettings, done: HookHandlerDoneFunction, detail = 'fwd=bypass'): void {
   (request as unknown as StateBag)[kState] = null
-  setStatusHeaders(reply, settings, 'BYPASS', requestNoStore ? 'fwd=request' : 'fwd=bypass', undefined)
+  setStatusHeaders(reply, settings, 'BYPASS', detail, undefined)
   done()
 }
 
@@ -187,6 +201,26 @@ function serveEntry (
   reply.send(entry.body)
 }
 
+/**
+ * RFC 9111 §4.1: a stored response answers only requests that match it on every header its
+ * Vary names. The lookup variant holds the values of the route's variant headers, so the entry
+ * matches when each of its Vary names is among them. Otherwise (stored before this process
+ * learned that Vary, or by another writer) it is a miss, and the names are learned so that the
+ * next lookups include them.
+ */
+function matchesVariant (settings: RouteSettings, entry: CacheEntry, variant: string): boolean {
+  const vary = entry.headers.vary
+  if (vary === undefined) return true
+  const names = varyNames(vary)
+  for (let i = 0; i < names.length; i++) {
+    if (!variantHas(variant, names[i])) {
+      learnVariantHeaders(settings.variantHeaders, names)
+      return false
+    }
+  }
+  return true
+}
+
 /** RFC 9110 §13.2.2: If-None-Match takes precedence; If-Modified-Since only without it. */
 function notModified (request: FastifyRequest, headers: Record<string, unknown>): boolean {
   const ifNoneMatch = request.headers['if-none-match']
@@ -207,10 +241,13 @@ function setStatusHeaders (reply: FastifyReply, settings: RouteSettings, shortSt
 
 /** The onSend hook of a GET route: store a cacheable miss, answer stale on origin errors. */
 export function buildStoreHook (settings: RouteSettings) {
-  const { cache } = settings
+  const { cache, surrogateKeyHeader } = settings
   return function emberCacheStore (request: FastifyRequest, reply: FastifyReply, payload: unknown, done: (err: Error | null, payload?: unknown) => void): void {
     const state = (request as unknown as StateBag)[kState]
-    if (state === null || state === undefined || state === SERVED) return done(null, payload)
+    if (state === SERVED) return done(null, payload)
+    // The surrogate-key header is for us, never for clients, whatever happens to the response.
+    const surrogate = surrogateKeyHeader === false ? undefined : takeSurrogateTags(reply, surrogateKeyHeader)
+    if (state === null || state === undefined) return done(null, payload)
     const missState = state as MissState
     // HEAD shares GET's entry but never stores (its payload is empty); it still says MISS.
     if (request.method !== 'GET') {
@@ -234,40 +271,74 @@ export function buildStoreHook (settings: RouteSettings) {
       if (settings.streamMaxBytes === 0) return refuse(reply, settings, missState, 'stream', payload, done)
       return bufferStream(payload, settings.streamMaxBytes, (body, replay) => {
         if (body === undefined) return refuse(reply, settings, missState, 'stream-too-large', replay, done)
-        finishStore(request, reply, settings, missState, body, body, done)
+        finishStore(request, reply, settings, missState, body, body, surrogate, done)
       })
     }
     const body = bodyOf(payload)
     if (body === undefined) return refuse(reply, settings, missState, 'payload', payload, done)
-    finishStore(request, reply, settings, missState, body, payload, done)
+    finishStore(request, reply, settings, missState, body, payload, surrogate, done)
   }
 
   function finishStore (
     request: FastifyRequest, reply: FastifyReply, settings: RouteSettings, state: MissState, body: Buffer,
-    payload: unknown, done: (err: Error | null, payload?: unknown) => void
+    payload: unknown, surrogate: string[] | undefined, done: (err: Error | null, payload?: unknown) => void
   ): void {
     const headers = reply.getHeaders()
     const responseDirectives = parseCacheControl(headers['cache-control'])
     let reason = refusalReason(reply.statusCode, settings.statusCodes, headers, responseDirectives)
-    if (reason === undefined && body.length > settings.maxEntryBytes) reason = 'too-large'
+    // A compression hook that ran before ours (@fastify/compress registered first) coded the body
+    // for this client: the entry keeps the identity body, which compression serves to anyone.
+    let identity = body
+    let decoded = false
+    const coding = headers['content-encoding']
+    if (reason === undefined && coding !== undefined && coding !== 'identity' && variesOnEncoding(headers.vary)) {
+      const plain = decodeContent(body, String(coding), settings.maxEntryBytes)
+      if (plain === undefined) reason = 'content-encoding'
+      else {
+        identity = plain
+        decoded = true
+      }
+    }
+    if (reason === undefined && identity.length > settings.maxEntryBytes) reason = 'too-large'
     if (reason === undefined && state.noStore) reason = 'request-no-store'
+    let ttl = settings.ttl
+    if (reason === undefined && settings.ttlFromResponse) {
+      const fromResponse = responseTtl(responseDirectives)
+      // ttl 0 means "never expires" here, the opposite of what max-age=0 asks for.
+      if (fromResponse === 0) reason = 'zero-freshness'
+      else if (fromResponse !== undefined) ttl = fromResponse
+    }
     if (reason !== undefined) return refuse(reply, settings, state, reason, payload, done)
 
     const stored = storableHeaders(headers, settings.header)
+    if (decoded) delete stored['content-encoding']
+    if (stored.vary !== undefined) {
+      // One string, so that hits find its parsed names in varyNames' memo without joining.
+      const vary = decoded ? varyWithoutEncoding(stored.vary) : Array.isArray(stored.vary) ? stored.vary.join(', ') : stored.vary
+      if (vary === undefined) delete stored.vary
+      else {
+        stored.vary = vary
+        // RFC 9111 §4.1: the response varies on these request headers; from now on the route's
+        // variants include them (Accept-Encoding excepted, see varyNames).
+        learnVariantHeaders(settings.variantHeaders, varyNames(vary))
+      }
+    }
+    const variantNames = settings.variantHeaders.names
+    const variant = variantNames.length === 0 ? '' : variantOf(request, variantNames)
     if (typeof stored.etag !== 'string') {
-      stored.etag = computeEtag(body)
+      stored.etag = computeEtag(identity)
       reply.header('etag', stored.etag)
     }
     const entry: CacheEntry = {
       kind: ENTRY_RESPONSE,
       status: reply.statusCode,
       headers: stored,
-      body,
+      body: identity,
       storedAt: Date.now(),
-      ttl: settings.ttl,
+      ttl,
       staleWhileRevalidate: settings.staleWhileRevalidate,
       staleIfError: settings.staleIfError,
-      tags: tagsOf(request, settings),
+      tags: withSurrogateTags(tagsOf(request, settings), surrogate),
       tagVersions: []
     }
     if (headers['cache-control'] === undefined) reply.header('cache-control', freshnessHeader(entry.ttl, entry.ttl, settings.isPrivate))
@@ -288,7 +359,7 @@ export function buildStoreHook (settings: RouteSettings) {
       }
       done(null, payload)
     }
-    const storing = cache.store(state.key, state.variant, entry)
+    const storing = cache.store(state.key, variant, entry)
     if (storing === undefined) after()
     else storing.then(after, after)
   }
@@ -313,6 +384,20 @@ function replaceWithStale (reply: FastifyReply, settings: RouteSettings, entry: 
 function settle (settings: RouteSettings, state: MissState, entry: CacheEntry | undefined): void {
   if (state.flight !== '') settings.cache.flights.settle(state.flight, entry)
   if (state.lockToken !== '') settings.cache.fillLock?.release(state.key, state.variant, state.lockToken)
+}
+
+/** Reads and removes the surrogate-key header; undefined when the handler set none. */
+function takeSurrogateTags (reply: FastifyReply, name: string): string[] | undefined {
+  const value = reply.getHeader(name)
+  if (value === undefined) return undefined
+  reply.removeHeader(name)
+  return surrogateTags(value)
+}
+
+function withSurrogateTags (tags: string[], surrogate: string[] | undefined): string[] {
+  if (surrogate === undefined || surrogate.length === 0) return tags
+  if (tags.length === 0) return surrogate
+  return [...new Set([...tags, ...surrogate])]
 }
 
 function tagsOf (request: FastifyRequest, settings: RouteSettings): string[] {

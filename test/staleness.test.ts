@@ -161,3 +161,27 @@ t.test('wrap(): concurrent callers share one run; an invalidation during the run
   t.same(await racing, { n: 2 })
   t.equal(await cache.has('r'), false, 'the value computed before the invalidation was not stored')
 })
+
+t.test('stale-if-error: a handler slower than staleIfErrorTimeout is answered with the expired entry', async (t) => {
+  let slow = false
+  let runs = 0
+  const app = await appWith((app) => {
+    app.get('/timeout', { config: { cache: { cache: new MemoryCache(), ttl: 1, staleIfError: 60, staleIfErrorTimeout: 100 } } }, async () => {
+      runs++
+      if (slow) await sleep(600)
+      return { run: runs }
+    })
+  })
+  t.teardown(() => app.close())
+  await app.inject('/timeout')
+  await sleep(1100)
+  slow = true
+  const started = Date.now()
+  const answer = await app.inject('/timeout')
+  const elapsed = Date.now() - started
+  t.equal(answer.statusCode, 200)
+  t.equal(answer.headers['x-cache'], 'STALE')
+  t.same(answer.json(), { run: 1 })
+  t.ok(elapsed < 400, `answered after the 100 ms timeout, not the 600 ms handler (took ${elapsed} ms)`)
+  await sleep(600)
+})
