@@ -32,7 +32,9 @@ t.test('redis', async (t) => {
 
   t.test('answers PING at the advertised url', async (t) => {
     t.equal(await redisCommand(redis, ['PING']), 'PONG')
-    t.equal(redis.url, `redis://${redis.host}:${redis.port}`)
+    const url = new URL(redis.url)
+    t.equal(url.hostname, redis.host)
+    t.equal(Number(url.port), redis.port)
   })
 
   t.test('flushAll empties it', async (t) => {
@@ -124,4 +126,11 @@ t.test('redis cluster: three masters, every node reports ok', async (t) => {
   }
   t.ok(cluster.servers.every((s) => s.managed))
   await cluster.flushAll()
+
+  const node = cluster.servers[1]
+  if (node === undefined) throw new Error('no second node')
+  await node.kill()
+  await node.restart()
+  await cluster.waitForOk(10_000)
+  t.pass('a killed node rejoins after restart')
 })

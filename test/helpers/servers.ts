@@ -6,7 +6,9 @@
 //   1. REDIS_URL / MEMCACHED_URL  -> an external server; managed=false (no fault injection)
 //   2. a Docker engine answering  -> testcontainers, if installed; managed=false
 //   3. otherwise                  -> spawn the local binary on a free 127.0.0.1 port
-// Fault tests should `t.skip` when `!server.managed`.
+// Fault tests should `t.skip` when `!server.managed`. Containers cost those tests, so
+// EMBER_CACHE_TEST_DOCKER=0 skips step 2 where the local binaries exist.
+// Redis Cluster always spawns locally (step 3).
 
 import { spawn, execFile, type ChildProcess } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
@@ -42,7 +44,7 @@ export interface ServerHandle {
   flushAll(): Promise<void>
 }
 
-export interface RedisServer extends ServerHandle {
+export interface RedisServer extends ServerHandle, Endpoint {
   url: string
   /** connected_clients from INFO, minus the probe's own connection. */
   clientCount(): Promise<number>
@@ -58,6 +60,11 @@ export interface MemcachedServer extends ServerHandle {
 export interface RedisClusterHandle {
   nodes: Array<{ host: string, port: number }>
   servers: RedisServer[]
+  /**
+   * Resolves once every node reports cluster_state:ok with all slots and nodes known.
+   * Needed after restarting a node: it answers PING at once but rejoins ~node-timeout later.
+   */
+  waitForOk(timeoutMs?: number): Promise<void>
   flushAll(): Promise<void>
   stop(): Promise<void>
 }
@@ -95,7 +102,10 @@ const liveDirs = new Set<string>()
 let exitHookInstalled = false
 let watchdog: ChildProcess | undefined
 
+// It ignores catchable signals so a Ctrl-C or `kill -- -pgid` aimed at the whole
+// process group cannot take it down before it has cleaned up.
 const WATCHDOG_SOURCE = `
+for (const s of ['SIGINT', 'SIGTERM', 'SIGHUP']) process.on(s, () => {})
 const pids = new Set(); const dirs = new Set(); let buf = ''
 process.stdin.on('data', (d) => {
   buf += d; let i
@@ -347,6 +357,8 @@ interface ProcessSpec {
   stopSignal?: NodeJS.Signals
 }
 
+const shellQuote = (arg: string): string => /^[\w@%+=:,./-]+$/.test(arg) ? arg : `'${arg.replace(/'/g, "'\\''")}'`
+
 const delay = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
 
 class ManagedProcess {
@@ -362,6 +374,11 @@ class ManagedProcess {
     this.output = ''
     const child = spawn(this.spec.command, this.spec.args, { stdio: ['ignore', 'pipe', 'pipe'] })
     this.child = child
+    // A test that forgets stop() must still end (the exit hook then kills the server);
+    // every wait below has its own timer, so nothing needs the child to hold the loop open.
+    child.unref()
+    ;(child.stdout as unknown as Socket | null)?.unref()
+    ;(child.stderr as unknown as Socket | null)?.unref()
     let exitInfo: string | undefined
     let spawnError: Error | undefined
     this.exited = new Promise((resolve) => {
@@ -403,7 +420,7 @@ class ManagedProcess {
         ? `exited early (${exitInfo})`
         : `did not answer within ${READY_TIMEOUT_MS} ms`
     throw new Error(`${this.spec.name} on ${HOST}:${this.spec.port} ${why}\n` +
-      `command: ${this.spec.command} ${this.spec.args.join(' ')}\n` +
+      `command: ${[this.spec.command, ...this.spec.args].map(shellQuote).join(' ')}\n` +
       `output:\n${this.output.trim() === '' ? '(none)' : this.output}`)
   }
 
@@ -482,8 +499,16 @@ function dockerAnswers (): Promise<boolean> {
   const hostEnv = process.env.DOCKER_HOST
   let options: { path: string } | { host: string, port: number } = { path: '/var/run/docker.sock' }
   if (hostEnv !== undefined && hostEnv !== '') {
-    const url = new URL(hostEnv)
-    options = url.protocol === 'unix:' ? { path: url.pathname } : { host: url.hostname, port: Number(url.port || 2375) }
+    let url: URL
+    try {
+      url = new URL(hostEnv)
+    } catch {
+      return Promise.resolve(false)
+    }
+    if (url.protocol === 'unix:') options = { path: url.pathname }
+    else if (url.protocol === 'tcp:' || url.protocol === 'http:' || url.protocol === 'https:') options = { host: url.hostname, port: Number(url.port || 2375) }
+    // ssh:// and npipe:// cannot be probed cheaply; fall back to spawning.
+    else return Promise.resolve(false)
   }
   return new Promise((resolve) => {
     const socket = netConnect(options)
@@ -497,8 +522,9 @@ function dockerAnswers (): Promise<boolean> {
 interface ContainerEndpoint { host: string, port: number, stop: () => Promise<void> }
 
 async function startContainer (image: string, containerPort: number): Promise<ContainerEndpoint | undefined> {
-  if (!(await dockerAnswers())) return undefined
-  // A variable specifier keeps tsc from resolving a package that is not installed.
+  if (process.env.EMBER_CACHE_TEST_DOCKER === '0' || !(await dockerAnswers())) return undefined
+  // testcontainers is optional: a variable specifier keeps tsc and the CommonJS
+  // output from needing it, and a failed import just means "spawn instead".
   const moduleName = 'testcontainers'
   let tc: any
   try {
@@ -519,9 +545,9 @@ async function startContainer (image: string, containerPort: number): Promise<Co
 
 function redisHandle (target: Endpoint, url: string, managed: boolean, ops: Pick<ServerHandle, 'stop' | 'kill' | 'pause' | 'resume' | 'restart'>): RedisServer {
   return {
+    // Carries REDIS_URL's tls/credentials, so redisCommand(server, ...) just works.
+    ...target,
     url,
-    host: target.host,
-    port: target.port,
     managed,
     ...ops,
     async clientCount () {
@@ -724,17 +750,21 @@ export async function startRedisCluster (): Promise<RedisClusterHandle> {
     await runRedisCli(['--cluster', 'create', ...nodes.map((n) => `${n.host}:${n.port}`),
       '--cluster-replicas', '0', '--cluster-yes'], 10_000)
 
-    const deadline = Date.now() + CLUSTER_READY_TIMEOUT_MS
-    let pending = await clusterSettled(nodes)
-    while (pending !== undefined && Date.now() < deadline) {
-      await delay(100)
-      pending = await clusterSettled(nodes)
+    const waitForOk = async (timeoutMs = CLUSTER_READY_TIMEOUT_MS): Promise<void> => {
+      const deadline = Date.now() + timeoutMs
+      let pending = await clusterSettled(nodes)
+      while (pending !== undefined && Date.now() < deadline) {
+        await delay(100)
+        pending = await clusterSettled(nodes)
+      }
+      if (pending !== undefined) throw new Error(`redis cluster not ok within ${timeoutMs} ms; ${pending}`)
     }
-    if (pending !== undefined) throw new Error(`redis cluster not ok within ${CLUSTER_READY_TIMEOUT_MS} ms; ${pending}`)
+    await waitForOk()
 
     return {
       nodes,
       servers,
+      waitForOk,
       // FLUSHALL is per node in a cluster.
       async flushAll () { await Promise.all(servers.map(async (s) => await s.flushAll())) },
       stop: stopAll
