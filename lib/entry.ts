@@ -33,7 +33,8 @@ const MAGIC_0 = 0xeb
 const MAGIC_1 = 0xca
 export const ENVELOPE_VERSION = 1
 // magic(2) version(1) kind(1) status(2) storedAt(8) ttl(4) swr(4) sie(4) tags(2) headers(2) body(4)
-const FIXED_BYTES = 32
+// = 34. One short and encodeEntry silently drops the body's last bytes (Buffer#copy truncates).
+const FIXED_BYTES = 34
 
 /** Milliseconds after storedAt when the entry stops being fresh (Infinity for ttl 0). */
 export function freshUntil (entry: CacheEntry): number {
