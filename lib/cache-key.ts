@@ -45,8 +45,9 @@ const PLACEHOLDER = /\{([^{}]+)\}/g
 /**
  * Compiles `widget:{widgetId}` once, at route registration. Placeholders are filled from
  * route params first, then the query string; a missing value fills in as an empty string.
+ * `escape`, when given, is applied to each filled value (escapeGlob for patterns).
  */
-export function compileTemplate (template: string): KeyBuilder {
+export function compileTemplate (template: string, escape?: (value: string) => string): KeyBuilder {
   const literals: string[] = []
   const names: string[] = []
   let last = 0
@@ -59,7 +60,10 @@ export function compileTemplate (template: string): KeyBuilder {
   if (names.length === 0) return () => template
   return (request) => {
     let out = ''
-    for (let i = 0; i < names.length; i++) out += literals[i] + placeholderValue(request, names[i])
+    for (let i = 0; i < names.length; i++) {
+      const value = placeholderValue(request, names[i])
+      out += literals[i] + (escape === undefined ? value : escape(value))
+    }
     return out + tail
   }
 }
@@ -90,6 +94,42 @@ export function variantOf (request: FastifyRequest, headerNames: readonly string
     variant += (i === 0 ? '' : '\n') + headerNames[i] + '=' + (value === undefined ? '' : Array.isArray(value) ? value.join(',') : value)
   }
   return variant
+}
+
+/**
+ * The request headers a route's variants are made of: the configured ones, then those learned
+ * from responses' Vary. The array is replaced, never mutated, when it grows, so a lookup that
+ * read it keeps a consistent list.
+ */
+export interface VariantHeaders {
+  names: readonly string[]
+}
+
+/** Adds header names not yet known (except `*`); true when the list grew. */
+export function learnVariantHeaders (headers: VariantHeaders, names: readonly string[]): boolean {
+  let grown: string[] | undefined
+  for (const name of names) {
+    if (name === '*' || headers.names.includes(name) || grown?.includes(name) === true) continue
+    grown ??= [...headers.names]
+    grown.push(name)
+  }
+  if (grown === undefined) return false
+  headers.names = grown
+  return true
+}
+
+/**
+ * True when a variant (as built by `variantOf`) was computed with `name` among its headers.
+ * Header values cannot hold a newline, so a name right after the start or a newline and
+ * followed by `=` is a name, never part of a value. No allocation: runs on hits.
+ */
+export function variantHas (variant: string, name: string): boolean {
+  let at = variant.indexOf(name)
+  while (at !== -1) {
+    if ((at === 0 || variant.charCodeAt(at - 1) === 10) && variant.charCodeAt(at + name.length) === 61) return true
+    at = variant.indexOf(name, at + 1)
+  }
+  return false
 }
 
 /** Compiles a glob (`*`, `?`, `[...]`, backslash escapes) as Redis MATCH reads it. */

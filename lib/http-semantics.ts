@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto'
+import { brotliDecompressSync, gunzipSync, inflateSync } from 'node:zlib'
 import type { StoredHeaders } from './entry'
 
 // The HTTP caching rules this plugin follows, in one place. Section numbers cite RFC 9110
@@ -50,10 +51,77 @@ export function refusalReason (statusCode: number, allowedStatus: Set<number>, h
   if (headers['set-cookie'] !== undefined) return 'set-cookie'
   if (responseDirectives.has('no-store')) return 'no-store'
   if (responseDirectives.has('private')) return 'private'
-  // RFC 9110 §12.5.5: Vary: * means the response depends on things outside the request.
+  // RFC 9110 §12.5.5: Vary: * (alone or in a list) means the response depends on things outside the request.
   const vary = headers.vary
-  if (typeof vary === 'string' && vary.trim() === '*') return 'vary-star'
+  if (vary !== undefined && varyNames(vary as string | string[]).includes('*')) return 'vary-star'
   return undefined
+}
+
+const LIST_SEPARATOR = /[\s,]+/
+const VARY_MEMO_LIMIT = 1000
+const varyMemo = new Map<string, readonly string[]>()
+
+/**
+ * RFC 9110 §12.5.5: the request headers a response varies on, lower-case (`*` kept).
+ * Accept-Encoding is left out: the cache stores the identity body, and compression
+ * (@fastify/compress) negotiates per response, hits included. Memoized: runs on hits.
+ */
+export function varyNames (vary: string | string[]): readonly string[] {
+  const text = typeof vary === 'string' ? vary : vary.join(',')
+  let names = varyMemo.get(text)
+  if (names !== undefined) return names
+  names = text.toLowerCase().split(LIST_SEPARATOR).filter((name) => name.length > 0 && name !== 'accept-encoding')
+  if (varyMemo.size >= VARY_MEMO_LIMIT) varyMemo.clear()
+  varyMemo.set(text, names)
+  return names
+}
+
+/** True when a Vary value lists Accept-Encoding: the body was negotiated by content coding. */
+export function variesOnEncoding (vary: unknown): boolean {
+  return vary !== undefined && String(vary).toLowerCase().includes('accept-encoding')
+}
+
+/** A Vary value without Accept-Encoding, or undefined when nothing else is left. */
+export function varyWithoutEncoding (vary: string | string[]): string | undefined {
+  const names = varyNames(vary)
+  return names.length === 0 ? undefined : names.join(', ')
+}
+
+/**
+ * The identity body of a content-coded response (RFC 9110 §8.4), or why it cannot be stored:
+ * 'content-encoding' (unknown coding, bytes that do not decode) or 'too-large' (over
+ * `maxBytes` once decoded). Used on a miss only, when a compression hook ran before ours: the
+ * entry must hold what any client can be sent.
+ */
+export function decodeContent (body: Buffer, coding: string, maxBytes: number): Buffer | 'content-encoding' | 'too-large' {
+  const options = { maxOutputLength: maxBytes + 1 }
+  let decoded: Buffer
+  try {
+    switch (coding.trim().toLowerCase()) {
+      case 'gzip': case 'x-gzip': decoded = gunzipSync(body, options); break
+      case 'deflate': decoded = inflateSync(body, options); break
+      case 'br': decoded = brotliDecompressSync(body, options); break
+      default: return 'content-encoding'
+    }
+  } catch (err) {
+    // zlib stops at maxOutputLength with ERR_BUFFER_TOO_LARGE; anything else is corrupt input.
+    return (err as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE' ? 'too-large' : 'content-encoding'
+  }
+  return decoded.length > maxBytes ? 'too-large' : decoded
+}
+
+/** Surrogate keys (cache tags) from a response header: tokens separated by spaces or commas. */
+export function surrogateTags (value: string | number | string[]): string[] {
+  const text = Array.isArray(value) ? value.join(',') : String(value)
+  return text.split(LIST_SEPARATOR).filter((tag) => tag.length > 0)
+}
+
+/**
+ * `ttl: 'from-response'`: RFC 9111 §5.2.2.10 s-maxage is meant for shared caches like this
+ * one, so it wins over §5.2.2.1 max-age. Undefined when the response sets neither.
+ */
+export function responseTtl (directives: Directives): number | undefined {
+  return deltaSeconds(directives, 's-maxage') ?? deltaSeconds(directives, 'max-age')
 }
 
 /** Copies the headers worth replaying, with lower-case names and string values. */
@@ -103,5 +171,6 @@ export function freshnessHeader (remainingSeconds: number, ttl: number, isPrivat
   const scope = isPrivate ? 'private' : 'public'
   // ttl 0 keeps the entry forever on the server, but clients must ask again every time.
   if (ttl === 0) return scope + ', no-cache'
-  return scope + ', max-age=' + remainingSeconds
+  // RFC 9111 §1.2.2: delta-seconds is an integer; a fractional ttl rounds up as hits do.
+  return scope + ', max-age=' + Math.ceil(remainingSeconds)
 }

@@ -48,6 +48,9 @@ async function emberCachePlugin (fastify: FastifyInstance, options: EmberCachePl
         return new MemcachedCache({ ...keyPrefix, ...opts.memcached })
     }
   }
+  // Fail fast on bad in-process mode options, not when the first route happens to ask for them.
+  if (opts.memory !== undefined) cacheForMode('memory', 'memory')
+  if (opts.static !== undefined) cacheForMode('static', 'static')
 
   const decorator: EmberCacheDecorator = {
     invalidate: (target: InvalidationTarget) => invalidateAll(caches, target, fastify.log),

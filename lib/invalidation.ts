@@ -1,10 +1,11 @@
 import type { FastifyBaseLogger, FastifyReply, FastifyRequest } from 'fastify'
-import { compileTemplate, variantOf } from './cache-key'
+import { compileTemplate, escapeGlob, variantOf } from './cache-key'
 import type { EmberCache, InvalidationTarget } from './caches/cache'
 import { ENTRY_RESPONSE, type CacheEntry } from './entry'
 import { InvalidOptionError, InvalidTargetError, PatternNotSupportedError } from './errors'
 import { computeEtag, parseCacheControl, refusalReason, storableHeaders } from './http-semantics'
 import type { RouteSettings } from './options'
+import { tagsOf } from './route-hooks'
 
 // Invalidation: declarative (write routes clear what they change) and imperative
 // (reply.cacheInvalidate, cache.invalidate).
@@ -21,13 +22,15 @@ export function compileTargets (list: string[], cache: EmberCache, where: string
       const builders = text.slice(5).split(',').map((tag) => compileTemplate(tag.trim()))
       return (request) => ({ tags: builders.map((build) => build(request)) })
     }
-    const build = compileTemplate(text)
     if (/[*?[]/.test(text.replace(/\{[^{}]+\}/g, ''))) {
       if (cache.kind === 'memcached') {
         throw new InvalidOptionError(where, 'pattern ' + JSON.stringify(text) + ' cannot be used with a Memcached cache (no pattern invalidation); use keys or tags:')
       }
-      return (request) => ({ pattern: build(request) })
+      // Request values fill in as literals: a param of `*` must not widen the pattern.
+      const buildPattern = compileTemplate(text, escapeGlob)
+      return (request) => ({ pattern: buildPattern(request) })
     }
+    const build = compileTemplate(text)
     return (request) => ({ key: build(request) })
   })
 }
@@ -75,7 +78,7 @@ function responseEntry (reply: FastifyReply, payload: unknown, settings: RouteSe
   if (refusalReason(reply.statusCode, settings.statusCodes, headers, parseCacheControl(headers['cache-control'])) !== undefined) return undefined
   const stored = storableHeaders(headers, settings.header)
   if (typeof stored.etag !== 'string') stored.etag = computeEtag(body)
-  const tags = typeof settings.tags === 'function' ? settings.tags(request) : settings.tags ?? []
+  const tags = tagsOf(request, settings)
   return {
     kind: ENTRY_RESPONSE,
     // A 201 Created to a PUT is a 200 to the GET that reads it back.

@@ -95,22 +95,27 @@ function onLookup (
     const now = Date.now()
     const expiresAt = freshUntil(found)
     let fresh = now < expiresAt
-    // RFC 9111 §5.2.1.1: max-age=N: the client accepts nothing older than N seconds.
     if (fresh && directives !== EMPTY_DIRECTIVES) {
+      // RFC 9111 §5.2.1.1: max-age=N: the client accepts nothing older than N seconds.
       const maxAge = deltaSeconds(directives, 'max-age')
       if (maxAge !== undefined && now - found.storedAt > maxAge * 1000) fresh = false
+      // RFC 9111 §5.2.1.3: min-fresh=N: the client wants N more seconds of freshness.
+      const minFresh = deltaSeconds(directives, 'min-fresh')
+      if (minFresh !== undefined && expiresAt - now < minFresh * 1000) fresh = false
+      // Fresh for us but not for this client: not a stale entry, so no stale-* rule applies.
+      if (!fresh) return joinOrLead(request, reply, settings, key, variant, undefined, directives, isHead, done)
     }
-    if (fresh) return serveEntry(request, reply, settings, found, 'HIT', 'hit', now)
+    if (fresh) return serveEntry(request, reply, settings, found, 'HIT', 'hit', now, key)
     // RFC 5861 §3: within stale-while-revalidate, answer now and refresh in the background.
     if (now < expiresAt + found.staleWhileRevalidate * 1000) {
       refresh(request, settings, key + '\u0000' + variant)
-      return serveEntry(request, reply, settings, found, 'STALE', 'hit; fwd=stale', now)
+      return serveEntry(request, reply, settings, found, 'STALE', 'hit; fwd=stale', now, key)
     }
     // RFC 9111 §5.2.1.2: max-stale[=N]: the client accepts an entry stale by up to N seconds.
     if (directives.has('max-stale')) {
       const maxStale = deltaSeconds(directives, 'max-stale')
       if (maxStale === undefined || now - expiresAt <= maxStale * 1000) {
-        return serveEntry(request, reply, settings, found, 'STALE', 'hit; fwd=stale', now)
+        return serveEntry(request, reply, settings, found, 'STALE', 'hit; fwd=stale', now, key)
       }
     }
     const stale = now < expiresAt + found.staleIfError * 1000 ? found : undefined
@@ -144,7 +149,7 @@ function joinOrLead (
       return lock.waitForEntry(key, variant).then((entry) => {
         if (entry === undefined || !matchesVariant(settings, entry, variant)) return miss(request, reply, settings, key, variant, stale, false, done, flight)
         cache.flights.settle(flight, entry)
-        serveEntry(request, reply, settings, entry, 'HIT', 'hit; collapsed', Date.now())
+        serveEntry(request, reply, settings, entry, 'HIT', 'hit; collapsed', Date.now(), key)
       })
     }).catch(() => miss(request, reply, settings, key, variant, stale, false, done, flight))
     return
@@ -152,7 +157,7 @@ function joinOrLead (
   waiting.then((shared) => {
     // The leader's response could not be shared (not cacheable, failed, too slow): run ours.
     if (shared === undefined || !matchesVariant(settings, shared, variant)) return miss(request, reply, settings, key, variant, stale, false, done)
-    serveEntry(request, reply, settings, shared, 'HIT', 'hit; collapsed', Date.now())
+    serveEntry(request, reply, settings, shared, 'HIT', 'hit; collapsed', Date.now(), key)
   }, done)
 }
 
@@ -169,7 +174,7 @@ function miss (
     state.timer = setTimeout(() => {
       if (reply.sent) return
       settle(settings, state, undefined)
-      serveEntry(request, reply, settings, stale, 'STALE', 'hit; fwd=stale; detail=origin-timeout', Date.now())
+      serveEntry(request, reply, settings, stale, 'STALE', 'hit; fwd=stale; detail=origin-timeout', Date.now(), key)
     }, settings.staleIfErrorTimeout)
   }
   done()
@@ -184,7 +189,7 @@ function bypass (request: FastifyRequest, reply: FastifyReply, settings: RouteSe
 /** Answers from an entry: stored bytes, stored headers, freshness computed now. */
 function serveEntry (
   request: FastifyRequest, reply: FastifyReply, settings: RouteSettings, entry: CacheEntry,
-  shortStatus: string, cacheStatus: string, now: number
+  shortStatus: string, cacheStatus: string, now: number, key: string
 ): void {
   (request as unknown as StateBag)[kState] = SERVED
   const remaining = entry.ttl === 0 ? 0 : Math.max(0, Math.ceil((entry.storedAt + entry.ttl * 1000 - now) / 1000))
@@ -193,7 +198,7 @@ function serveEntry (
   // RFC 9111 §5.1: Age is how long ago the origin produced the response.
   reply.header('age', Math.max(0, Math.floor((now - entry.storedAt) / 1000)))
   if (entry.headers['cache-control'] === undefined) reply.header('cache-control', freshnessHeader(remaining, entry.ttl, settings.isPrivate))
-  setStatusHeaders(reply, settings, shortStatus, cacheStatus + '; ttl=' + remaining, undefined)
+  setStatusHeaders(reply, settings, shortStatus, cacheStatus + '; ttl=' + remaining, key)
   if (notModified(request, entry.headers)) {
     reply.code(304).send()
     return
@@ -260,7 +265,7 @@ export function buildStoreHook (settings: RouteSettings) {
     // RFC 5861 §4: stale-if-error: an origin error may be replaced by a recent enough entry.
     if (statusCode >= 500 && missState.stale !== undefined) {
       settle(settings, missState, undefined)
-      return replaceWithStale(reply, settings, missState.stale, done)
+      return replaceWithStale(reply, settings, missState.stale, missState.key, done)
     }
     if (missState.bypass) {
       settle(settings, missState, undefined)
@@ -293,7 +298,7 @@ export function buildStoreHook (settings: RouteSettings) {
     const coding = headers['content-encoding']
     if (reason === undefined && coding !== undefined && coding !== 'identity' && variesOnEncoding(headers.vary)) {
       const plain = decodeContent(body, String(coding), settings.maxEntryBytes)
-      if (plain === undefined) reason = 'content-encoding'
+      if (typeof plain === 'string') reason = plain
       else {
         identity = plain
         decoded = true
@@ -371,12 +376,14 @@ function refuse (reply: FastifyReply, settings: RouteSettings, state: MissState,
   done(null, payload)
 }
 
-function replaceWithStale (reply: FastifyReply, settings: RouteSettings, entry: CacheEntry, done: (err: Error | null, payload?: unknown) => void): void {
+function replaceWithStale (reply: FastifyReply, settings: RouteSettings, entry: CacheEntry, key: string, done: (err: Error | null, payload?: unknown) => void): void {
   reply.code(entry.status)
   reply.removeHeader('content-type')
+  // A compression hook that ran before ours coded the error body; the entry's body is identity.
+  reply.removeHeader('content-encoding')
   reply.headers(entry.headers)
   reply.header('age', Math.max(0, Math.floor((Date.now() - entry.storedAt) / 1000)))
-  setStatusHeaders(reply, settings, 'STALE', 'hit; fwd=stale; detail=stale-if-error', undefined)
+  setStatusHeaders(reply, settings, 'STALE', 'hit; fwd=stale; detail=stale-if-error', key)
   done(null, entry.body)
 }
 
@@ -400,7 +407,8 @@ function withSurrogateTags (tags: string[], surrogate: string[] | undefined): st
   return [...new Set([...tags, ...surrogate])]
 }
 
-function tagsOf (request: FastifyRequest, settings: RouteSettings): string[] {
+/** The entry's tags; a tags function that throws or returns junk stores no tags, never fails the request. */
+export function tagsOf (request: FastifyRequest, settings: RouteSettings): string[] {
   const tags = settings.tags
   if (tags === undefined) return []
   if (typeof tags !== 'function') return tags

@@ -32,7 +32,12 @@ export class SingleFlight<T> {
     if (flight === undefined) return undefined
     if (maxWaitMs <= 0) return flight.promise
     return new Promise((resolve) => {
-      const timer = setTimeout(resolve, maxWaitMs, undefined)
+      const timer = setTimeout(() => {
+        // A leader that never settles (hijacked reply, lost response) must not hold the key for
+        // good: end its flight so every waiter runs on its own and the next request leads anew.
+        if (this.flights.get(key) === flight) this.settle(key, undefined)
+        resolve(undefined)
+      }, maxWaitMs)
       flight.promise.then((value) => {
         clearTimeout(timer)
         resolve(value)

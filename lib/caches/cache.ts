@@ -229,7 +229,7 @@ export abstract class EmberCache {
 interface ParsedTarget { keys?: string[], pattern?: string, tags?: string[] }
 
 function parseTarget (target: InvalidationTarget): ParsedTarget {
-  if (typeof target === 'string') return { keys: [target] }
+  if (isText(target)) return { keys: [target] }
   if (target !== null && typeof target === 'object') {
     if ('key' in target) {
       const keys = Array.isArray(target.key) ? target.key : [target.key]

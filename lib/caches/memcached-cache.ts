@@ -23,6 +23,7 @@ const MAX_RELATIVE_EXPIRY = 60 * 60 * 24 * 30
 const MAX_KEY_BYTES = 250
 const SAFE_KEY = /^[\x21-\x7e]+$/
 const GENERATION_SUFFIX = '#gen'
+const MEMJS_TIMEOUT_FACTOR = 10
 const TAG_INFIX = '#tag:'
 
 type MemjsClient = memjs.Client<string | Buffer, Buffer | null>
@@ -50,8 +51,10 @@ export class MemcachedCache extends RemoteCache {
     this.clients = []
     for (let i = 0; i < poolSize; i++) {
       this.clients.push(memjs.Client.create(this.servers, {
-        // memjs counts in seconds; our own timer (withTimeout) is the real bound.
-        timeout: this.commandTimeout / 1000,
+        // memjs counts in seconds; our own timer (withTimeout) is the real bound. memjs only
+        // end()s a socket it times out, so each of its timeouts against a hung server leaves a
+        // half-open socket behind until the server wakes: let it time out rarely, not per probe.
+        timeout: (this.commandTimeout * MEMJS_TIMEOUT_FACTOR) / 1000,
         conntimeout: this.connectTimeout / 1000,
         retries: 1,
         keepAlive: true,
@@ -105,7 +108,12 @@ export class MemcachedCache extends RemoteCache {
   }
 
   protected async disconnectBackend (): Promise<void> {
-    for (const client of this.clients) client.close()
+    for (const client of this.clients) {
+      client.close()
+      // close() only end()s: a socket to a hung (SIGSTOPped) server would wait for a FIN that
+      // never comes and keep the process alive. error() destroys it and fails what is pending.
+      for (const server of client.servers) server.error(new Error('memcached client closed'))
+    }
   }
 
   /** The Memcached key of a variant: it includes the key's current generation. */

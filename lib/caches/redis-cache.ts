@@ -85,7 +85,10 @@ export class RedisCache extends RemoteCache {
       commandTimeout: this.commandTimeout,
       connectTimeout: this.connectTimeout,
       enableAutoPipelining: true,
-      retryStrategy: (times) => Math.min(times * 100, 2000)
+      retryStrategy: (times) => Math.min(times * 100, 2000),
+      // When QUIT fails (server down or hung), the socket is dropped after this, not after
+      // ioredis' 2 s default, which kept a timer and a socket alive past app.close().
+      disconnectTimeout: this.commandTimeout
     }
     if (options.clusterNodes !== undefined) {
       this.client = new Cluster(options.clusterNodes, {
@@ -106,10 +109,17 @@ export class RedisCache extends RemoteCache {
   }
 
   protected async readBytes (key: string, variant: string): Promise<Buffer | null> {
-    return await this.client.hgetBuffer(this.keyPrefix + key, variant)
+    try {
+      return await this.client.hgetBuffer(this.keyPrefix + key, variant)
+    } catch (err) {
+      // A key of another type under our entry's name is a miss, not a backend failure: counted
+      // as one, a single such key would trip the breaker for the whole cache.
+      if (isWrongType(err)) return null
+      throw err
+    }
   }
 
-  protected async writeBytes (key: string, variant: string, bytes: Buffer, retention: number, entry: CacheEntry): Promise<void> {
+  protected async writeBytes (key: string, variant: string, bytes: Buffer, retention: number, entry: CacheEntry, replaced = false): Promise<void> {
     const redisKey = this.keyPrefix + key
     const writes: Array<Promise<unknown>> = [this.client.hset(redisKey, variant, bytes)]
     // The hash lives as long as its longest-lived variant; each variant's own freshness is
@@ -125,7 +135,14 @@ export class RedisCache extends RemoteCache {
         writes.push(this.client.expire(tagKey, retention, 'GT'), this.client.expire(tagKey, retention, 'NX'))
       } else writes.push(this.client.persist(tagKey))
     }
-    await Promise.all(writes)
+    try {
+      await Promise.all(writes)
+    } catch (err) {
+      if (replaced || !isWrongType(err)) throw err
+      // Replace the foreign key like any stale value (once: a writer racing us keeps it).
+      await this.client.unlink(redisKey)
+      await this.writeBytes(key, variant, bytes, retention, entry, true)
+    }
   }
 
   protected async removeKeys (keys: string[]): Promise<void> {
@@ -221,6 +238,10 @@ function lockOptions (lock: RedisCacheOptions['lock']): Required<LockSettings> |
   }
   const given = typeof lock === 'object' ? lock : {}
   return { ttl: given.ttl ?? 5000, wait: given.wait ?? 5000, poll: given.poll ?? 25 }
+}
+
+function isWrongType (err: unknown): boolean {
+  return err instanceof Error && err.message.startsWith('WRONGTYPE')
 }
 
 function sleep (ms: number): Promise<void> {

@@ -1,0 +1,108 @@
+// Requests with credentials (RFC 9111 §3.5, issue 4): they neither read nor write the cache
+// unless the route opted in (private: true, keyFn / key, or varyHeaders on authorization).
+import t from 'tap'
+import Fastify, { type FastifyInstance } from 'fastify'
+import emberCache, { MemoryCache, type RouteCacheConfig } from '../lib/index'
+
+interface Scope { teardown: (fn: () => unknown) => void }
+
+/** GET /r answers with the caller's credential and a run counter. */
+async function build (t: Scope, cache: RouteCacheConfig = { mode: 'memory' }): Promise<{ app: FastifyInstance, calls: () => number }> {
+  const app = Fastify()
+  t.teardown(() => app.close())
+  await app.register(emberCache)
+  let calls = 0
+  app.get('/r', { config: { cache } }, async (request) => String(request.headers.authorization ?? 'anonymous') + '#' + String(++calls))
+  return { app, calls: () => calls }
+}
+
+const as = (credential: string): { url: string, headers: Record<string, string> } => ({ url: '/r', headers: { authorization: credential } })
+
+t.test('RFC 9111 §3.5: a request with Authorization is not answered from a stored response', async (t) => {
+  const { app, calls } = await build(t)
+  await app.inject('/r')
+  const res = await app.inject(as('Bearer alice'))
+  t.equal(res.body, 'Bearer alice#2', "the anonymous entry is not served to alice, nor alice's to anyone")
+  t.equal(res.headers['x-cache'], 'BYPASS')
+  t.equal(res.headers['cache-status'], 'ember; fwd=bypass; detail=authorization')
+  t.equal(calls(), 2)
+})
+
+t.test('RFC 9111 §3.5: the response to a request with Authorization is not stored', async (t) => {
+  const { app, calls } = await build(t)
+  await app.inject(as('Bearer alice'))
+  const bob = await app.inject(as('Bearer bob'))
+  t.equal(bob.body, 'Bearer bob#2')
+  const anonymous = await app.inject('/r')
+  t.equal(anonymous.headers['x-cache'], 'MISS', 'nothing was stored by the credentialed requests')
+  t.equal(anonymous.body, 'anonymous#3')
+  t.equal(anonymous.headers['cache-control'], 'public, max-age=60')
+  t.equal(calls(), 3)
+})
+
+t.test('RFC 9111 §3.5: private: true opts the route in (the route vouches for its key)', async (t) => {
+  const { app, calls } = await build(t, { mode: 'memory', private: true })
+  const first = await app.inject(as('Bearer alice'))
+  const second = await app.inject(as('Bearer alice'))
+  t.equal(first.headers['x-cache'], 'MISS')
+  t.equal(second.headers['x-cache'], 'HIT')
+  t.equal(second.body, 'Bearer alice#1')
+  t.equal(second.headers['cache-control'], 'private, max-age=60')
+  t.equal(calls(), 1)
+})
+
+t.test('RFC 9111 §3.5: a keyFn opts the route in, and keeps users apart', async (t) => {
+  const { app, calls } = await build(t, { mode: 'memory', keyFn: (request) => 'me:' + String(request.headers.authorization) })
+  await app.inject(as('Bearer alice'))
+  const bob = await app.inject(as('Bearer bob'))
+  const alice = await app.inject(as('Bearer alice'))
+  t.equal(bob.body, 'Bearer bob#2')
+  t.equal(alice.headers['x-cache'], 'HIT')
+  t.equal(alice.body, 'Bearer alice#1')
+  t.equal(calls(), 2)
+})
+
+t.test('RFC 9111 §3.5: a key template opts the route in', async (t) => {
+  const app = Fastify()
+  t.teardown(() => app.close())
+  await app.register(emberCache)
+  let calls = 0
+  app.get('/users/:id', { config: { cache: { mode: 'memory', key: 'user:{id}' } } }, async () => 'user#' + String(++calls))
+  await app.inject({ url: '/users/1', headers: { authorization: 'Bearer alice' } })
+  const res = await app.inject({ url: '/users/1', headers: { authorization: 'Bearer alice' } })
+  t.equal(res.headers['x-cache'], 'HIT')
+  t.equal(calls, 1)
+})
+
+t.test('RFC 9111 §3.5: varyHeaders including Authorization (any case) opts in with one variant per credential', async (t) => {
+  const { app, calls } = await build(t, { mode: 'memory', varyHeaders: ['Authorization'] })
+  await app.inject(as('Bearer alice'))
+  const bob = await app.inject(as('Bearer bob'))
+  t.equal(bob.headers['x-cache'], 'MISS')
+  t.equal(bob.body, 'Bearer bob#2')
+  const alice = await app.inject(as('Bearer alice'))
+  t.equal(alice.headers['x-cache'], 'HIT')
+  t.equal(alice.body, 'Bearer alice#1')
+  t.equal(calls(), 2)
+})
+
+t.test("RFC 9111 §3.5: a cache object's varyHeaders including authorization opts its routes in", async (t) => {
+  const { app, calls } = await build(t, new MemoryCache({ varyHeaders: ['authorization'] }))
+  await app.inject(as('Bearer alice'))
+  t.equal((await app.inject(as('Bearer alice'))).headers['x-cache'], 'HIT')
+  t.equal(calls(), 1)
+})
+
+t.test('RFC 9111 §3.5: varyHeaders without authorization do not opt in', async (t) => {
+  const { app, calls } = await build(t, { mode: 'memory', varyHeaders: ['x-tenant'] })
+  await app.inject(as('Bearer alice'))
+  t.equal((await app.inject(as('Bearer alice'))).headers['x-cache'], 'BYPASS')
+  t.equal(calls(), 2)
+})
+
+t.test('RFC 9111 §3.5: an empty Authorization header still counts as credentials', async (t) => {
+  const { app, calls } = await build(t)
+  await app.inject('/r')
+  t.equal((await app.inject(as(''))).headers['x-cache'], 'BYPASS')
+  t.equal(calls(), 2)
+})

@@ -1,0 +1,223 @@
+// Freshness (issue 4): the Cache-Control a cached route sends, Age on hits, the handler's own
+// Cache-Control, `ttl: 'from-response'`, and the per-cache body size limit.
+import t from 'tap'
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
+import emberCache, { MemoryCache, StaticCache, type EmberCachePluginOptions, type RouteCacheConfig } from '../lib/index'
+
+interface Scope { teardown: (fn: () => unknown) => void }
+type Handler = (request: FastifyRequest, reply: FastifyReply) => unknown
+
+/** One cached GET /r route whose handler counts its runs. */
+async function build (t: Scope, handler: Handler, cache: RouteCacheConfig = { mode: 'memory' }, options: EmberCachePluginOptions = {}): Promise<{ app: FastifyInstance, calls: () => number }> {
+  const app = Fastify()
+  t.teardown(() => app.close())
+  await app.register(emberCache, options)
+  let calls = 0
+  app.get('/r', { config: { cache } }, async (request, reply) => {
+    calls++
+    return handler(request, reply)
+  })
+  return { app, calls: () => calls }
+}
+
+/** Moves Date.now forward on demand; entries age without waiting. */
+function useClock (t: Scope): { advance: (seconds: number) => void } {
+  const realNow = Date.now
+  let offset = 0
+  Date.now = () => realNow() + offset
+  t.teardown(() => { Date.now = realNow })
+  return { advance: (seconds) => { offset += seconds * 1000 } }
+}
+
+t.test('RFC 9111 §5.2.2.9: a cached route sends Cache-Control: public, max-age=<ttl> on a miss', async (t) => {
+  const { app } = await build(t, () => 'body', { mode: 'memory', ttl: 30 })
+  const miss = await app.inject('/r')
+  t.equal(miss.headers['x-cache'], 'MISS')
+  t.equal(miss.headers['cache-control'], 'public, max-age=30')
+  t.equal(miss.headers.age, undefined, 'no Age on a response fresh from the origin')
+})
+
+t.test('RFC 9111 §5.2.2.1: on a hit, max-age is the remaining freshness', async (t) => {
+  const clock = useClock(t)
+  const { app, calls } = await build(t, () => 'body', { mode: 'memory', ttl: 30 })
+  await app.inject('/r')
+  clock.advance(12)
+  const hit = await app.inject('/r')
+  t.equal(hit.headers['x-cache'], 'HIT')
+  t.equal(hit.headers['cache-control'], 'public, max-age=18')
+  t.equal(calls(), 1)
+})
+
+t.test('RFC 9111 §5.2.2.7: private: true sends Cache-Control: private, max-age', async (t) => {
+  const { app, calls } = await build(t, () => 'body', { mode: 'memory', ttl: 30, private: true })
+  const miss = await app.inject('/r')
+  const hit = await app.inject('/r')
+  t.equal(miss.headers['cache-control'], 'private, max-age=30')
+  t.equal(hit.headers['cache-control'], 'private, max-age=30')
+  t.equal(hit.headers['x-cache'], 'HIT', 'the server still stores it; private is for downstream caches')
+  t.equal(calls(), 1)
+})
+
+t.test('RFC 9111 §5.2.2.4: ttl 0 (never expires here) sends no-cache so clients always revalidate', async (t) => {
+  for (const cache of [new StaticCache(), { mode: 'memory', ttl: 0 }] as RouteCacheConfig[]) {
+    const { app, calls } = await build(t, () => 'body', cache)
+    const miss = await app.inject('/r')
+    const hit = await app.inject('/r')
+    t.equal(miss.headers['cache-control'], 'public, no-cache')
+    t.equal(hit.headers['cache-control'], 'public, no-cache')
+    t.equal(hit.headers['x-cache'], 'HIT')
+    t.equal(calls(), 1)
+  }
+})
+
+t.test("RFC 9111 §5.2.2: the handler's own Cache-Control wins, on the miss and on hits", async (t) => {
+  const clock = useClock(t)
+  const { app, calls } = await build(t, (request, reply) => {
+    reply.header('cache-control', 'public, max-age=5, stale-while-revalidate=10')
+    return 'body'
+  }, { mode: 'memory', ttl: 60 })
+  const miss = await app.inject('/r')
+  clock.advance(20)
+  const hit = await app.inject('/r')
+  t.equal(miss.headers['cache-control'], 'public, max-age=5, stale-while-revalidate=10')
+  t.equal(hit.headers['x-cache'], 'HIT', 'the route ttl still decides how long the server keeps it')
+  t.equal(hit.headers['cache-control'], 'public, max-age=5, stale-while-revalidate=10')
+  t.equal(hit.headers.age, '20', 'Age tells the client how old the replayed header is')
+  t.equal(calls(), 1)
+})
+
+t.test('RFC 9111 §5.1: Age is 0 on the first hit and grows with the entry', async (t) => {
+  const clock = useClock(t)
+  const { app, calls } = await build(t, () => 'body', { mode: 'memory', ttl: 100 })
+  await app.inject('/r')
+  const first = await app.inject('/r')
+  t.equal(first.headers.age, '0')
+  clock.advance(7)
+  const later = await app.inject('/r')
+  t.equal(later.headers.age, '7')
+  clock.advance(30)
+  const latest = await app.inject('/r')
+  t.equal(latest.headers.age, '37')
+  t.equal(latest.headers['cache-control'], 'public, max-age=63')
+  t.equal(calls(), 1)
+})
+
+t.test('RFC 9111 §4.2: an entry past its ttl is not served; the origin answers again', async (t) => {
+  const clock = useClock(t)
+  let n = 0
+  const { app, calls } = await build(t, () => 'v' + String(++n), { mode: 'memory', ttl: 10 })
+  t.equal((await app.inject('/r')).body, 'v1')
+  clock.advance(11)
+  const expired = await app.inject('/r')
+  t.equal(expired.headers['x-cache'], 'MISS')
+  t.equal(expired.body, 'v2')
+  t.equal(calls(), 2)
+})
+
+t.test("RFC 9111 §5.2.2.10: ttl 'from-response' takes the TTL from s-maxage over max-age", async (t) => {
+  const clock = useClock(t)
+  const { app, calls } = await build(t, (request, reply) => {
+    reply.header('cache-control', 'public, max-age=5, s-maxage=20')
+    return 'body'
+  }, { mode: 'memory', ttl: 'from-response' })
+  const miss = await app.inject('/r')
+  t.match(miss.headers['cache-status'], /stored; ttl=20/)
+  clock.advance(15)
+  const hit = await app.inject('/r')
+  t.equal(hit.headers['x-cache'], 'HIT', 'still fresh at 15 s: s-maxage, not max-age')
+  t.match(hit.headers['cache-status'], /hit; ttl=5/)
+  clock.advance(6)
+  t.equal((await app.inject('/r')).headers['x-cache'], 'MISS', 'expired after 20 s')
+  t.equal(calls(), 2)
+})
+
+t.test("RFC 9111 §5.2.2.1: ttl 'from-response' uses max-age when there is no s-maxage", async (t) => {
+  const clock = useClock(t)
+  const { app, calls } = await build(t, (request, reply) => {
+    reply.header('cache-control', 'max-age=8')
+    return 'body'
+  }, { mode: 'memory', ttl: 'from-response' })
+  const miss = await app.inject('/r')
+  t.match(miss.headers['cache-status'], /stored; ttl=8/)
+  clock.advance(7)
+  t.equal((await app.inject('/r')).headers['x-cache'], 'HIT')
+  clock.advance(2)
+  t.equal((await app.inject('/r')).headers['x-cache'], 'MISS')
+  t.equal(calls(), 2)
+})
+
+t.test("RFC 9111 §4.2.1: ttl 'from-response' falls back to the cache ttl, then defaultTtl", async (t) => {
+  const fromCache = await build(t, () => 'body', { cache: new MemoryCache({ ttl: 42 }), ttl: 'from-response' })
+  const miss = await fromCache.app.inject('/r')
+  t.match(miss.headers['cache-status'], /stored; ttl=42/)
+  t.equal(miss.headers['cache-control'], 'public, max-age=42')
+  const fromPlugin = await build(t, () => 'body', { mode: 'memory', ttl: 'from-response' }, { defaultTtl: 17 })
+  t.match((await fromPlugin.app.inject('/r')).headers['cache-status'], /stored; ttl=17/)
+})
+
+t.test("RFC 9111 §5.2.2.1: ttl 'from-response' does not store a response with max-age=0", async (t) => {
+  const { app, calls } = await build(t, (request, reply) => {
+    reply.header('cache-control', 'max-age=0')
+    return 'body'
+  }, { mode: 'memory', ttl: 'from-response' })
+  const first = await app.inject('/r')
+  t.equal(first.headers['cache-control'], 'max-age=0')
+  t.match(first.headers['cache-status'], /detail=zero-freshness/)
+  const second = await app.inject('/r')
+  t.equal(second.headers['x-cache'], 'MISS')
+  t.equal(calls(), 2)
+})
+
+t.test("RFC 9111 §5.2.2.10: without 'from-response', s-maxage does not change the route ttl", async (t) => {
+  const { app } = await build(t, (request, reply) => {
+    reply.header('cache-control', 's-maxage=3')
+    return 'body'
+  }, { mode: 'memory', ttl: 50 })
+  t.match((await app.inject('/r')).headers['cache-status'], /stored; ttl=50/)
+})
+
+t.test("ttl 'from-response' is validated: other strings and static caches are rejected", async (t) => {
+  const cases: Array<[RouteCacheConfig, RegExp]> = [
+    [{ mode: 'memory', ttl: 'from-headers' as unknown as number }, /config\.cache\.ttl.*'from-response'/],
+    [{ mode: 'memory', ttl: -1 }, /config\.cache\.ttl/],
+    [{ mode: 'static', ttl: 'from-response' }, /config\.cache\.ttl.*static/]
+  ]
+  for (const [cache, message] of cases) {
+    const app = Fastify()
+    t.teardown(() => app.close())
+    await app.register(emberCache)
+    await t.rejects(async () => {
+      app.get('/r', { config: { cache } }, async () => 'x')
+      await app.ready()
+    }, { code: 'FST_EMBER_CACHE_INVALID_OPTION', message })
+  }
+})
+
+t.test('maxEntryBytes: a larger response is served in full but not stored', async (t) => {
+  const big = 'x'.repeat(101)
+  const { app, calls } = await build(t, () => big, new MemoryCache({ maxEntryBytes: 100 }))
+  const first = await app.inject('/r')
+  t.equal(first.statusCode, 200)
+  t.equal(first.body, big)
+  t.equal(first.headers['x-cache'], 'MISS')
+  t.match(first.headers['cache-status'], /fwd=uri-miss; detail=too-large/)
+  const second = await app.inject('/r')
+  t.equal(second.headers['x-cache'], 'MISS')
+  t.equal(second.body, big)
+  t.equal(calls(), 2)
+})
+
+t.test('maxEntryBytes: a response of exactly the limit is stored', async (t) => {
+  const exact = 'y'.repeat(100)
+  const { app, calls } = await build(t, () => exact, new MemoryCache({ maxEntryBytes: 100 }))
+  await app.inject('/r')
+  const hit = await app.inject('/r')
+  t.equal(hit.headers['x-cache'], 'HIT')
+  t.equal(hit.body, exact)
+  t.equal(calls(), 1)
+})
+
+t.test('maxEntryBytes is validated on the cache object', async (t) => {
+  t.throws(() => new MemoryCache({ maxEntryBytes: 0 }), { code: 'FST_EMBER_CACHE_INVALID_OPTION', message: /maxEntryBytes/ })
+  t.throws(() => new MemoryCache({ maxEntryBytes: 1.5 }), { code: 'FST_EMBER_CACHE_INVALID_OPTION', message: /maxEntryBytes/ })
+})
