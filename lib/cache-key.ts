@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto'
 import type { FastifyRequest } from 'fastify'
 
 // Cache keys. The format is part of the public contract (users invalidate by key and pattern):
@@ -90,8 +91,12 @@ export function hasPlaceholders (template: string): boolean {
 export function variantOf (request: FastifyRequest, headerNames: readonly string[]): string {
   let variant = ''
   for (let i = 0; i < headerNames.length; i++) {
-    const value = request.headers[headerNames[i]]
-    variant += (i === 0 ? '' : '\n') + headerNames[i] + '=' + (value === undefined ? '' : Array.isArray(value) ? value.join(',') : value)
+    const name = headerNames[i]
+    const raw = request.headers[name]
+    let value = raw === undefined ? '' : Array.isArray(raw) ? raw.join(',') : raw
+    // Credentials select a variant but are never written to the store in clear.
+    if (name === 'authorization' && value !== '') value = createHash('sha256').update(value).digest('base64url')
+    variant += (i === 0 ? '' : '\n') + name + '=' + value
   }
   return variant
 }

@@ -139,9 +139,13 @@ export function storableHeaders (headers: Record<string, unknown>, cacheHeaderNa
   return stored
 }
 
-/** A strong validator computed once, when the entry is stored (RFC 9110 §8.8.3). */
+/**
+ * A validator computed once, when the entry is stored (RFC 9110 §8.8.3). Weak, because a
+ * compression plugin after us may send other bytes under it (RFC 9110 §8.8.1: a strong
+ * validator names one exact representation); If-None-Match compares weakly anyway.
+ */
 export function computeEtag (body: Buffer): string {
-  return '"' + createHash('sha1').update(body).digest('base64url') + '"'
+  return 'W/"' + createHash('sha1').update(body).digest('base64url') + '"'
 }
 
 /** RFC 9110 §13.1.2: If-None-Match uses weak comparison; `*` matches any current entity. */

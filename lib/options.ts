@@ -265,7 +265,12 @@ export function resolveRouteOptions (
   checkBoolean(where + '.respectRequestDirectives', route.respectRequestDirectives)
   checkNonNegativeInteger(where + '.streamMaxBytes', route.streamMaxBytes)
 
-  const varyHeaders = lowerCaseHeaders(where + '.varyHeaders', route.varyHeaders) ?? cache.varyHeaders ?? []
+  let varyHeaders = lowerCaseHeaders(where + '.varyHeaders', route.varyHeaders) ?? cache.varyHeaders ?? []
+  // A private route keyed by URL alone would hand one user's answer to another: without a
+  // keyFn/key of its own, it keeps one variant per credential.
+  if (route.private === true && route.keyFn === undefined && route.key === undefined && !varyHeaders.includes('authorization')) {
+    varyHeaders = [...varyHeaders, 'authorization']
+  }
 
   return {
     cache,

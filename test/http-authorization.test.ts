@@ -106,3 +106,18 @@ t.test('RFC 9111 §3.5: an empty Authorization header still counts as credential
   t.equal((await app.inject(as(''))).headers['x-cache'], 'BYPASS')
   t.equal(calls(), 2)
 })
+
+t.test('RFC 9111 §3.5: a private route keeps one variant per credential, never stored in clear', async (t) => {
+  const cache = new MemoryCache()
+  const { app, calls } = await build(t, { cache, private: true })
+  t.equal((await app.inject(as('Bearer alice'))).body, 'Bearer alice#1')
+  t.equal((await app.inject(as('Bearer bob'))).body, 'Bearer bob#2', "bob is not served alice's answer")
+  const again = await app.inject(as('Bearer alice'))
+  t.equal(again.body, 'Bearer alice#1')
+  t.equal(again.headers['x-cache'], 'HIT')
+  t.equal(again.headers['cache-control'], 'private, max-age=60')
+  t.equal(calls(), 2)
+  const stored = [...(cache as unknown as { entries: Map<string, unknown> }).entries.keys()]
+  t.equal(stored.length, 2)
+  t.notOk(stored.some((id) => id.includes('alice') || id.includes('bob')), 'credentials appear only as hashes in stored ids')
+})

@@ -28,7 +28,7 @@ t.test('RFC 9110 §8.8.3: a stored response without an ETag gets one computed fr
   const miss = await app.inject('/r')
   const hit = await app.inject('/r')
   t.equal(miss.headers['x-cache'], 'MISS')
-  t.match(miss.headers.etag, /^"[A-Za-z0-9_-]+"$/, 'a strong, quoted validator')
+  t.match(miss.headers.etag, /^W\/"[A-Za-z0-9_-]+"$/, 'a weak, quoted validator: a compressor after us may send other bytes under it')
   t.equal(hit.headers['x-cache'], 'HIT')
   t.equal(hit.headers.etag, miss.headers.etag, 'the hit replays the same validator')
   t.equal(calls(), 1)
