@@ -200,11 +200,15 @@ export class RedisCache extends RemoteCache {
         const deadline = Date.now() + wait
         while (Date.now() < deadline) {
           await sleep(poll)
+          // Lock first, entry second: the holder stores before it releases, so once the lock is
+          // seen gone the entry is there. The other order lost the race when the holder stored
+          // and released between the two reads, and the handler ran twice.
+          const held = await this.client.exists(lockKey(key, variant)) === 1
           const found = await this.lookup(key, variant)
           if (found === BYPASS) return undefined
           if (found !== undefined && Date.now() < freshUntil(found)) return found
           // No lock and no entry: the holder's response could not be stored; run our own.
-          if (await this.client.exists(lockKey(key, variant)) === 0) return undefined
+          if (!held) return undefined
         }
         return undefined
       }
