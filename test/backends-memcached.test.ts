@@ -1,0 +1,49 @@
+// The shared backend suite on MemcachedCache over TWO real memcached servers (keys are
+// spread across them), plus the Memcached specifics: pattern invalidation is refused,
+// expiries over 30 days are absolute timestamps, and keys land on both servers.
+import t from 'tap'
+import memjs from 'memjs'
+import { MemcachedCache } from '../lib/index'
+import { memcachedCommand, startMemcached, type MemcachedServer } from './helpers/servers'
+import { buildApp, freshPrefix, runBackendSuite, xCache } from './helpers/backend-suite'
+
+t.test('MemcachedCache on two servers', async (t) => {
+  const first: MemcachedServer = await startMemcached()
+  t.teardown(() => first.stop())
+  // MEMCACHED_URL names the servers itself; otherwise spawn a second one.
+  const second: MemcachedServer | undefined = first.managed ? await startMemcached() : undefined
+  if (second !== undefined) t.teardown(() => second.stop())
+  const servers = second === undefined ? first.servers : `${first.servers},${second.servers}`
+  // Same server list, so memjs hashes a key to the same server the cache uses.
+  const raw = memjs.Client.create(servers, { retries: 1, timeout: 1, logger: { log: () => {} } })
+  t.teardown(() => raw.close())
+  const memcachedCache = (keyPrefix: string): MemcachedCache => new MemcachedCache({ servers, keyPrefix, commandTimeout: 2_000 })
+
+  runBackendSuite(t, 'memcached', async ({ keyPrefix }) => ({ cache: memcachedCache(keyPrefix), cleanup: async () => {} }), {
+    shared: true,
+    patterns: false,
+    fillLock: false,
+    writeRaw: async (keyPrefix, key, bytes) => { await raw.set(keyPrefix + key, bytes, { expires: 0 }) },
+    backendTtl: async (keyPrefix, key) => {
+      // Meta get with the t flag: remaining seconds, -1 for no expiry. `version` ends the reply.
+      for (const server of servers.split(',')) {
+        const [host, port] = server.split(':')
+        const reply = await memcachedCommand({ host, port: Number(port) }, `mg ${keyPrefix}${key} t\r\nversion\r\n`)
+        const found = /^HD t(-?\d+)/m.exec(reply)
+        if (found !== null) return Number(found[1])
+      }
+      return undefined
+    }
+  })
+
+  t.test('memcached: entries are spread over both servers', { skip: second === undefined && 'MEMCACHED_URL in use' }, async (t) => {
+    if (second === undefined) return
+    const { app } = await buildApp(t, memcachedCache(freshPrefix('spread')))
+    const before = [await first.itemCount(), await second.itemCount()]
+    for (let i = 1; i <= 40; i++) await app.inject(`/items/${i}`)
+    for (let i = 1; i <= 40; i++) t.equal(xCache(await app.inject(`/items/${i}`)), 'HIT')
+    const added = [(await first.itemCount()) - before[0], (await second.itemCount()) - before[1]]
+    t.ok(added[0] > 0 && added[1] > 0, `each server got entries: ${added.join(' + ')}`)
+    t.ok(added[0] + added[1] >= 40, 'all 40 stored')
+  })
+})
