@@ -143,8 +143,18 @@ function joinOrLead (
     cache.flights.lead(flight)
     const lock = cache.fillLock
     if (lock === undefined) return miss(request, reply, settings, key, variant, stale, false, done, flight)
-    lock.acquire(key, variant).then((token) => {
-      if (token !== undefined) return miss(request, reply, settings, key, variant, stale, false, done, flight, token)
+    lock.acquire(key, variant).then(async (token) => {
+      if (token !== undefined) {
+        // Read again under the lock: an instance that stored and released between our first
+        // read and our lock must not make us run the handler a second time.
+        const stored = await cache.lookup(key, variant)
+        if (stored !== BYPASS && stored !== undefined && stored.kind === ENTRY_RESPONSE && Date.now() < freshUntil(stored) && matchesVariant(settings, stored, variant)) {
+          lock.release(key, variant, token)
+          cache.flights.settle(flight, stored)
+          return serveEntry(request, reply, settings, stored, 'HIT', 'hit; collapsed', Date.now(), key)
+        }
+        return miss(request, reply, settings, key, variant, stale, false, done, flight, token)
+      }
       // Another instance runs the handler: wait for what it stores.
       return lock.waitForEntry(key, variant).then((entry) => {
         if (entry === undefined || !matchesVariant(settings, entry, variant)) return miss(request, reply, settings, key, variant, stale, false, done, flight)
