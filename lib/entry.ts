@@ -44,7 +44,8 @@ export function freshUntil (entry: CacheEntry): number {
 /** Seconds the backend must keep the entry: freshness plus the longest grace window. */
 export function retentionSeconds (entry: CacheEntry): number {
   if (entry.ttl === 0) return 0
-  return entry.ttl + Math.max(entry.staleWhileRevalidate, entry.staleIfError)
+  // Backends count whole seconds (Redis EXPIRE rejects 0.5; memjs truncates it to 0 = forever).
+  return Math.ceil(entry.ttl + Math.max(entry.staleWhileRevalidate, entry.staleIfError))
 }
 
 /** Approximate in-memory size, for byte-bounded LRUs. */
@@ -88,9 +89,10 @@ export function encodeEntry (entry: CacheEntry): Buffer {
   out[offset++] = entry.kind
   offset = out.writeUInt16BE(entry.status, offset)
   offset = out.writeDoubleBE(entry.storedAt, offset)
-  offset = out.writeUInt32BE(entry.ttl, offset)
-  offset = out.writeUInt32BE(entry.staleWhileRevalidate, offset)
-  offset = out.writeUInt32BE(entry.staleIfError, offset)
+  // Whole seconds, rounded up: writeUInt32BE truncates, and a ttl of 0.5 read back as 0 never expires.
+  offset = out.writeUInt32BE(Math.ceil(entry.ttl), offset)
+  offset = out.writeUInt32BE(Math.ceil(entry.staleWhileRevalidate), offset)
+  offset = out.writeUInt32BE(Math.ceil(entry.staleIfError), offset)
   let part = 0
   offset = out.writeUInt16BE(entry.tags.length, offset)
   for (let i = 0; i < entry.tags.length; i++) {
@@ -152,6 +154,8 @@ export function decodeEntry (data: Buffer | null | undefined): CacheEntry | unde
     const bodyLen = data.readUInt32BE(offset); offset += 4
     if (offset + bodyLen !== data.length) return undefined
     if ((kind !== ENTRY_RESPONSE && kind !== ENTRY_VALUE) || !Number.isFinite(storedAt)) return undefined
+    // reply.code() throws on a status outside 100-599: replaying one would fail the request.
+    if (kind === ENTRY_RESPONSE && (status < 100 || status > 599)) return undefined
     // Copy so a pooled or shared input buffer cannot change the body later.
     const body = Buffer.from(data.subarray(offset, offset + bodyLen))
     return { kind, status, headers, body, storedAt, ttl, staleWhileRevalidate, staleIfError, tags, tagVersions }

@@ -55,10 +55,11 @@ export function buildWriteHook (settings: RouteSettings, targets: TargetBuilder[
     const work: Array<Promise<void>> = []
     const entry = writeThrough ? responseEntry(reply, payload, settings, request) : undefined
     if (entry !== undefined) {
-      cache.epoch++ // older misses in flight must not overwrite what this write stores
       const variant = settings.varyHeaders.length > 0 ? variantOf(request, settings.varyHeaders) : ''
-      const stored = cache.store(key, variant, entry)
-      if (stored !== undefined) work.push(stored)
+      // Every other variant of the key (other varyHeaders values, Vary learned by the GET route)
+      // holds the old representation: drop them all, then store. invalidate() bumps the epoch,
+      // so older misses in flight do not overwrite what this write stores.
+      work.push(cache.invalidate({ key }).then(() => cache.store(key, variant, entry)))
     } else {
       work.push(cache.invalidate({ key }))
     }
@@ -72,6 +73,9 @@ export function buildWriteHook (settings: RouteSettings, targets: TargetBuilder[
 
 /** The 2xx response of a PUT/PATCH as a GET entry, or undefined when it may not be stored. */
 function responseEntry (reply: FastifyReply, payload: unknown, settings: RouteSettings, request: FastifyRequest): CacheEntry | undefined {
+  // RFC 9111 §3.5: an answer to a credentialed request is not shared unless the route vouches
+  // (private, key, keyFn or varyHeaders with authorization), as on the read side.
+  if (!settings.allowsAuthorization && request.headers.authorization !== undefined) return undefined
   const body = typeof payload === 'string' ? Buffer.from(payload) : Buffer.isBuffer(payload) ? payload : undefined
   if (body === undefined || body.length > settings.maxEntryBytes) return undefined
   const headers = reply.getHeaders()

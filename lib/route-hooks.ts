@@ -180,9 +180,18 @@ function miss (
   }
   ;(request as unknown as StateBag)[kState] = state
   if (stale !== undefined && settings.staleIfErrorTimeout > 0) {
-    // RFC 5861 §4 counts an origin that does not answer in time as an error too.
+    // RFC 5861 §4 counts an origin that does not answer in time as an error too. "Answered" is
+    // the handler's send, not the end of the response: onSend hooks may still be running then,
+    // and serving stale on top of them mixed two responses. Only requests with a timer pay this.
+    const send = reply.send
+    reply.send = function (payload?: unknown) {
+      clearTimeout(state.timer)
+      reply.send = send
+      return send.call(reply, payload)
+    }
     state.timer = setTimeout(() => {
       if (reply.sent) return
+      reply.send = send
       settle(settings, state, undefined)
       serveEntry(request, reply, settings, stale, 'STALE', 'hit; fwd=stale; detail=origin-timeout', Date.now(), key)
     }, settings.staleIfErrorTimeout)

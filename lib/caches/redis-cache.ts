@@ -5,7 +5,7 @@ import { escapeGlob } from '../cache-key'
 import { InvalidOptionError } from '../errors'
 import { checkBoolean, checkObject, checkPositiveInteger, checkString, describe } from '../validate'
 import { BYPASS, type FillLock } from './cache'
-import { RemoteCache, type RemoteCacheOptions } from './remote-cache'
+import { RemoteCache, withTimeout, type RemoteCacheOptions } from './remote-cache'
 
 export interface RedisCacheOptions extends RemoteCacheOptions {
   /** `redis://[:password@]host:port[/db]`. */
@@ -50,6 +50,11 @@ export class RedisCache extends RemoteCache {
   readonly client: Redis | Cluster
   private readonly ownsClient: boolean
   private readonly scanCount: number
+  /**
+   * A client passed in keeps its own options: often no commandTimeout and an unbounded offline
+   * queue, so a hung or down server would stall requests. Its commands get our timeout instead.
+   */
+  private readonly foreign: boolean
 
   constructor (options: RedisCacheOptions) {
     checkObject('RedisCache', options)
@@ -71,12 +76,14 @@ export class RedisCache extends RemoteCache {
       }
       this.client = options.client
       this.ownsClient = options.closeClient ?? false
+      this.foreign = true
       return
     }
     if (options.url === undefined && options.redisOptions === undefined && options.clusterNodes === undefined) {
       throw new InvalidOptionError('RedisCache', 'give one of url, redisOptions, clusterNodes or client')
     }
     this.ownsClient = true
+    this.foreign = false
     const ours: RedisOptions = {
       lazyConnect: true,
       // Commands must fail fast while disconnected, not wait in an unbounded queue.
@@ -110,7 +117,7 @@ export class RedisCache extends RemoteCache {
 
   protected async readBytes (key: string, variant: string): Promise<Buffer | null> {
     try {
-      return await this.client.hgetBuffer(this.keyPrefix + key, variant)
+      return await this.bounded(this.client.hgetBuffer(this.keyPrefix + key, variant))
     } catch (err) {
       // A key of another type under our entry's name is a miss, not a backend failure: counted
       // as one, a single such key would trip the breaker for the whole cache.
@@ -136,7 +143,7 @@ export class RedisCache extends RemoteCache {
       } else writes.push(this.client.persist(tagKey))
     }
     try {
-      await Promise.all(writes)
+      await this.bounded(Promise.all(writes))
     } catch (err) {
       if (replaced || !isWrongType(err)) throw err
       // Replace the foreign key like any stale value (once: a writer racing us keeps it).
@@ -147,7 +154,7 @@ export class RedisCache extends RemoteCache {
 
   protected async removeKeys (keys: string[]): Promise<void> {
     // One UNLINK per key: on a Cluster, keys live in different slots.
-    await this.guarded(() => Promise.all(keys.map((key) => this.client.unlink(this.keyPrefix + key))))
+    await this.guarded(() => this.bounded(Promise.all(keys.map((key) => this.client.unlink(this.keyPrefix + key)))))
   }
 
   protected async removePattern (pattern: string): Promise<void> {
@@ -159,9 +166,11 @@ export class RedisCache extends RemoteCache {
     await this.guarded(async () => {
       for (const tag of tags) {
         const tagKey = this.keyPrefix + TAG_INFIX + tag
-        const keys = await this.client.smembers(tagKey)
-        await Promise.all(keys.map((key) => this.client.unlink(this.keyPrefix + key)))
-        await this.client.unlink(tagKey)
+        const keys = await this.bounded(this.client.smembers(tagKey))
+        await this.bounded(Promise.all(keys.map((key) => this.client.unlink(this.keyPrefix + key))))
+        // Only the members read above: deleting the set also dropped keys tagged meanwhile, which
+        // then escaped every later invalidation of the tag. An emptied set is removed by Redis.
+        if (keys.length > 0) await this.bounded(this.client.srem(tagKey, ...keys))
       }
     })
   }
@@ -188,7 +197,7 @@ export class RedisCache extends RemoteCache {
       acquire: async (key, variant) => {
         if (this.breaker.isOpen) return randomUUID() // backend down: nobody to collapse with
         const token = randomUUID()
-        const taken = await this.client.set(lockKey(key, variant), token, 'PX', ttl, 'NX')
+        const taken = await this.bounded(this.client.set(lockKey(key, variant), token, 'PX', ttl, 'NX'))
         return taken === 'OK' ? token : undefined
       },
       release: (key, variant, token) => {
@@ -203,7 +212,7 @@ export class RedisCache extends RemoteCache {
           // Lock first, entry second: the holder stores before it releases, so once the lock is
           // seen gone the entry is there. The other order lost the race when the holder stored
           // and released between the two reads, and the handler ran twice.
-          const held = await this.client.exists(lockKey(key, variant)) === 1
+          const held = await this.bounded(this.client.exists(lockKey(key, variant))) === 1
           const found = await this.lookup(key, variant)
           if (found === BYPASS) return undefined
           if (found !== undefined && Date.now() < freshUntil(found)) return found
@@ -215,6 +224,11 @@ export class RedisCache extends RemoteCache {
     }
   }
 
+  /** Our own client times out by itself (ioredis commandTimeout); a foreign one gets ours. */
+  private bounded<T> (command: Promise<T>): Promise<T> {
+    return this.foreign ? withTimeout(command, this.commandTimeout, 'redis') : command
+  }
+
   private masters (): Redis[] {
     return this.client instanceof Cluster ? this.client.nodes('master') : [this.client]
   }
@@ -222,10 +236,10 @@ export class RedisCache extends RemoteCache {
   private async scanAndUnlink (node: Redis, match: string): Promise<void> {
     let cursor = '0'
     do {
-      const [next, keys] = await node.scan(cursor, 'MATCH', match, 'COUNT', this.scanCount, 'TYPE', 'hash')
+      const [next, keys] = await this.bounded(node.scan(cursor, 'MATCH', match, 'COUNT', this.scanCount, 'TYPE', 'hash'))
       cursor = next
       // Keys from one master may still sit in different slots: unlink them one by one, pipelined.
-      if (keys.length > 0) await Promise.all(keys.map((key) => node.unlink(key)))
+      if (keys.length > 0) await this.bounded(Promise.all(keys.map((key) => node.unlink(key))))
     } while (cursor !== '0')
   }
 }
