@@ -39,7 +39,7 @@ export interface EmberCachePluginOptions {
   cacheStatus?: string | false
   /** Adds the cache key to Cache-Status (useful in development, leaks URLs to clients). Default false. */
   debug?: boolean
-  /** Milliseconds a collapsed request waits for the request running the handler. Default 5000. */
+  /** Milliseconds a collapsed request waits for the request running the handler; 0 turns collapsing off. Default 5000. */
   collapseWait?: number
   /** Stream payloads up to this many bytes are buffered and stored; 0 leaves streams alone. Default 0. */
   streamMaxBytes?: number

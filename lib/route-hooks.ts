@@ -81,7 +81,7 @@ export function buildLookupHook (settings: RouteSettings, refresh: Refresher, re
       (result as Promise<LookupResult>).then(
         (found) => onLookup(request, reply, settings, key, variant, found, directives, refresh, isHead, done),
         done
-      )
+      ).catch((err: unknown) => unexpected(request, reply, done, err))
     }
   }
 }
@@ -136,6 +136,8 @@ function joinOrLead (
   }
   const flight = key + '\u0000' + variant
   const { cache } = settings
+  // collapseWait 0: every miss runs its own handler, nobody waits for anybody.
+  if (settings.collapseWait === 0) return miss(request, reply, settings, key, variant, stale, false, done)
   const waiting = cache.flights.wait(flight, settings.collapseWait)
   if (waiting === undefined) {
     // A HEAD request never stores (its payload is empty), so it must not make GETs wait on it.
@@ -143,6 +145,8 @@ function joinOrLead (
     cache.flights.lead(flight)
     const lock = cache.fillLock
     if (lock === undefined) return miss(request, reply, settings, key, variant, stale, false, done, flight)
+    // The lock is fail-open: a lock command that fails means we run the handler ourselves.
+    const runOurs = (): void => miss(request, reply, settings, key, variant, stale, false, done, flight)
     lock.acquire(key, variant).then(async (token) => {
       if (token !== undefined) {
         // Read again under the lock: an instance that stored and released between our first
@@ -157,18 +161,27 @@ function joinOrLead (
       }
       // Another instance runs the handler: wait for what it stores.
       return lock.waitForEntry(key, variant).then((entry) => {
-        if (entry === undefined || !matchesVariant(settings, entry, variant)) return miss(request, reply, settings, key, variant, stale, false, done, flight)
+        if (entry === undefined || !matchesVariant(settings, entry, variant)) return runOurs()
         cache.flights.settle(flight, entry)
         serveEntry(request, reply, settings, entry, 'HIT', 'hit; collapsed', Date.now(), key)
-      })
-    }).catch(() => miss(request, reply, settings, key, variant, stale, false, done, flight))
+      }, runOurs)
+    }, runOurs).catch((err: unknown) => unexpected(request, reply, done, err))
     return
   }
   waiting.then((shared) => {
     // The leader's response could not be shared (not cacheable, failed, too slow): run ours.
     if (shared === undefined || !matchesVariant(settings, shared, variant)) return miss(request, reply, settings, key, variant, stale, false, done)
     serveEntry(request, reply, settings, shared, 'HIT', 'hit; collapsed', Date.now(), key)
-  }, done)
+  }, done).catch((err: unknown) => unexpected(request, reply, done, err))
+}
+
+/**
+ * A bug of ours (or a throwing user hook) inside a promise callback: answer the request with
+ * the error rather than leave it hanging, and never answer twice.
+ */
+function unexpected (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction, err: unknown): void {
+  request.log.error({ err }, 'ember-cache: unexpected error in cache lookup')
+  if (!reply.sent && (request as unknown as StateBag)[kState] !== SERVED) done(err as Error)
 }
 
 function miss (

@@ -228,3 +228,19 @@ t.test('a request aborted by the client does not leave the key stalled', async (
   t.equal(res.statusCode, 200)
   t.ok(took < 250, `not held by the abandoned flight (${took} ms)`)
 })
+
+t.test('collapseWait: 0 turns collapsing off: every concurrent miss runs the handler', async (t) => {
+  const app = Fastify()
+  t.teardown(() => app.close())
+  await app.register(emberCache, { collapseWait: 0 })
+  let runs = 0
+  app.get('/nocollapse', { config: { cache: new MemoryCache() } }, async () => {
+    runs++
+    await new Promise((resolve) => setTimeout(resolve, 30))
+    return { runs }
+  })
+  const answers = await Promise.all(Array.from({ length: 5 }, () => app.inject('/nocollapse')))
+  t.equal(runs, 5)
+  t.ok(answers.every((answer) => answer.statusCode === 200 && answer.headers['x-cache'] === 'MISS'))
+  t.equal((await app.inject('/nocollapse')).headers['x-cache'], 'HIT')
+})
