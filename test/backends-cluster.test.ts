@@ -6,6 +6,7 @@ import { Cluster } from 'ioredis'
 import { RedisCache, type EmberCache } from '../lib/index'
 import { redisCommand, startRedisCluster, type RedisClusterHandle } from './helpers/servers'
 import { buildApp, freshPrefix, runBackendSuite, xCache } from './helpers/backend-suite'
+import { redisRawTraits } from './helpers/redis-raw'
 
 t.test('RedisCache on a 3-master cluster', async (t) => {
   const cluster: RedisClusterHandle = await startRedisCluster()
@@ -24,11 +25,7 @@ t.test('RedisCache on a 3-master cluster', async (t) => {
     shared: true,
     patterns: true,
     fillLock: true,
-    writeRaw: async (keyPrefix, key, bytes) => { await raw.hset(keyPrefix + key, '', bytes) },
-    backendTtl: async (keyPrefix, key) => {
-      const ttl = await raw.ttl(keyPrefix + key)
-      return ttl === -2 ? undefined : ttl
-    }
+    ...redisRawTraits(raw)
   })
 
   async function fill (t: tap.Test, route: string, count: number): Promise<{ cache: EmberCache, keyPrefix: string, app: Awaited<ReturnType<typeof buildApp>> }> {

@@ -6,6 +6,7 @@ import { Redis } from 'ioredis'
 import emberCache, { RedisCache } from '../lib/index'
 import { startRedis, type RedisServer } from './helpers/servers'
 import { buildApp, freshPrefix, runBackendSuite, xCache } from './helpers/backend-suite'
+import { redisRawTraits } from './helpers/redis-raw'
 import { waitFor } from './helpers/fault-kit'
 
 t.test('RedisCache on one server', async (t) => {
@@ -21,11 +22,7 @@ t.test('RedisCache on one server', async (t) => {
     shared: true,
     patterns: true,
     fillLock: true,
-    writeRaw: async (keyPrefix, key, bytes) => { await raw.hset(keyPrefix + key, '', bytes) },
-    backendTtl: async (keyPrefix, key) => {
-      const ttl = await raw.ttl(keyPrefix + key)
-      return ttl === -2 ? undefined : ttl
-    }
+    ...redisRawTraits(raw)
   })
 
   t.test('redis: a key of a foreign type where an entry belongs is a miss and is replaced', async (t) => {

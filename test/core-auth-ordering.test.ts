@@ -1,8 +1,9 @@
 // Every auth hook runs before a cached response can be served: a cached entry must never
 // answer a request that onRequest / preValidation / preHandler (global or route) rejects.
 import t from 'tap'
-import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest, type RouteShorthandOptions } from 'fastify'
-import emberCache, { MemoryCache, StaticCache, type RouteCacheConfig } from '../lib/index'
+import type { FastifyInstance, FastifyReply, FastifyRequest, RouteShorthandOptions } from 'fastify'
+import { MemoryCache, StaticCache, type RouteCacheConfig } from '../lib/index'
+import { emberApp } from './helpers/apps'
 
 const SECRET = { secret: 'only for authorized callers' }
 // A custom credential header: requests with Authorization bypass the cache unless the route
@@ -61,9 +62,7 @@ const CACHES: Array<[string, () => RouteCacheConfig]> = [
 for (const [where, place, expected] of PLACEMENTS) {
   for (const [label, makeCache] of CACHES) {
     t.test(`${where} rejects even when the entry is cached (${label})`, async (t) => {
-      const app = Fastify()
-      t.teardown(() => app.close())
-      await app.register(emberCache)
+      const app = await emberApp(t)
       let calls = 0
       const routeOptions = place(app)
       app.get('/secret', { ...routeOptions, config: { cache: makeCache() } }, async () => {
@@ -93,9 +92,7 @@ for (const [where, place, expected] of PLACEMENTS) {
 }
 
 t.test('a rejection before the lookup does not store the error response', async (t) => {
-  const app = Fastify()
-  t.teardown(() => app.close())
-  await app.register(emberCache, { statusCodes: [200, 401] })
+  const app = await emberApp(t, { statusCodes: [200, 401] })
   app.addHook('onRequest', rejectAsync)
   let calls = 0
   app.get('/secret', { config: { cache: { mode: 'memory' } } }, async () => {
@@ -110,9 +107,7 @@ t.test('a rejection before the lookup does not store the error response', async 
 })
 
 t.test('global hooks added after the route still run before the lookup', async (t) => {
-  const app = Fastify()
-  t.teardown(() => app.close())
-  await app.register(emberCache)
+  const app = await emberApp(t)
   let calls = 0
   app.get('/secret', { config: { cache: { mode: 'memory' } } }, async () => {
     calls++
@@ -126,9 +121,7 @@ t.test('global hooks added after the route still run before the lookup', async (
 })
 
 t.test('auth in an encapsulating plugin guards cached routes inside it', async (t) => {
-  const app = Fastify()
-  t.teardown(() => app.close())
-  await app.register(emberCache)
+  const app = await emberApp(t)
   let calls = 0
   await app.register(async (scope) => {
     scope.addHook('onRequest', rejectAsync)
@@ -143,9 +136,7 @@ t.test('auth in an encapsulating plugin guards cached routes inside it', async (
 })
 
 t.test('per-user data: varyHeaders on authorization keeps users apart after auth', async (t) => {
-  const app = Fastify()
-  t.teardown(() => app.close())
-  await app.register(emberCache)
+  const app = await emberApp(t)
   app.addHook('onRequest', async (request, reply) => {
     if (request.headers.authorization === undefined) await reply.code(401).send()
   })
@@ -159,9 +150,7 @@ t.test('per-user data: varyHeaders on authorization keeps users apart after auth
 })
 
 t.test('the user preHandlers run before ours on a hit too (they can decorate the request)', async (t) => {
-  const app = Fastify()
-  t.teardown(() => app.close())
-  await app.register(emberCache)
+  const app = await emberApp(t)
   const order: string[] = []
   app.addHook('onRequest', async () => { order.push('onRequest') })
   app.addHook('preValidation', async () => { order.push('preValidation') })
@@ -182,9 +171,7 @@ t.test('the user preHandlers run before ours on a hit too (they can decorate the
 })
 
 t.test('requests with Authorization bypass a route that did not opt in (RFC 9111 §3.5)', async (t) => {
-  const app = Fastify()
-  t.teardown(() => app.close())
-  await app.register(emberCache)
+  const app = await emberApp(t)
   let calls = 0
   app.get('/shared', { config: { cache: { mode: 'memory' } } }, async (request) => ({ n: ++calls, who: request.headers.authorization ?? null }))
   await app.inject('/shared')
@@ -199,9 +186,7 @@ t.test('requests with Authorization bypass a route that did not opt in (RFC 9111
 })
 
 t.test('private: true lets Authorization requests use the cache, and auth still runs first', async (t) => {
-  const app = Fastify()
-  t.teardown(() => app.close())
-  await app.register(emberCache)
+  const app = await emberApp(t)
   app.addHook('onRequest', async (request, reply) => {
     if (request.headers.authorization !== 'Bearer good') await reply.code(401).send({ error: 'unauthorized' })
   })
@@ -221,9 +206,7 @@ t.test('private: true lets Authorization requests use the cache, and auth still 
 })
 
 t.test('our hooks are appended after the route\'s own; routes without config.cache get none', async (t) => {
-  const app = Fastify()
-  t.teardown(() => app.close())
-  await app.register(emberCache)
+  const app = await emberApp(t)
   const seen = new Map<string, { preHandler: string[], onSend: string[] }>()
   const names = (hooks: unknown): string[] => (hooks === undefined ? [] : Array.isArray(hooks) ? hooks : [hooks]).map((hook: { name: string }) => hook.name)
   app.addHook('onRoute', (routeOptions) => {

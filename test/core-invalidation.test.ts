@@ -1,10 +1,9 @@
 // Invalidation by key, pattern and tags: on cache objects, through reply.cacheInvalidate
 // (route cache, or every managed cache) and fastify.emberCache.invalidate.
 import t from 'tap'
-import Fastify, { type FastifyInstance } from 'fastify'
-import emberCache, { MemoryCache, StaticCache, type InvalidationTarget, type RouteCacheConfig } from '../lib/index'
-
-interface Scope { teardown: (fn: () => unknown) => void }
+import type { FastifyInstance } from 'fastify'
+import { MemoryCache, StaticCache, type InvalidationTarget, type RouteCacheConfig } from '../lib/index'
+import { emberApp, type Scope } from './helpers/apps'
 
 interface App {
   app: FastifyInstance
@@ -14,9 +13,7 @@ interface App {
 }
 
 async function build (t: Scope, routes: Record<string, RouteCacheConfig>): Promise<App> {
-  const app = Fastify()
-  t.teardown(() => app.close())
-  await app.register(emberCache)
+  const app = await emberApp(t)
   const calls = new Map<string, number>()
   for (const [url, cache] of Object.entries(routes)) {
     app.get(url, { config: { cache } }, async (request) => {
@@ -218,9 +215,7 @@ t.test('reply.cacheInvalidate rejects a bad target so the handler can see its mi
 
 t.test('an invalidation during a slow miss wins: the older response is not stored', async (t) => {
   const cache = new MemoryCache()
-  const app = Fastify()
-  t.teardown(() => app.close())
-  await app.register(emberCache)
+  const app = await emberApp(t)
   let version = 1
   let calls = 0
   let release!: () => void

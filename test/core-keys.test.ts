@@ -1,15 +1,12 @@
 // Cache keys: METHOD:path plus sorted query, HEAD on the GET entry, varyHeaders variants,
 // keyFn and `key` templates, keyPrefix applied transparently.
 import t from 'tap'
-import Fastify, { type FastifyInstance } from 'fastify'
-import emberCache, { MemoryCache, urlKey, type EmberCachePluginOptions, type RouteCacheConfig } from '../lib/index'
-
-interface Scope { teardown: (fn: () => unknown) => void }
+import type { FastifyInstance } from 'fastify'
+import { MemoryCache, urlKey, type EmberCachePluginOptions, type RouteCacheConfig } from '../lib/index'
+import { emberApp, type Scope } from './helpers/apps'
 
 async function build (t: Scope, cache: RouteCacheConfig, options: EmberCachePluginOptions = {}): Promise<{ app: FastifyInstance, calls: () => number }> {
-  const app = Fastify()
-  t.teardown(() => app.close())
-  await app.register(emberCache, options)
+  const app = await emberApp(t, options)
   let calls = 0
   app.get('/items', { config: { cache } }, async (request) => ({ n: ++calls, url: request.url }))
   app.get('/items/:id', { config: { cache } }, async (request) => ({ n: ++calls, url: request.url }))
@@ -107,9 +104,7 @@ t.test('HEAD never stores: a GET after a cold HEAD is still a miss', async (t) =
 })
 
 t.test('HEAD on a StaticCache object route shares the GET entry', async (t) => {
-  const app = Fastify()
-  t.teardown(() => app.close())
-  await app.register(emberCache)
+  const app = await emberApp(t)
   let calls = 0
   app.get('/health', { config: { cache: { mode: 'static' } } }, async () => ({ ok: true, n: ++calls }))
   await app.inject('/health')
@@ -211,9 +206,7 @@ t.test('a keyFn returning a non-string serves the request without cache', async 
 
 t.test('key templates fill from params, then query', async (t) => {
   const cache = new MemoryCache()
-  const app = Fastify()
-  t.teardown(() => app.close())
-  await app.register(emberCache)
+  const app = await emberApp(t)
   let calls = 0
   app.get('/widgets/:widgetId', { config: { cache: { cache, key: 'widget:{widgetId}:{lang}' } } }, async (request) => ({ n: ++calls, url: request.url }))
   const first = await app.inject('/widgets/5?lang=en&x=1')

@@ -1,18 +1,12 @@
 // The in-process modes and the three forms of config.cache: memory and static, as a mode, as
 // a cache object, and as { cache, ...overrides }. TTL expiry, static forever, LRU bounds.
 import t from 'tap'
-import Fastify, { type FastifyInstance } from 'fastify'
-import emberCache, { MemoryCache, StaticCache, type EmberCachePluginOptions, type RouteCacheConfig } from '../lib/index'
-
-interface Scope { teardown: (fn: () => unknown) => void }
+import type { FastifyInstance } from 'fastify'
+import { MemoryCache, StaticCache, type EmberCachePluginOptions, type RouteCacheConfig } from '../lib/index'
+import { countingApp, emberApp, type Scope } from './helpers/apps'
 
 async function build (t: Scope, cache: RouteCacheConfig, options: EmberCachePluginOptions = {}): Promise<{ app: FastifyInstance, calls: () => number }> {
-  const app = Fastify()
-  t.teardown(() => app.close())
-  await app.register(emberCache, options)
-  let calls = 0
-  app.get('/r', { config: { cache } }, async (request) => ({ n: ++calls, q: request.query }))
-  return { app, calls: () => calls }
+  return await countingApp(t, (request, _reply, run) => ({ n: run, q: request.query }), cache, options)
 }
 
 const FORMS: Array<[string, () => RouteCacheConfig]> = [
@@ -41,9 +35,7 @@ for (const [label, make] of FORMS) {
 }
 
 t.test('routes of the same mode share one cache; the two modes are separate', async (t) => {
-  const app = Fastify()
-  t.teardown(() => app.close())
-  await app.register(emberCache)
+  const app = await emberApp(t)
   app.get('/m1', { config: { cache: { mode: 'memory' } } }, async () => 'm1')
   app.get('/m2', { config: { cache: { mode: 'memory', ttl: 5 } } }, async () => 'm2')
   app.get('/s1', { config: { cache: { mode: 'static' } } }, async () => 's1')
@@ -64,9 +56,7 @@ t.test('routes of the same mode share one cache; the two modes are separate', as
 
 t.test('a cache object shared by routes holds all their entries', async (t) => {
   const cache = new MemoryCache()
-  const app = Fastify()
-  t.teardown(() => app.close())
-  await app.register(emberCache)
+  const app = await emberApp(t)
   app.get('/a', { config: { cache } }, async () => 'a')
   app.get('/b', { config: { cache: { cache, ttl: 5 } } }, async () => 'b')
   await app.inject('/a')
@@ -125,9 +115,7 @@ t.test('MemoryCache max bounds entries, variants included', async (t) => {
 
 t.test('MemoryCache maxSize bounds bytes', async (t) => {
   const cache = new MemoryCache({ maxSize: 3000 })
-  const app = Fastify()
-  t.teardown(() => app.close())
-  await app.register(emberCache)
+  const app = await emberApp(t)
   let calls = 0
   app.get('/big/:id', { config: { cache } }, async () => {
     calls++
@@ -144,9 +132,7 @@ t.test('MemoryCache maxSize bounds bytes', async (t) => {
 
 t.test('an entry larger than maxSize is served but not stored', async (t) => {
   const cache = new MemoryCache({ maxSize: 500 })
-  const app = Fastify()
-  t.teardown(() => app.close())
-  await app.register(emberCache)
+  const app = await emberApp(t)
   let n = 0
   app.get('/big', { config: { cache } }, async () => ({ n: ++n, pad: 'y'.repeat(2000) }))
   const first = await app.inject('/big')

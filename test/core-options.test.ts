@@ -3,13 +3,10 @@
 import t from 'tap'
 import Fastify, { type FastifyInstance } from 'fastify'
 import emberCache, { InvalidOptionError, MemoryCache, StaticCache, type EmberCachePluginOptions, type RouteCacheConfig } from '../lib/index'
-
-interface Scope { teardown: (fn: () => unknown) => void }
+import { emberApp, type Scope } from './helpers/apps'
 
 async function cacheControlOf (t: Scope, cache: RouteCacheConfig, options: EmberCachePluginOptions = {}): Promise<{ miss: string, hit: string, xcache: string }> {
-  const app = Fastify()
-  t.teardown(() => app.close())
-  await app.register(emberCache, options)
+  const app = await emberApp(t, options)
   app.get('/r', { config: { cache } }, async () => 'ok')
   const miss = await app.inject('/r')
   const hit = await app.inject('/r')
@@ -49,9 +46,7 @@ t.test('private: true sends Cache-Control: private and still stores on the serve
 })
 
 t.test('ttl precedence is observable as expiry, not only as a header', async (t) => {
-  const app = Fastify()
-  t.teardown(() => app.close())
-  await app.register(emberCache, { defaultTtl: 60 })
+  const app = await emberApp(t, { defaultTtl: 60 })
   let short = 0
   let long = 0
   const cache = new MemoryCache({ ttl: 60 })
@@ -69,9 +64,7 @@ t.test('ttl precedence is observable as expiry, not only as a header', async (t)
 })
 
 t.test('varyHeaders precedence: route replaces the cache object list', async (t) => {
-  const app = Fastify()
-  t.teardown(() => app.close())
-  await app.register(emberCache)
+  const app = await emberApp(t)
   const cache = new MemoryCache({ varyHeaders: ['x-a'] })
   let calls = 0
   app.get('/inherit', { config: { cache } }, async () => ++calls)

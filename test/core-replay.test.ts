@@ -3,24 +3,8 @@
 import t from 'tap'
 import { Readable } from 'node:stream'
 import { randomBytes } from 'node:crypto'
-import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
-import emberCache, { MemoryCache, StaticCache, type EmberCachePluginOptions, type RouteCacheConfig } from '../lib/index'
-
-interface Scope { teardown: (fn: () => unknown) => void }
-type Handler = (request: FastifyRequest, reply: FastifyReply) => unknown
-
-/** One cached GET /r route whose handler counts its runs. */
-async function build (t: Scope, handler: Handler, cache: RouteCacheConfig = { mode: 'memory' }, options: EmberCachePluginOptions = {}): Promise<{ app: FastifyInstance, calls: () => number }> {
-  const app = Fastify()
-  t.teardown(() => app.close())
-  await app.register(emberCache, options)
-  let calls = 0
-  app.get('/r', { config: { cache } }, async (request, reply) => {
-    calls++
-    return handler(request, reply)
-  })
-  return { app, calls: () => calls }
-}
+import { MemoryCache, StaticCache, type RouteCacheConfig } from '../lib/index'
+import { countingApp as build, emberApp } from './helpers/apps'
 
 const CONFIGS: Array<[string, () => RouteCacheConfig]> = [
   ['{ mode: memory }', () => ({ mode: 'memory' })],
@@ -307,9 +291,7 @@ t.test('per-response headers are not stored with the entry', async (t) => {
 })
 
 t.test('routes without config.cache get no cache header and are never cached', async (t) => {
-  const app = Fastify()
-  t.teardown(() => app.close())
-  await app.register(emberCache)
+  const app = await emberApp(t)
   let calls = 0
   app.get('/plain', async () => ({ n: ++calls }))
   const first = await app.inject('/plain')
@@ -385,9 +367,7 @@ t.test('bodies above maxEntryBytes are served intact but not stored', async (t) 
 })
 
 t.test('a hit does not run the response serializer again', async (t) => {
-  const app = Fastify()
-  t.teardown(() => app.close())
-  await app.register(emberCache)
+  const app = await emberApp(t)
   let serialized = 0
   let handled = 0
   app.get('/s', {
@@ -409,9 +389,7 @@ t.test('a hit does not run the response serializer again', async (t) => {
 })
 
 t.test('a hit does not run the default schema serializer or preSerialization hooks', async (t) => {
-  const app = Fastify()
-  t.teardown(() => app.close())
-  await app.register(emberCache)
+  const app = await emberApp(t)
   let preSerialization = 0
   app.addHook('preSerialization', async (request, reply, payload) => {
     preSerialization++
@@ -430,9 +408,7 @@ t.test('a hit does not run the default schema serializer or preSerialization hoo
 })
 
 t.test('a custom reply serializer runs on the miss only', async (t) => {
-  const app = Fastify()
-  t.teardown(() => app.close())
-  await app.register(emberCache)
+  const app = await emberApp(t)
   let serialized = 0
   app.setReplySerializer((payload) => {
     serialized++
@@ -446,10 +422,8 @@ t.test('a custom reply serializer runs on the miss only', async (t) => {
 })
 
 t.test('enabled: false makes every cached route a pass-through', async (t) => {
-  const app = Fastify()
-  t.teardown(() => app.close())
   const cache = new MemoryCache()
-  await app.register(emberCache, { enabled: false })
+  const app = await emberApp(t, { enabled: false })
   let reads = 0
   let writes = 0
   app.get('/a', { config: { cache } }, async () => ({ n: ++reads }))

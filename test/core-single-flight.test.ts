@@ -1,24 +1,14 @@
 // In-process single-flight: concurrent misses on one key run the handler once; responses
 // that cannot be shared release the waiters to run on their own.
 import t from 'tap'
-import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest, type LightMyRequestResponse } from 'fastify'
+import Fastify, { type FastifyInstance, type LightMyRequestResponse } from 'fastify'
 import emberCache, { MemoryCache, StaticCache, type EmberCachePluginOptions, type RouteCacheConfig } from '../lib/index'
+import { countingApp, emberApp, type Handler, type Scope } from './helpers/apps'
 
-interface Scope { teardown: (fn: () => unknown) => void }
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
 
-async function build (
-  t: Scope,
-  handler: (request: FastifyRequest, reply: FastifyReply, run: number) => unknown,
-  cache: RouteCacheConfig = { mode: 'memory' },
-  options: EmberCachePluginOptions = {}
-): Promise<{ app: FastifyInstance, calls: () => number }> {
-  const app = Fastify()
-  t.teardown(() => app.close())
-  await app.register(emberCache, options)
-  let calls = 0
-  app.get('/slow', { config: { cache } }, async (request, reply) => handler(request, reply, ++calls))
-  return { app, calls: () => calls }
+async function build (t: Scope, handler: Handler, cache: RouteCacheConfig = { mode: 'memory' }, options: EmberCachePluginOptions = {}): Promise<{ app: FastifyInstance, calls: () => number }> {
+  return await countingApp(t, handler, cache, options, '/slow')
 }
 
 function burst (app: FastifyInstance, n: number, url = '/slow', headers: Record<string, string> = {}): Promise<LightMyRequestResponse[]> {
@@ -230,9 +220,7 @@ t.test('a request aborted by the client does not leave the key stalled', async (
 })
 
 t.test('collapseWait: 0 turns collapsing off: every concurrent miss runs the handler', async (t) => {
-  const app = Fastify()
-  t.teardown(() => app.close())
-  await app.register(emberCache, { collapseWait: 0 })
+  const app = await emberApp(t, { collapseWait: 0 })
   let runs = 0
   app.get('/nocollapse', { config: { cache: new MemoryCache() } }, async () => {
     runs++

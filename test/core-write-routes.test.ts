@@ -1,10 +1,9 @@
 // Write routes keep reads fresh: POST/PUT/PATCH/DELETE with config.cache invalidate the GET
 // entry of their own URL after a 2xx, plus declared targets; writeThrough stores the answer.
 import t from 'tap'
-import Fastify, { type FastifyInstance } from 'fastify'
-import emberCache, { MemoryCache, StaticCache, type RouteCacheConfig } from '../lib/index'
-
-interface Scope { teardown: (fn: () => unknown) => void }
+import type { FastifyInstance } from 'fastify'
+import { MemoryCache, StaticCache, type RouteCacheConfig } from '../lib/index'
+import { emberApp, type Scope } from './helpers/apps'
 
 interface Store {
   app: FastifyInstance
@@ -16,9 +15,7 @@ interface Store {
 
 /** A tiny resource API on one shared MemoryCache; writes are added by each test. */
 async function build (t: Scope, readCache?: (cache: MemoryCache) => RouteCacheConfig): Promise<Store> {
-  const app = Fastify()
-  t.teardown(() => app.close())
-  await app.register(emberCache)
+  const app = await emberApp(t)
   const cache = new MemoryCache()
   const data = new Map<string, unknown>([['1', { name: 'one' }], ['2', { name: 'two' }]])
   let reads = 0
@@ -95,9 +92,7 @@ t.test('a write on a { mode: memory } route clears reads of the same mode', asyn
 
 t.test('a write on a StaticCache clears the static entry', async (t) => {
   const cache = new StaticCache()
-  const app = Fastify()
-  t.teardown(() => app.close())
-  await app.register(emberCache)
+  const app = await emberApp(t)
   let version = 1
   app.get('/config', { config: { cache } }, async () => ({ version }))
   app.put('/config', { config: { cache } }, async () => ({ version: ++version }))
@@ -131,9 +126,7 @@ t.test('nothing is invalidated when the write fails', async (t) => {
 })
 
 t.test('declared invalidate targets: patterns, keys and tags with {placeholders}', async (t) => {
-  const app = Fastify()
-  t.teardown(() => app.close())
-  await app.register(emberCache)
+  const app = await emberApp(t)
   const cache = new MemoryCache()
   const reads = new Map<string, number>()
   const read = async (request: { url: string }): Promise<unknown> => {
@@ -175,9 +168,7 @@ t.test('declared invalidate targets: patterns, keys and tags with {placeholders}
 })
 
 t.test('placeholder values cannot widen a pattern: a param of * is literal', async (t) => {
-  const app = Fastify()
-  t.teardown(() => app.close())
-  await app.register(emberCache)
+  const app = await emberApp(t)
   const cache = new MemoryCache()
   app.get('/users/:userId/widgets', { config: { cache } }, async (request) => ({ url: request.url }))
   app.post('/users/:userId/touch', { config: { cache: { cache, invalidate: ['GET:/users/{userId}/widgets*'] } } }, async () => ({ ok: true }))
@@ -190,9 +181,7 @@ t.test('placeholder values cannot widen a pattern: a param of * is literal', asy
 })
 
 t.test('declared targets are not invalidated when the write fails', async (t) => {
-  const app = Fastify()
-  t.teardown(() => app.close())
-  await app.register(emberCache)
+  const app = await emberApp(t)
   const cache = new MemoryCache()
   app.get('/list', { config: { cache: { cache, tags: ['list'] } } }, async () => 'list')
   app.delete('/things/:id', { config: { cache: { cache, invalidate: ['tags:list', 'GET:/list'] } } }, async (request, reply) => reply.code(403).send('no'))
@@ -232,9 +221,7 @@ for (const method of ['PUT', 'PATCH'] as const) {
 
 t.test('writeThrough keeps route tags on the written entry', async (t) => {
   const cache = new MemoryCache()
-  const app = Fastify()
-  t.teardown(() => app.close())
-  await app.register(emberCache)
+  const app = await emberApp(t)
   let reads = 0
   app.get('/doc', { config: { cache: { cache, tags: ['doc'] } } }, async () => ({ reads: ++reads }))
   app.put('/doc', { config: { cache: { cache, tags: ['doc'], writeThrough: true } } }, async () => ({ written: true }))
@@ -275,9 +262,7 @@ t.test('writeThrough stores nothing when the write fails', async (t) => {
 
 t.test('writeThrough wins over a slower read that started before it', async (t) => {
   const cache = new MemoryCache()
-  const app = Fastify()
-  t.teardown(() => app.close())
-  await app.register(emberCache)
+  const app = await emberApp(t)
   let value = 'old'
   let release!: () => void
   const gate = new Promise<void>((resolve) => { release = resolve })
@@ -312,9 +297,7 @@ t.test('write routes without config.cache invalidate nothing', async (t) => {
 
 t.test('a tags function that throws does not fail a writeThrough write', async (t) => {
   const cache = new MemoryCache()
-  const app = Fastify()
-  t.teardown(() => app.close())
-  await app.register(emberCache)
+  const app = await emberApp(t)
   const tags = (): string[] => { throw new Error('tags exploded') }
   app.get('/doc', { config: { cache: { cache, tags } } }, async () => 'read')
   app.put('/doc', { config: { cache: { cache, tags, writeThrough: true } } }, async () => 'written')

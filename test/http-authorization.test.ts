@@ -1,19 +1,13 @@
 // Requests with credentials (RFC 9111 §3.5, issue 4): they neither read nor write the cache
 // unless the route opted in (private: true, keyFn / key, or varyHeaders on authorization).
 import t from 'tap'
-import Fastify, { type FastifyInstance } from 'fastify'
-import emberCache, { MemoryCache, type RouteCacheConfig } from '../lib/index'
-
-interface Scope { teardown: (fn: () => unknown) => void }
+import type { FastifyInstance } from 'fastify'
+import { MemoryCache, type RouteCacheConfig } from '../lib/index'
+import { countingApp, emberApp, type Scope } from './helpers/apps'
 
 /** GET /r answers with the caller's credential and a run counter. */
 async function build (t: Scope, cache: RouteCacheConfig = { mode: 'memory' }): Promise<{ app: FastifyInstance, calls: () => number }> {
-  const app = Fastify()
-  t.teardown(() => app.close())
-  await app.register(emberCache)
-  let calls = 0
-  app.get('/r', { config: { cache } }, async (request) => String(request.headers.authorization ?? 'anonymous') + '#' + String(++calls))
-  return { app, calls: () => calls }
+  return await countingApp(t, (request, _reply, run) => String(request.headers.authorization ?? 'anonymous') + '#' + String(run), cache)
 }
 
 const as = (credential: string): { url: string, headers: Record<string, string> } => ({ url: '/r', headers: { authorization: credential } })
@@ -63,9 +57,7 @@ t.test('RFC 9111 §3.5: a keyFn opts the route in, and keeps users apart', async
 })
 
 t.test('RFC 9111 §3.5: a key template opts the route in', async (t) => {
-  const app = Fastify()
-  t.teardown(() => app.close())
-  await app.register(emberCache)
+  const app = await emberApp(t)
   let calls = 0
   app.get('/users/:id', { config: { cache: { mode: 'memory', key: 'user:{id}' } } }, async () => 'user#' + String(++calls))
   await app.inject({ url: '/users/1', headers: { authorization: 'Bearer alice' } })

@@ -1,30 +1,13 @@
 // Cache-Status (RFC 9211, issue 4) next to the short x-cache header: hit, fwd=uri-miss,
 // fwd=request, fwd=bypass, stored, collapsed, ttl, and the key only when debug is on.
 import t from 'tap'
-import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
+import Fastify, { type FastifyInstance } from 'fastify'
 import emberCache, { type EmberCachePluginOptions, type RouteCacheConfig } from '../lib/index'
-
-interface Scope { teardown: (fn: () => unknown) => void }
-type Handler = (request: FastifyRequest, reply: FastifyReply) => unknown
+import { countingApp, type Handler, type Scope } from './helpers/apps'
+import { useClock } from './helpers/clock'
 
 async function build (t: Scope, handler: Handler = () => 'body', cache: RouteCacheConfig = { mode: 'memory', ttl: 60 }, options: EmberCachePluginOptions = {}): Promise<{ app: FastifyInstance, calls: () => number }> {
-  const app = Fastify()
-  t.teardown(() => app.close())
-  await app.register(emberCache, options)
-  let calls = 0
-  app.get('/r', { config: { cache } }, async (request, reply) => {
-    calls++
-    return handler(request, reply)
-  })
-  return { app, calls: () => calls }
-}
-
-function useClock (t: Scope): { advance: (seconds: number) => void } {
-  const realNow = Date.now
-  let offset = 0
-  Date.now = () => realNow() + offset
-  t.teardown(() => { Date.now = realNow })
-  return { advance: (seconds) => { offset += seconds * 1000 } }
+  return await countingApp(t, handler, cache, options)
 }
 
 t.test('RFC 9211 §2.2/§2.5: a stored miss says fwd=uri-miss; stored; ttl', async (t) => {

@@ -1,33 +1,9 @@
 // Freshness (issue 4): the Cache-Control a cached route sends, Age on hits, the handler's own
 // Cache-Control, `ttl: 'from-response'`, and the per-cache body size limit.
 import t from 'tap'
-import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
-import emberCache, { MemoryCache, StaticCache, type EmberCachePluginOptions, type RouteCacheConfig } from '../lib/index'
-
-interface Scope { teardown: (fn: () => unknown) => void }
-type Handler = (request: FastifyRequest, reply: FastifyReply) => unknown
-
-/** One cached GET /r route whose handler counts its runs. */
-async function build (t: Scope, handler: Handler, cache: RouteCacheConfig = { mode: 'memory' }, options: EmberCachePluginOptions = {}): Promise<{ app: FastifyInstance, calls: () => number }> {
-  const app = Fastify()
-  t.teardown(() => app.close())
-  await app.register(emberCache, options)
-  let calls = 0
-  app.get('/r', { config: { cache } }, async (request, reply) => {
-    calls++
-    return handler(request, reply)
-  })
-  return { app, calls: () => calls }
-}
-
-/** Moves Date.now forward on demand; entries age without waiting. */
-function useClock (t: Scope): { advance: (seconds: number) => void } {
-  const realNow = Date.now
-  let offset = 0
-  Date.now = () => realNow() + offset
-  t.teardown(() => { Date.now = realNow })
-  return { advance: (seconds) => { offset += seconds * 1000 } }
-}
+import { MemoryCache, StaticCache, type RouteCacheConfig } from '../lib/index'
+import { countingApp as build, emberApp } from './helpers/apps'
+import { useClock } from './helpers/clock'
 
 t.test('RFC 9111 §5.2.2.9: a cached route sends Cache-Control: public, max-age=<ttl> on a miss', async (t) => {
   const { app } = await build(t, () => 'body', { mode: 'memory', ttl: 30 })
@@ -183,9 +159,7 @@ t.test("ttl 'from-response' is validated: other strings and static caches are re
     [{ mode: 'static', ttl: 'from-response' }, /config\.cache\.ttl.*static/]
   ]
   for (const [cache, message] of cases) {
-    const app = Fastify()
-    t.teardown(() => app.close())
-    await app.register(emberCache)
+    const app = await emberApp(t)
     await t.rejects(async () => {
       app.get('/r', { config: { cache } }, async () => 'x')
       await app.ready()

@@ -3,25 +3,12 @@
 import t from 'tap'
 import Fastify, { type FastifyInstance } from 'fastify'
 import emberCache, { type EmberCachePluginOptions, type RouteCacheConfig } from '../lib/index'
-
-interface Scope { teardown: (fn: () => unknown) => void }
+import { countingApp, emberApp, type Scope } from './helpers/apps'
+import { useClock } from './helpers/clock'
 
 /** One cached GET /r route answering v1, v2, ... so each origin run is visible in the body. */
 async function build (t: Scope, cache: RouteCacheConfig = { mode: 'memory', ttl: 60 }, options: EmberCachePluginOptions = {}): Promise<{ app: FastifyInstance, calls: () => number }> {
-  const app = Fastify()
-  t.teardown(() => app.close())
-  await app.register(emberCache, options)
-  let calls = 0
-  app.get('/r', { config: { cache } }, async () => 'v' + String(++calls))
-  return { app, calls: () => calls }
-}
-
-function useClock (t: Scope): { advance: (seconds: number) => void } {
-  const realNow = Date.now
-  let offset = 0
-  Date.now = () => realNow() + offset
-  t.teardown(() => { Date.now = realNow })
-  return { advance: (seconds) => { offset += seconds * 1000 } }
+  return await countingApp(t, (_request, _reply, run) => 'v' + String(run), cache, options)
 }
 
 const cc = (value: string): { url: string, headers: Record<string, string> } => ({ url: '/r', headers: { 'cache-control': value } })
@@ -198,9 +185,7 @@ t.test('RFC 9111 §5.2.1.7: respectRequestDirectives: false ignores only-if-cach
 })
 
 t.test('RFC 9111 §5.2.1: respectRequestDirectives: false on a route overrides the plugin default', async (t) => {
-  const app = Fastify()
-  t.teardown(() => app.close())
-  await app.register(emberCache)
+  const app = await emberApp(t)
   let strict = 0
   let lenient = 0
   app.get('/strict', { config: { cache: { mode: 'memory', respectRequestDirectives: false } } }, async () => 's' + String(++strict))
@@ -232,9 +217,7 @@ t.test('respectRequestDirectives is validated at plugin and route level', async 
   await t.rejects(async () => { await app.register(emberCache, { respectRequestDirectives: 'yes' as unknown as boolean }) }, {
     code: 'FST_EMBER_CACHE_INVALID_OPTION', message: /respectRequestDirectives/
   })
-  const routeApp = Fastify()
-  t.teardown(() => routeApp.close())
-  await routeApp.register(emberCache)
+  const routeApp = await emberApp(t)
   await t.rejects(async () => {
     routeApp.get('/r', { config: { cache: { mode: 'memory', respectRequestDirectives: 1 as unknown as boolean } } }, async () => 'x')
     await routeApp.ready()

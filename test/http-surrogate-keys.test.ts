@@ -1,23 +1,9 @@
 // Surrogate keys (issue 4): a handler tags its response with a header (Cache-Tag by default),
 // the tags join the entry's tags for invalidate({ tags }), and clients never see the header.
 import t from 'tap'
-import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
-import emberCache, { MemoryCache, type EmberCachePluginOptions, type RouteCacheConfig } from '../lib/index'
-
-interface Scope { teardown: (fn: () => unknown) => void }
-type Handler = (request: FastifyRequest, reply: FastifyReply) => unknown
-
-async function build (t: Scope, handler: Handler, cache: RouteCacheConfig, options: EmberCachePluginOptions = {}): Promise<{ app: FastifyInstance, calls: () => number }> {
-  const app = Fastify()
-  t.teardown(() => app.close())
-  await app.register(emberCache, options)
-  let calls = 0
-  app.get('/r', { config: { cache } }, async (request, reply) => {
-    calls++
-    return handler(request, reply)
-  })
-  return { app, calls: () => calls }
-}
+import Fastify from 'fastify'
+import emberCache, { MemoryCache } from '../lib/index'
+import { countingApp as build, emberApp, type Handler } from './helpers/apps'
 
 const tagged = (value: string, header = 'cache-tag'): Handler => (request, reply) => {
   reply.header(header, value)
@@ -59,9 +45,7 @@ t.test('Surrogate keys: header tags are merged with the route tags', async (t) =
 })
 
 t.test('Surrogate keys: reply.cacheInvalidate({ tags }) in another route drops an entry tagged by header', async (t) => {
-  const app = Fastify()
-  t.teardown(() => app.close())
-  await app.register(emberCache)
+  const app = await emberApp(t)
   let calls = 0
   app.get('/r', { config: { cache: { mode: 'memory' } } }, async (request, reply) => {
     calls++

@@ -2,24 +2,7 @@
 // If-None-Match / If-Modified-Since answer 304 Not Modified from a hit and from a fresh miss.
 import t from 'tap'
 import crypto from 'node:crypto'
-import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
-import emberCache, { type EmberCachePluginOptions, type RouteCacheConfig } from '../lib/index'
-
-interface Scope { teardown: (fn: () => unknown) => void }
-type Handler = (request: FastifyRequest, reply: FastifyReply) => unknown
-
-/** One cached GET /r route whose handler counts its runs. */
-async function build (t: Scope, handler: Handler, cache: RouteCacheConfig = { mode: 'memory' }, options: EmberCachePluginOptions = {}): Promise<{ app: FastifyInstance, calls: () => number }> {
-  const app = Fastify()
-  t.teardown(() => app.close())
-  await app.register(emberCache, options)
-  let calls = 0
-  app.get('/r', { config: { cache } }, async (request, reply) => {
-    calls++
-    return handler(request, reply)
-  })
-  return { app, calls: () => calls }
-}
+import { countingApp as build, emberApp } from './helpers/apps'
 
 const LAST_MODIFIED = 'Wed, 21 Oct 2015 07:28:00 GMT'
 
@@ -54,9 +37,7 @@ t.test('RFC 9110 §8.8.3: the computed ETag is computed once at store time, stab
 })
 
 t.test('RFC 9110 §8.8.3: equal bodies on different URLs get equal computed ETags', async (t) => {
-  const app = Fastify()
-  t.teardown(() => app.close())
-  await app.register(emberCache)
+  const app = await emberApp(t)
   app.get('/a', { config: { cache: { mode: 'memory' } } }, async () => 'same')
   app.get('/b', { config: { cache: { mode: 'memory' } } }, async () => 'same')
   app.get('/c', { config: { cache: { mode: 'memory' } } }, async () => 'other')

@@ -1,26 +1,10 @@
 // Variants (issue 4): the stored response's own Vary adds request headers to the variant
 // automatically, Vary: * is never stored, and Accept-Encoding never splits the cache.
 import t from 'tap'
-import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
-import emberCache, { MemoryCache, RedisCache, type RouteCacheConfig } from '../lib/index'
+import { MemoryCache, RedisCache } from '../lib/index'
 import { ENTRY_RESPONSE, type CacheEntry } from '../lib/entry'
+import { countingApp as build, emberApp, type Handler } from './helpers/apps'
 import { startRedis } from './helpers/servers'
-
-interface Scope { teardown: (fn: () => unknown) => void }
-type Handler = (request: FastifyRequest, reply: FastifyReply) => unknown
-
-/** One cached GET /r route whose handler counts its runs. */
-async function build (t: Scope, handler: Handler, cache: RouteCacheConfig = { mode: 'memory' }): Promise<{ app: FastifyInstance, calls: () => number }> {
-  const app = Fastify()
-  t.teardown(() => app.close())
-  await app.register(emberCache)
-  let calls = 0
-  app.get('/r', { config: { cache } }, async (request, reply) => {
-    calls++
-    return handler(request, reply)
-  })
-  return { app, calls: () => calls }
-}
 
 /** Answers in the language the request asks for, and says so in Vary. */
 const byLanguage: Handler = (request, reply) => {
@@ -103,9 +87,7 @@ t.test('RFC 9111 §4.1: headers not listed in Vary do not split the cache', asyn
 })
 
 t.test('RFC 9111 §4.1: a Vary learned on one URL applies to the other URLs of the route', async (t) => {
-  const app = Fastify()
-  t.teardown(() => app.close())
-  await app.register(emberCache)
+  const app = await emberApp(t)
   let calls = 0
   app.get('/items/:id', { config: { cache: { mode: 'memory' } } }, async (request, reply) => {
     calls++

@@ -6,8 +6,9 @@
 
 import type { Test } from 'tap'
 import { randomBytes } from 'node:crypto'
-import Fastify, { type FastifyInstance, type FastifyRequest, type LightMyRequestResponse } from 'fastify'
-import emberCache, { PatternNotSupportedError, urlKey, type EmberCache, type RouteCacheOptions } from '../../lib/index'
+import type { FastifyInstance, FastifyRequest, LightMyRequestResponse } from 'fastify'
+import { PatternNotSupportedError, urlKey, type EmberCache, type RouteCacheOptions } from '../../lib/index'
+import { emberApp } from './apps'
 import { sleep } from './fault-kit'
 
 export interface BackendFixture {
@@ -59,9 +60,7 @@ export interface App {
  * /items/:id, /ttl1, /ttl0, /month (31 days), /slow (100 ms), /cookie (100 ms, Set-Cookie).
  */
 export async function buildApp (t: Test, cache: EmberCache): Promise<App> {
-  const app = Fastify()
-  t.teardown(() => app.close())
-  await app.register(emberCache)
+  const app = await emberApp(t)
   const counts = new Map<string, number>()
   const run = (route: string): number => {
     const n = (counts.get(route) ?? 0) + 1
