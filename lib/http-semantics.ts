@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto'
+import { hash } from 'node:crypto'
 import { brotliDecompressSync, gunzipSync, inflateSync } from 'node:zlib'
 import type { StoredHeaders } from './entry'
 
@@ -145,7 +145,7 @@ export function storableHeaders (headers: Record<string, unknown>, cacheHeaderNa
  * validator names one exact representation); If-None-Match compares weakly anyway.
  */
 export function computeEtag (body: Buffer): string {
-  return 'W/"' + createHash('sha1').update(body).digest('base64url') + '"'
+  return 'W/"' + hash('sha1', body, 'base64url') + '"'
 }
 
 /** RFC 9110 §13.1.2: If-None-Match uses weak comparison; `*` matches any current entity. */

@@ -1,9 +1,21 @@
 // Collapses concurrent work on one key: the first caller (the leader) does it, the others
 // wait for its result. A leader that never settles cannot hold waiters past `maxWaitMs`.
 
-interface Flight<T> {
-  promise: Promise<T | undefined>
-  resolve: (value: T | undefined) => void
+// The promise is made only when somebody waits: most misses have no waiter, and a miss path
+// that allocates a promise and two closures per request for nobody is measurably slower.
+class Flight<T> {
+  private deferred: Promise<T | undefined> | undefined
+  private resolveDeferred: ((value: T | undefined) => void) | undefined
+
+  get promise (): Promise<T | undefined> {
+    this.deferred ??= new Promise<T | undefined>((resolve) => { this.resolveDeferred = resolve })
+    return this.deferred
+  }
+
+  resolve (value: T | undefined): void {
+    if (this.resolveDeferred !== undefined) this.resolveDeferred(value)
+    else if (this.deferred === undefined) this.deferred = Promise.resolve(value)
+  }
 }
 
 export class SingleFlight<T> {
@@ -12,9 +24,7 @@ export class SingleFlight<T> {
   /** Becomes leader for `key` and returns true, or returns false when a leader already runs. */
   lead (key: string): boolean {
     if (this.flights.has(key)) return false
-    let resolve!: (value: T | undefined) => void
-    const promise = new Promise<T | undefined>((_resolve) => { resolve = _resolve })
-    this.flights.set(key, { promise, resolve })
+    this.flights.set(key, new Flight<T>())
     return true
   }
 
