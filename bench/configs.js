@@ -1,0 +1,51 @@
+'use strict'
+
+// Every configuration the bench measures, in the order each round runs them.
+//   script     bench/servers/<script>, one process per configuration
+//   unique     every request carries a new query string (a new cache key)
+//   needs      backend servers run.js must start first
+//   origin     'once': the handler must not run while measuring (a hit); 'every': it runs per request
+//   xCache     the x-cache header expected on the second probe request
+//   env        extra environment for the server process
+//   vs         the anchor this configuration is judged against (besides plain)
+
+const CONFIGS = [
+  { name: 'plain', script: 'plain.js', origin: 'every', what: 'plain route serializing the object (reference)' },
+  { name: 'plain-buffer', script: 'plain-buffer.js', origin: 'every', what: 'plain route sending a prebuilt Buffer (ceiling)' },
+  { name: 'node-http', script: 'node-http.js', origin: 'every', what: 'bare node:http sending the Buffer (ceiling)' },
+  { name: 'ember-static', script: 'ember-static.js', origin: 'once', xCache: 'HIT', vs: 'lru-hook', what: 'ours: static hit' },
+  { name: 'ember-memory', script: 'ember-memory.js', origin: 'once', xCache: 'HIT', vs: 'lru-hook', what: 'ours: memory hit' },
+  { name: 'ember-redis', script: 'ember-redis.js', needs: ['redis'], origin: 'once', xCache: 'HIT', vs: 'ioredis-hook-autopipeline', what: 'ours: Redis hit' },
+  { name: 'ember-memcached', script: 'ember-memcached.js', needs: ['memcached'], origin: 'once', xCache: 'HIT', vs: 'memjs-hook', what: 'ours: Memcached hit' },
+  { name: 'plain-miss', script: 'plain.js', unique: true, origin: 'every', what: 'plain route, new query string per request' },
+  { name: 'ember-miss', script: 'ember-memory.js', unique: true, origin: 'every', xCache: 'MISS', vs: 'plain-miss', what: 'ours: memory miss + store, new key per request' },
+  { name: 'ember-uncached', script: 'ember-uncached.js', origin: 'every', vs: 'plain', what: 'route without config.cache, plugin registered' },
+  { name: 'lcache', script: 'lcache.js', origin: 'once', what: 'fastify-lcache hit' },
+  { name: 'async-cache-dedupe', script: 'async-cache-dedupe.js', origin: 'once', what: 'async-cache-dedupe around the handler (hit, still serializes)' },
+  { name: 'lru-hook', script: 'lru-hook.js', origin: 'once', what: 'hand-written lru-cache preHandler hit' },
+  { name: 'lru-onrequest', script: 'lru-onrequest.js', origin: 'once', what: 'hand-written lru-cache onRequest hit (early anchor)' },
+  { name: 'ioredis-hook', script: 'ioredis-hook.js', needs: ['redis'], origin: 'once', what: 'hand-written ioredis GET preHandler hit' },
+  { name: 'ioredis-hook-autopipeline', script: 'ioredis-hook-autopipeline.js', needs: ['redis'], origin: 'once', what: 'same, enableAutoPipelining' },
+  { name: 'memjs-hook', script: 'memjs-hook.js', needs: ['memcached'], origin: 'once', what: 'hand-written memjs GET preHandler hit' }
+]
+
+const REFERENCE = 'plain'
+
+// Issue 6 targets: [config, measured against, lowest acceptable ratio of median req/s].
+const TARGETS = [
+  ['ember-static', 'plain', 1.2],
+  ['ember-memory', 'plain', 1.2],
+  ['ember-static', 'lru-hook', 0.97],
+  ['ember-memory', 'lru-hook', 0.97],
+  ['ember-static', 'lcache', 1.15],
+  ['ember-memory', 'lcache', 1.15],
+  ['ember-static', 'async-cache-dedupe', 1.4],
+  ['ember-memory', 'async-cache-dedupe', 1.4],
+  ['ember-redis', 'ioredis-hook', 0.95],
+  ['ember-redis', 'ioredis-hook-autopipeline', 0.95],
+  ['ember-memcached', 'memjs-hook', 0.95],
+  ['ember-uncached', 'plain', 0.98],
+  ['ember-miss', 'plain-miss', 0.9]
+]
+
+module.exports = { CONFIGS, REFERENCE, TARGETS }

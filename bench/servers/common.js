@@ -1,0 +1,89 @@
+'use strict'
+
+// Shared plumbing of the bench servers: the payload, a handler-call counter, the port, and
+// the conversation with bench/run.js over the IPC channel (ready -> port, stats -> counts).
+// Each server script stays a few lines of what it measures.
+
+const path = require('node:path')
+const { payload, payloadBuffer } = require('../fixture')
+
+const JSON_TYPE = 'application/json; charset=utf-8'
+const ITEM_PATH = '/item'
+const DIST = path.join(__dirname, '..', '..', 'dist', 'lib', 'index.js')
+
+/** How many times the origin handler ran: run.js checks a hit config stays near zero. */
+const stats = { handlerCalls: 0 }
+
+/** The route handler every Fastify configuration uses. */
+function handler () {
+  stats.handlerCalls++
+  return payload
+}
+
+/** The built plugin (npm run build first). */
+function ember () {
+  return require(DIST)
+}
+
+function portFromEnv () {
+  const raw = process.env.PORT ?? process.argv[2] ?? '0'
+  const port = Number(raw)
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error('bad port ' + raw)
+  return port
+}
+
+function requireEnv (name) {
+  const value = process.env[name]
+  if (value === undefined || value === '') throw new Error(name + ' must be set (bench/run.js sets it)')
+  return value
+}
+
+/** Listens on 127.0.0.1 and reports the port; `close` is called on SIGTERM or when run.js goes away. */
+async function announce (port, close) {
+  let closing = false
+  const shutdown = () => {
+    if (closing) return
+    closing = true
+    // A server that hangs on close must still go: run.js waits for the exit.
+    setTimeout(() => process.exit(0), 2000).unref()
+    Promise.resolve(close()).then(() => process.exit(0), () => process.exit(1))
+  }
+  process.on('SIGTERM', shutdown)
+  process.on('SIGINT', shutdown)
+  if (typeof process.send === 'function') {
+    process.on('message', (message) => {
+      if (message?.type === 'stats') process.send({ type: 'stats', id: message.id, ...stats })
+    })
+    process.on('disconnect', shutdown)
+    process.send({ type: 'ready', port })
+  } else {
+    console.log('listening on http://127.0.0.1:' + port + ITEM_PATH)
+  }
+}
+
+/** Starts a Fastify app built by `build(app)` and announces it. */
+async function serveFastify (build) {
+  const fastify = require('fastify')
+  const app = fastify({ logger: false })
+  await build(app)
+  await app.listen({ host: '127.0.0.1', port: portFromEnv() })
+  await announce(app.server.address().port, () => app.close())
+}
+
+/** Starts a node:http server and announces it. */
+function serveHttp (server) {
+  server.listen(portFromEnv(), '127.0.0.1', () => {
+    announce(server.address().port, () => new Promise((resolve) => server.close(resolve)))
+  })
+}
+
+function run (main) {
+  main().catch((err) => {
+    console.error(err)
+    process.exit(1)
+  })
+}
+
+module.exports = {
+  JSON_TYPE, ITEM_PATH, payload, payloadBuffer, stats, handler, ember, requireEnv, serveFastify, serveHttp, run
+}
