@@ -34,6 +34,9 @@ export abstract class LocalCache extends EmberCache {
     const maxSize = options?.maxSize
     this.entries = new LRUCache<string, CacheEntry>({
       max: options?.max ?? DEFAULT_MAX,
+      // The LRU's TTL only purges entries past their retention; freshness is checked exactly
+      // from storedAt on every hit. A coarse clock spares lru-cache a timer per millisecond.
+      ttlResolution: 1000,
       ...(maxSize === undefined ? {} : { maxSize, sizeCalculation: entrySize }),
       disposeAfter: (entry, id, reason) => {
         // A replaced value keeps its id; its index entries were just written again by store().
