@@ -125,13 +125,13 @@ export function responseTtl (directives: Directives): number | undefined {
 }
 
 /** Copies the headers worth replaying, with lower-case names and string values. */
-export function storableHeaders (headers: Record<string, unknown>, cacheHeaderName: string | false): StoredHeaders {
+export function storableHeaders (headers: Record<string, unknown>, cacheHeaderName: string | false, perRequest: ReadonlySet<string>): StoredHeaders {
   const stored: StoredHeaders = {}
   // RFC 9110 §7.6.1: fields named in Connection are hop-by-hop for this response too.
   const connection = headers.connection
   const listed = connection === undefined ? undefined : new Set(String(connection).toLowerCase().split(',').map((name) => name.trim()))
   for (const name in headers) {
-    if (NOT_STORED.has(name) || name === cacheHeaderName || listed?.has(name) === true) continue
+    if (NOT_STORED.has(name) || name === cacheHeaderName || perRequest.has(name) || listed?.has(name) === true) continue
     const value = headers[name]
     if (value === undefined) continue
     stored[name] = Array.isArray(value) ? value.map(String) : String(value)

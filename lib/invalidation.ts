@@ -80,7 +80,7 @@ function responseEntry (reply: FastifyReply, payload: unknown, settings: RouteSe
   if (body === undefined || body.length > settings.maxEntryBytes) return undefined
   const headers = reply.getHeaders()
   if (refusalReason(reply.statusCode, settings.statusCodes, headers, parseCacheControl(headers['cache-control'])) !== undefined) return undefined
-  const stored = storableHeaders(headers, settings.header)
+  const stored = storableHeaders(headers, settings.header, settings.perRequestHeaders)
   if (typeof stored.etag !== 'string') stored.etag = computeEtag(body)
   const tags = tagsOf(request, settings)
   return {

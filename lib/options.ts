@@ -49,6 +49,12 @@ export interface EmberCachePluginOptions {
    * removed before the response is sent and never stored. false turns this off. Default 'cache-tag'.
    */
   surrogateKeyHeader?: string | false
+  /**
+   * Headers set per request (request ids, tracing, timing): never stored, so a hit keeps the
+   * values this request's own hooks set instead of replaying the first request's. Default
+   * ['x-request-id', 'request-id', 'x-correlation-id', 'traceparent', 'tracestate', 'server-timing'].
+   */
+  perRequestHeaders?: string[]
 }
 
 /** Route options: `config: { cache: { ... } }`. */
@@ -123,6 +129,7 @@ export interface ResolvedPluginOptions {
   collapseWait: number
   streamMaxBytes: number
   surrogateKeyHeader: string | false
+  perRequestHeaders: ReadonlySet<string>
   /**
    * Request headers learned from responses' Vary, per route config object and URL, so that a
    * GET route and its automatic HEAD route (two RouteSettings) learn together.
@@ -162,11 +169,12 @@ export interface RouteSettings {
   debug: boolean
   collapseWait: number
   surrogateKeyHeader: string | false
+  perRequestHeaders: ReadonlySet<string>
 }
 
 const PLUGIN_OPTIONS: ReadonlySet<string> = new Set([
   'enabled', 'defaultTtl', 'header', 'statusCodes', 'keyPrefix', 'memory', 'static', 'redis', 'memcached',
-  'respectRequestDirectives', 'cacheStatus', 'debug', 'collapseWait', 'streamMaxBytes', 'surrogateKeyHeader'
+  'respectRequestDirectives', 'cacheStatus', 'debug', 'collapseWait', 'streamMaxBytes', 'surrogateKeyHeader', 'perRequestHeaders'
 ])
 const ROUTE_OPTIONS: ReadonlySet<string> = new Set([
   'mode', 'cache', 'ttl', 'tags', 'varyHeaders', 'keyFn', 'key', 'statusCodes', 'invalidate', 'writeThrough',
@@ -175,6 +183,7 @@ const ROUTE_OPTIONS: ReadonlySet<string> = new Set([
 // RFC 9110 §15.3.7: a 206 holds part of a representation; storing it as the whole would be wrong.
 const DEFAULT_STATUS_CODES = [200, 201, 202, 203, 204, 205, 207, 208, 226]
 const DEFAULT_TTL = 60
+const DEFAULT_PER_REQUEST_HEADERS = ['x-request-id', 'request-id', 'x-correlation-id', 'traceparent', 'tracestate', 'server-timing']
 const DEFAULT_COLLAPSE_WAIT = 5000
 const DEFAULT_SURROGATE_KEY_HEADER = 'cache-tag'
 const TTL_FROM_RESPONSE = 'from-response'
@@ -212,6 +221,7 @@ export function resolvePluginOptions (options: EmberCachePluginOptions | undefin
     surrogateKeyHeader: opts.surrogateKeyHeader === undefined
       ? DEFAULT_SURROGATE_KEY_HEADER
       : opts.surrogateKeyHeader === false ? false : opts.surrogateKeyHeader.toLowerCase(),
+    perRequestHeaders: new Set(lowerCaseHeaders('perRequestHeaders', opts.perRequestHeaders) ?? DEFAULT_PER_REQUEST_HEADERS),
     learnedVary: new WeakMap()
   }
 }
@@ -296,7 +306,8 @@ export function resolveRouteOptions (
     cacheStatus: plugin.cacheStatus,
     debug: plugin.debug,
     collapseWait: plugin.collapseWait,
-    surrogateKeyHeader: plugin.surrogateKeyHeader
+    surrogateKeyHeader: plugin.surrogateKeyHeader,
+    perRequestHeaders: plugin.perRequestHeaders
   }
 }
 

@@ -347,7 +347,7 @@ export function buildStoreHook (settings: RouteSettings) {
     }
     if (reason !== undefined) return refuse(reply, settings, state, reason, payload, done)
 
-    const stored = storableHeaders(headers, settings.header)
+    const stored = storableHeaders(headers, settings.header, settings.perRequestHeaders)
     if (decoded) delete stored['content-encoding']
     if (stored.vary !== undefined) {
       // One string, so that hits find its parsed names in varyNames' memo without joining.

@@ -442,3 +442,34 @@ t.test('enabled: false makes every cached route a pass-through', async (t) => {
   t.same(after.json(), { n: 5 }, 'writeThrough stored nothing')
   t.equal(cache.size, 0)
 })
+
+t.test('per-request headers (request ids, tracing) are not stored: a hit keeps its own values', async (t) => {
+  const app = await emberApp(t, { perRequestHeaders: ['x-trace'] })
+  let seq = 0
+  app.addHook('onRequest', async (request, reply) => {
+    reply.header('x-trace', 'trace-' + String(++seq))
+    reply.header('x-request-id', 'req-' + String(seq))
+  })
+  app.get('/traced', { config: { cache: new MemoryCache() } }, async () => ({ ok: true }))
+  const miss = await app.inject('/traced')
+  const hit = await app.inject('/traced')
+  t.equal(hit.headers['x-cache'], 'HIT')
+  t.equal(miss.headers['x-trace'], 'trace-1')
+  t.equal(hit.headers['x-trace'], 'trace-2', "the hit carries its own trace, not the first request's")
+  t.equal(hit.headers['x-request-id'], 'req-1', 'a header left out of a custom perRequestHeaders list is stored as before')
+})
+
+t.test('per-request headers default: x-request-id and traceparent are never replayed', async (t) => {
+  const app = await emberApp(t)
+  let seq = 0
+  app.addHook('onRequest', async (request, reply) => {
+    reply.header('x-request-id', 'req-' + String(++seq))
+    reply.header('traceparent', '00-' + String(seq))
+  })
+  app.get('/ids', { config: { cache: new MemoryCache() } }, async () => ({ ok: true }))
+  await app.inject('/ids')
+  const hit = await app.inject('/ids')
+  t.equal(hit.headers['x-cache'], 'HIT')
+  t.equal(hit.headers['x-request-id'], 'req-2')
+  t.equal(hit.headers.traceparent, '00-2')
+})
