@@ -32,6 +32,8 @@ interface MissState {
   noStore: boolean
   /** An expired entry that may still replace an origin error (stale-if-error). */
   stale: CacheEntry | undefined
+  /** RFC 9211 fwd= reason: uri-miss, request (the client's no-cache), stale (a background refresh). */
+  forward: string
   /** Serves `stale` when the handler takes longer than staleIfErrorTimeout. */
   timer: NodeJS.Timeout | undefined
 }
@@ -71,7 +73,7 @@ export function buildLookupHook (settings: RouteSettings, refresh: Refresher, re
     // RFC 9111 §5.2.1.5: no-store: do not use or store a response for this request.
     if (directives.has('no-store')) return bypass(request, reply, settings, done, 'fwd=request')
     // RFC 9111 §5.2.1.4: no-cache: do not answer from the cache without asking the origin.
-    if (isRefresh || directives.has('no-cache')) return miss(request, reply, settings, key, variant, undefined, false, done)
+    if (isRefresh || directives.has('no-cache')) return miss(request, reply, settings, key, variant, undefined, false, done, '', '', isRefresh ? 'fwd=stale' : 'fwd=request')
 
     const isHead = request.method === 'HEAD'
     const result = cache.lookup(key, variant)
@@ -186,10 +188,11 @@ function unexpected (request: FastifyRequest, reply: FastifyReply, done: HookHan
 
 function miss (
   request: FastifyRequest, reply: FastifyReply, settings: RouteSettings, key: string, variant: string,
-  stale: CacheEntry | undefined, backendDown: boolean, done: HookHandlerDoneFunction, flight = '', lockToken = ''
+  stale: CacheEntry | undefined, backendDown: boolean, done: HookHandlerDoneFunction, flight = '', lockToken = '',
+  forward = 'fwd=uri-miss'
 ): void {
   const state: MissState = {
-    key, variant, epoch: settings.cache.epoch, flight, lockToken, bypass: backendDown, noStore: false, stale, timer: undefined
+    key, variant, epoch: settings.cache.epoch, flight, lockToken, bypass: backendDown, noStore: false, stale, timer: undefined, forward
   }
   ;(request as unknown as StateBag)[kState] = state
   if (stale !== undefined && settings.staleIfErrorTimeout > 0) {
@@ -289,7 +292,7 @@ export function buildStoreHook (settings: RouteSettings) {
     // HEAD shares GET's entry but never stores (its payload is empty); it still says MISS.
     if (request.method !== 'GET') {
       settle(settings, missState, undefined)
-      setStatusHeaders(reply, settings, missState.bypass ? 'BYPASS' : 'MISS', missState.bypass ? 'fwd=bypass' : 'fwd=uri-miss; detail=head', missState.key)
+      setStatusHeaders(reply, settings, missState.bypass ? 'BYPASS' : 'MISS', missState.bypass ? 'fwd=bypass' : missState.forward + '; detail=head', missState.key)
       return done(null, payload)
     }
     const statusCode = reply.statusCode
@@ -382,12 +385,12 @@ export function buildStoreHook (settings: RouteSettings) {
     // An invalidation that ran while the handler worked wins: this response may predate it.
     if (state.epoch !== cache.epoch) {
       settle(settings, state, undefined)
-      setStatusHeaders(reply, settings, 'MISS', 'fwd=uri-miss; detail=invalidated', state.key)
+      setStatusHeaders(reply, settings, 'MISS', state.forward + '; detail=invalidated', state.key)
       return done(null, payload)
     }
     // Waiters in this process get the entry now; other instances once it is stored.
     if (state.flight !== '') cache.flights.settle(state.flight, entry)
-    setStatusHeaders(reply, settings, 'MISS', 'fwd=uri-miss; stored; ttl=' + entry.ttl, state.key)
+    setStatusHeaders(reply, settings, 'MISS', state.forward + '; stored; ttl=' + entry.ttl, state.key)
     const after = (): void => {
       if (state.lockToken !== '') cache.fillLock?.release(state.key, state.variant, state.lockToken)
       if (notModified(request, stored)) {
@@ -404,7 +407,7 @@ export function buildStoreHook (settings: RouteSettings) {
 
 function refuse (reply: FastifyReply, settings: RouteSettings, state: MissState, reason: string, payload: unknown, done: (err: Error | null, payload?: unknown) => void): void {
   settle(settings, state, undefined)
-  setStatusHeaders(reply, settings, 'MISS', 'fwd=uri-miss; detail=' + reason, state.key)
+  setStatusHeaders(reply, settings, 'MISS', state.forward + '; detail=' + reason, state.key)
   done(null, payload)
 }
 

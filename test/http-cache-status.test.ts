@@ -128,3 +128,12 @@ t.test('cacheStatus and header are validated as header tokens', async (t) => {
     })
   }
 })
+
+t.test('RFC 9211 §2.2: a request no-cache refresh says fwd=request, and stores', async (t) => {
+  const { app, calls } = await build(t)
+  await app.inject('/r')
+  const res = await app.inject({ url: '/r', headers: { 'cache-control': 'no-cache' } })
+  t.equal(res.headers['x-cache'], 'MISS')
+  t.equal(res.headers['cache-status'], 'ember; fwd=request; stored; ttl=60')
+  t.equal(calls(), 2)
+})
