@@ -244,3 +244,11 @@ t.test('valid options register without error', async (t) => {
     streamMaxBytes: 0
   }), undefined)
 })
+
+t.test('MemcachedCache keyPrefix must itself be a short, safe Memcached key', async (t) => {
+  const { MemcachedCache } = await import('../lib/index')
+  for (const keyPrefix of ['has space:', 'x'.repeat(101), 'tab\t:']) {
+    t.throws(() => new MemcachedCache({ servers: '127.0.0.1:11211', keyPrefix }), { code: 'FST_EMBER_CACHE_INVALID_OPTION', message: /MemcachedCache\.keyPrefix/ })
+  }
+  t.doesNotThrow(() => new MemcachedCache({ servers: '127.0.0.1:11211', keyPrefix: 'api:v1:' }))
+})

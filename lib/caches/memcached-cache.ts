@@ -22,6 +22,8 @@ const MAX_RELATIVE_EXPIRY = 60 * 60 * 24 * 30
 // Keys: at most 250 bytes, no spaces or control characters (memcached protocol.txt).
 const MAX_KEY_BYTES = 250
 const SAFE_KEY = /^[\x21-\x7e]+$/
+// Leaves room for a hashed key ('sha256:' + 43 characters) within MAX_KEY_BYTES.
+const MAX_PREFIX_BYTES = 100
 const GENERATION_SUFFIX = '#gen'
 const MEMJS_TIMEOUT_FACTOR = 10
 const TAG_INFIX = '#tag:'
@@ -46,6 +48,10 @@ export class MemcachedCache extends RemoteCache {
     checkString('MemcachedCache.host', options.host)
     checkPositiveInteger('MemcachedCache.port', options.port)
     checkPositiveInteger('MemcachedCache.poolSize', options.poolSize)
+    // The prefix stays readable in front of hashed keys too, so it must itself be a safe, short key.
+    if (this.keyPrefix !== '' && (Buffer.byteLength(this.keyPrefix) > MAX_PREFIX_BYTES || !SAFE_KEY.test(this.keyPrefix))) {
+      throw new InvalidOptionError('MemcachedCache.keyPrefix', `expected at most ${MAX_PREFIX_BYTES} bytes without spaces or control characters, got ` + describe(this.keyPrefix))
+    }
     this.servers = serverList(options)
     const poolSize = options.poolSize ?? 1
     this.clients = []
