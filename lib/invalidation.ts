@@ -1,11 +1,11 @@
 import type { FastifyBaseLogger, FastifyReply, FastifyRequest } from 'fastify'
 import { compileTemplate, escapeGlob, variantOf } from './cache-key'
 import type { EmberCache, InvalidationTarget } from './caches/cache'
-import { ENTRY_RESPONSE, type CacheEntry } from './entry'
+import type { CacheEntry } from './entry'
 import { InvalidOptionError, InvalidTargetError, PatternNotSupportedError } from './errors'
 import { computeEtag, parseCacheControl, refusalReason, storableHeaders } from './http-semantics'
 import type { RouteSettings } from './options'
-import { tagsOf } from './route-hooks'
+import { responseEntryOf, tagsOf } from './route-hooks'
 
 // Invalidation: declarative (write routes clear what they change) and imperative
 // (reply.cacheInvalidate, cache.invalidate).
@@ -82,20 +82,8 @@ function responseEntry (reply: FastifyReply, payload: unknown, settings: RouteSe
   if (refusalReason(reply.statusCode, settings.statusCodes, headers, parseCacheControl(headers['cache-control'])) !== undefined) return undefined
   const stored = storableHeaders(headers, settings.header, settings.perRequestHeaders)
   if (typeof stored.etag !== 'string') stored.etag = computeEtag(body)
-  const tags = tagsOf(request, settings)
-  return {
-    kind: ENTRY_RESPONSE,
-    // A 201 Created to a PUT is a 200 to the GET that reads it back.
-    status: 200,
-    headers: stored,
-    body,
-    storedAt: Date.now(),
-    ttl: settings.ttl,
-    staleWhileRevalidate: settings.staleWhileRevalidate,
-    staleIfError: settings.staleIfError,
-    tags,
-    tagVersions: []
-  }
+  // A 201 Created to a PUT is a 200 to the GET that reads it back.
+  return responseEntryOf(settings, 200, stored, body, settings.ttl, tagsOf(request, settings))
 }
 
 /**

@@ -369,18 +369,7 @@ export function buildStoreHook (settings: RouteSettings) {
       stored.etag = computeEtag(identity)
       reply.header('etag', stored.etag)
     }
-    const entry: CacheEntry = {
-      kind: ENTRY_RESPONSE,
-      status: reply.statusCode,
-      headers: stored,
-      body: identity,
-      storedAt: Date.now(),
-      ttl,
-      staleWhileRevalidate: settings.staleWhileRevalidate,
-      staleIfError: settings.staleIfError,
-      tags: withSurrogateTags(tagsOf(request, settings), surrogate),
-      tagVersions: []
-    }
+    const entry = responseEntryOf(settings, reply.statusCode, stored, identity, ttl, withSurrogateTags(tagsOf(request, settings), surrogate))
     if (headers['cache-control'] === undefined) reply.header('cache-control', freshnessHeader(entry.ttl, entry.ttl, settings.isPrivate))
     // An invalidation that ran while the handler worked wins: this response may predate it.
     if (state.epoch !== cache.epoch) {
@@ -443,6 +432,22 @@ function withSurrogateTags (tags: string[], surrogate: string[] | undefined): st
 }
 
 /** The entry's tags; a tags function that throws or returns junk stores no tags, never fails the request. */
+/** A response entry with the route's freshness and stale windows: what GET stores and PUT writes through. */
+export function responseEntryOf (settings: RouteSettings, status: number, headers: CacheEntry['headers'], body: Buffer, ttl: number, tags: string[]): CacheEntry {
+  return {
+    kind: ENTRY_RESPONSE,
+    status,
+    headers,
+    body,
+    storedAt: Date.now(),
+    ttl,
+    staleWhileRevalidate: settings.staleWhileRevalidate,
+    staleIfError: settings.staleIfError,
+    tags,
+    tagVersions: []
+  }
+}
+
 export function tagsOf (request: FastifyRequest, settings: RouteSettings): string[] {
   const tags = settings.tags
   if (tags === undefined) return []
