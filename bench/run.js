@@ -367,9 +367,9 @@ function summarize (selected, rounds, options, elapsedMs) {
   }
   const targets = TARGETS
     .filter(([a, b]) => byName.has(a) && byName.has(b))
-    .map(([name, against, min]) => {
+    .map(([name, against, min, source = 'issue 6']) => {
       const value = ratio(name, against)
-      return { name, against, min, ratio: value, pass: value === undefined ? undefined : value >= min }
+      return { name, against, min, source, ratio: value, pass: value === undefined ? undefined : value >= min }
     })
   return {
     date: new Date().toISOString(),
@@ -428,10 +428,10 @@ function toMarkdown (report) {
     for (const r of flagged) lines.push(`- ${r.name}: ${[...new Set(r.problems)].join('; ')}`)
   }
   if (report.targets.length > 0) {
-    lines.push('', '| target (issue 6) | ratio | needed | |', '|---|--:|--:|---|')
+    lines.push('', '| target | ratio | needed | | set by |', '|---|--:|--:|---|---|')
     for (const t of report.targets) {
       const verdict = t.pass === undefined ? 'n/a' : t.pass ? 'pass' : '**miss**'
-      lines.push(`| ${t.name} / ${t.against} | ${t.ratio === undefined ? '-' : t.ratio.toFixed(2) + 'x'} | >= ${t.min}x | ${verdict} |`)
+      lines.push(`| ${t.name} / ${t.against} | ${t.ratio === undefined ? '-' : t.ratio.toFixed(2) + 'x'} | >= ${t.min}x | ${verdict} | ${t.source} |`)
     }
   }
   lines.push('', `Per-round req/s (* = noisy): ${report.results.filter((r) => r.samples.length > 0).map((r) => `${r.name} ${r.samples.map((s) => fmtInt(s.rps) + (s.noisy ? '*' : '')).join('/')}`).join('; ')}.`, '')

@@ -77,7 +77,11 @@ async function emberCachePlugin (fastify: FastifyInstance, options: EmberCachePl
         throw new InvalidOptionError(label + ' config.cache.' + (settings.writeThrough ? 'writeThrough' : 'invalidate'), 'belongs on a write route (POST, PUT, PATCH, DELETE)')
       }
       if (!opts.enabled) return
-      routeOptions.preHandler = appendHook(routeOptions.preHandler, buildLookupHook(settings, refresh, refreshToken))
+      const lookup = buildLookupHook(settings, refresh, refreshToken)
+      // Lookup after the route's own hooks, so that a hit is never served to a request its auth
+      // hooks reject; `early` (public routes only) moves it to onRequest and skips the rest.
+      if (settings.early) routeOptions.onRequest = appendHook(routeOptions.onRequest, lookup)
+      else routeOptions.preHandler = appendHook(routeOptions.preHandler, lookup)
       // HEAD routes get it too, only to send the MISS header: the store hook never stores for HEAD.
       routeOptions.onSend = appendHook(routeOptions.onSend, buildStoreHook(settings))
       return

@@ -108,6 +108,15 @@ export interface RouteCacheOptions {
   respectRequestDirectives?: boolean
   /** Stream payloads up to this many bytes are stored. Default: the plugin's. */
   streamMaxBytes?: number
+  /**
+   * Look up in `onRequest` instead of `preHandler`: a hit skips every later hook of the route
+   * (preParsing, preValidation, preHandler) and validation. Only for public routes whose
+   * answer is the same for everyone (health, build info, static config): an auth check in
+   * one of those later hooks does NOT run on a hit. App-wide onRequest hooks and the route's
+   * own onRequest hooks still run first; requests with Authorization still bypass the cache
+   * unless the route opted in. Default false.
+   */
+  early?: boolean
 }
 
 export type RouteCacheConfig = EmberCache | RouteCacheOptions
@@ -164,6 +173,8 @@ export interface RouteSettings {
   maxEntryBytes: number
   streamMaxBytes: number
   respectRequestDirectives: boolean
+  /** Look up in onRequest (route option `early`). */
+  early: boolean
   header: string | false
   cacheStatus: string | false
   debug: boolean
@@ -178,7 +189,8 @@ const PLUGIN_OPTIONS: ReadonlySet<string> = new Set([
 ])
 const ROUTE_OPTIONS: ReadonlySet<string> = new Set([
   'mode', 'cache', 'ttl', 'tags', 'varyHeaders', 'keyFn', 'key', 'statusCodes', 'invalidate', 'writeThrough',
-  'private', 'staleWhileRevalidate', 'staleIfError', 'staleIfErrorTimeout', 'respectRequestDirectives', 'streamMaxBytes'
+  'private', 'staleWhileRevalidate', 'staleIfError', 'staleIfErrorTimeout', 'respectRequestDirectives', 'streamMaxBytes',
+  'early'
 ])
 // RFC 9110 §15.3.7: a 206 holds part of a representation; storing it as the whole would be wrong.
 const DEFAULT_STATUS_CODES = [200, 201, 202, 203, 204, 205, 207, 208, 226]
@@ -274,6 +286,7 @@ export function resolveRouteOptions (
   checkNonNegativeInteger(where + '.staleIfErrorTimeout', route.staleIfErrorTimeout)
   checkBoolean(where + '.respectRequestDirectives', route.respectRequestDirectives)
   checkNonNegativeInteger(where + '.streamMaxBytes', route.streamMaxBytes)
+  checkBoolean(where + '.early', route.early)
 
   let varyHeaders = lowerCaseHeaders(where + '.varyHeaders', route.varyHeaders) ?? cache.varyHeaders ?? []
   // A private route keyed by URL alone would hand one user's answer to another: without a
@@ -302,6 +315,7 @@ export function resolveRouteOptions (
     maxEntryBytes: cache.maxEntryBytes,
     streamMaxBytes: route.streamMaxBytes ?? plugin.streamMaxBytes,
     respectRequestDirectives: route.respectRequestDirectives ?? plugin.respectRequestDirectives,
+    early: route.early ?? false,
     header: plugin.header,
     cacheStatus: plugin.cacheStatus,
     debug: plugin.debug,

@@ -9,6 +9,7 @@ import {
   type Directives
 } from './http-semantics'
 import type { RouteSettings } from './options'
+import { cacheStatusValue, setReplayHeaders } from './replay'
 
 // The per-route hooks: lookup in preHandler (after every auth hook), store in onSend.
 // Everything that does not depend on the request was computed in RouteSettings.
@@ -227,13 +228,8 @@ function serveEntry (
   shortStatus: string, cacheStatus: string, now: number, key: string
 ): void {
   (request as unknown as StateBag)[kState] = SERVED
-  const remaining = entry.ttl === 0 ? 0 : Math.max(0, Math.ceil((entry.storedAt + entry.ttl * 1000 - now) / 1000))
   reply.code(entry.status)
-  reply.headers(entry.headers)
-  // RFC 9111 §5.1: Age is how long ago the origin produced the response.
-  reply.header('age', Math.max(0, Math.floor((now - entry.storedAt) / 1000)))
-  if (entry.headers['cache-control'] === undefined) reply.header('cache-control', freshnessHeader(remaining, entry.ttl, settings.isPrivate))
-  setStatusHeaders(reply, settings, shortStatus, cacheStatus + '; ttl=' + remaining, key)
+  setReplayHeaders(reply, settings, entry, now, shortStatus, cacheStatus, key, settings.cache.inProcess)
   if (notModified(request, entry.headers)) {
     reply.code(304).send()
     return
@@ -271,12 +267,7 @@ function notModified (request: FastifyRequest, headers: Record<string, unknown>)
 
 function setStatusHeaders (reply: FastifyReply, settings: RouteSettings, shortStatus: string, detail: string, key: string | undefined): void {
   if (settings.header !== false) reply.header(settings.header, shortStatus)
-  if (settings.cacheStatus !== false) {
-    // RFC 9211 §2: Cache-Status: <cache name>; hit | fwd=<reason>; ttl=...; stored; collapsed; key=...
-    let value = settings.cacheStatus + '; ' + detail
-    if (settings.debug && key !== undefined) value += '; key=' + JSON.stringify(key)
-    reply.header('cache-status', value)
-  }
+  if (settings.cacheStatus !== false) reply.header('cache-status', cacheStatusValue(settings, detail, key))
 }
 
 /** The onSend hook of a GET route: store a cacheable miss, answer stale on origin errors. */

@@ -1,0 +1,85 @@
+import type { FastifyReply } from 'fastify'
+import type { CacheEntry } from './entry'
+import { freshnessHeader } from './http-semantics'
+import type { RouteSettings } from './options'
+
+// The headers a response from the cache carries: the stored ones plus Age, Cache-Control and
+// the status headers, which change once a second at most. An in-process entry lives across
+// many hits, so its plain-hit headers are built once per second of its age and reused.
+
+type ReplayHeaders = Record<string, string | string[]>
+
+/** Where an in-process entry keeps its plain-hit headers (never part of the envelope). */
+const kHitHeaders = Symbol('ember-cache.hit-headers')
+
+interface HitHeadersMemo {
+  /** The route they were built for: the status header names and scope are per route. */
+  settings: RouteSettings
+  /** Whole seconds since the entry was stored (its Age) when they were built. */
+  age: number
+  headers: ReplayHeaders
+}
+
+type MemoBag = Partial<Record<typeof kHitHeaders, HitHeadersMemo>>
+
+/**
+ * Sets the headers of an answer from an entry: stored headers, Age, Cache-Control and status
+ * headers. A plain hit on an in-process entry (`memoize`) reuses the header set built for the
+ * current second of the entry's age; a decoded remote entry is new on every request, so its
+ * headers go straight to the reply. Only whole-second TTLs are memoized: with a fractional one
+ * the remaining seconds can change within one second of age.
+ */
+export function setReplayHeaders (
+  reply: FastifyReply, settings: RouteSettings, entry: CacheEntry, now: number,
+  shortStatus: string, cacheStatus: string, key: string, memoize: boolean
+): void {
+  if (memoize && shortStatus === 'HIT' && cacheStatus === 'hit' && Number.isInteger(entry.ttl)) {
+    reply.headers(hitHeaders(settings, entry, now, key))
+    return
+  }
+  reply.headers(entry.headers)
+  // RFC 9111 §5.1: Age is how long ago the origin produced the response.
+  reply.header('age', String(ageSeconds(entry, now)))
+  const remaining = remainingSeconds(entry, now)
+  if (entry.headers['cache-control'] === undefined) reply.header('cache-control', freshnessHeader(remaining, entry.ttl, settings.isPrivate))
+  if (settings.header !== false) reply.header(settings.header, shortStatus)
+  if (settings.cacheStatus !== false) reply.header('cache-status', cacheStatusValue(settings, cacheStatus + '; ttl=' + remaining, key))
+}
+
+function hitHeaders (settings: RouteSettings, entry: CacheEntry, now: number, key: string): ReplayHeaders {
+  const age = ageSeconds(entry, now)
+  const bag = entry as MemoBag
+  const memo = bag[kHitHeaders]
+  if (memo !== undefined && memo.age === age && memo.settings === settings) return memo.headers
+  const headers: ReplayHeaders = {}
+  for (const name in entry.headers) headers[name] = entry.headers[name]
+  headers.age = String(age)
+  const remaining = remainingSeconds(entry, now)
+  if (entry.headers['cache-control'] === undefined) headers['cache-control'] = freshnessHeader(remaining, entry.ttl, settings.isPrivate)
+  if (settings.header !== false) headers[settings.header] = 'HIT'
+  if (settings.cacheStatus !== false) headers['cache-status'] = cacheStatusValue(settings, 'hit; ttl=' + remaining, key)
+  if (memo === undefined) {
+    // Non-enumerable: code that copies or encodes the entry never sees it.
+    Object.defineProperty(bag, kHitHeaders, { value: { settings, age, headers }, writable: false })
+  } else {
+    memo.settings = settings
+    memo.age = age
+    memo.headers = headers
+  }
+  return headers
+}
+
+/** RFC 9211 §2: `<cache>; hit | fwd=<why>; ttl; stored; collapsed; key` (key only with debug). */
+export function cacheStatusValue (settings: RouteSettings, detail: string, key: string | undefined): string {
+  const value = (settings.cacheStatus as string) + '; ' + detail
+  return settings.debug && key !== undefined ? value + '; key=' + JSON.stringify(key) : value
+}
+
+function ageSeconds (entry: CacheEntry, now: number): number {
+  return Math.max(0, Math.floor((now - entry.storedAt) / 1000))
+}
+
+/** Whole seconds of freshness left, rounded up (0 for entries that never expire). */
+function remainingSeconds (entry: CacheEntry, now: number): number {
+  return entry.ttl === 0 ? 0 : Math.max(0, Math.ceil((entry.storedAt + entry.ttl * 1000 - now) / 1000))
+}
