@@ -156,7 +156,8 @@ export class MemcachedCache extends RemoteCache {
   /** prefix + key, hashed when too long for Memcached or holding spaces or control characters. */
   private storageKey (key: string): string {
     const raw = this.keyPrefix + key
-    if (Buffer.byteLength(raw) <= MAX_KEY_BYTES && SAFE_KEY.test(raw)) return raw
+    // SAFE_KEY admits ASCII only, so its length in characters is its length in bytes.
+    if (raw.length <= MAX_KEY_BYTES && SAFE_KEY.test(raw)) return raw
     return this.keyPrefix + 'sha256:' + createHash('sha256').update(raw).digest('base64url')
   }
 }
