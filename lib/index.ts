@@ -90,6 +90,7 @@ async function emberCachePlugin (fastify: FastifyInstance, options: EmberCachePl
       if (settings.writeThrough && !methods.every((m) => WRITE_THROUGH_METHODS.has(m))) {
         throw new InvalidOptionError(label + ' config.cache.writeThrough', 'only PUT and PATCH routes can write through')
       }
+      if (settings.early) throw new InvalidOptionError(label + ' config.cache.early', 'belongs on a read route (GET, HEAD)')
       const targets = compileTargets(settings.invalidate, settings.cache, label + ' config.cache.invalidate')
       if (!opts.enabled) return
       routeOptions.onSend = appendHook(routeOptions.onSend, buildWriteHook(settings, targets, settings.writeThrough))

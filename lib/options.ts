@@ -295,6 +295,8 @@ export function resolveRouteOptions (
     varyHeaders = [...varyHeaders, 'authorization']
   }
 
+  if (route.early === true) checkEarly(where, route, varyHeaders)
+
   return {
     cache,
     isStatic,
@@ -343,6 +345,20 @@ function sharedVariantHeaders (plugin: ResolvedPluginOptions, config: object, ro
     byUrl.set(url, headers)
   }
   return headers
+}
+
+/**
+ * `early` answers before preValidation/preHandler auth runs, so it is refused where the route
+ * says its answers belong to one caller, and where a timer would start counting before the
+ * handler (staleIfErrorTimeout would then fire during the route's own hooks).
+ */
+function checkEarly (where: string, route: RouteCacheOptions, varyHeaders: string[]): void {
+  if (route.private === true || varyHeaders.includes('authorization')) {
+    throw new InvalidOptionError(where + '.early', 'serves hits before preValidation/preHandler auth runs, so it is for public routes only; this route caches per caller (private or varyHeaders: authorization)')
+  }
+  if ((route.staleIfErrorTimeout ?? 0) > 0) {
+    throw new InvalidOptionError(where + '.early', 'cannot be combined with staleIfErrorTimeout: the timeout would count the route\'s own hooks, not only the handler')
+  }
 }
 
 function checkRouteObject (where: string, config: unknown): RouteCacheOptions {

@@ -78,3 +78,19 @@ t.test('early: anything but a boolean fails registration naming the option', asy
     { code: 'FST_EMBER_CACHE_INVALID_OPTION', message: /GET \/x config\.cache\.early/ }
   )
 })
+
+t.test('early: refused on routes that cache per caller, with staleIfErrorTimeout, and on write routes', async (t) => {
+  const app = await emberApp(t)
+  const cases: Array<[string, object, RegExp]> = [
+    ['/private', { mode: 'memory', early: true, private: true }, /public routes only/],
+    ['/per-credential', { mode: 'memory', early: true, varyHeaders: ['Authorization'] }, /public routes only/],
+    ['/timeout', { mode: 'memory', early: true, staleIfError: 60, staleIfErrorTimeout: 200 }, /staleIfErrorTimeout/]
+  ]
+  for (const [url, cache, message] of cases) {
+    t.throws(() => app.get(url, { config: { cache } }, async () => 'x'), { code: 'FST_EMBER_CACHE_INVALID_OPTION', message: new RegExp(`GET ${url} config\\.cache\\.early.*` + message.source) }, url)
+  }
+  t.throws(
+    () => app.post('/write', { config: { cache: { mode: 'memory', early: true } } }, async () => 'x'),
+    { code: 'FST_EMBER_CACHE_INVALID_OPTION', message: /POST \/write config\.cache\.early.*read route/ }
+  )
+})
