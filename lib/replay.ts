@@ -38,12 +38,16 @@ export function setReplayHeaders (
     return
   }
   reply.headers(entry.headers)
-  // RFC 9111 §5.1: Age is how long ago the origin produced the response.
   reply.header('age', String(ageSeconds(entry, now)))
   const remaining = remainingSeconds(entry, now)
   if (entry.headers['cache-control'] === undefined) reply.header('cache-control', freshnessHeader(remaining, entry.ttl, settings.isPrivate))
+  setStatusHeaders(reply, settings, shortStatus, cacheStatus + '; ttl=' + remaining, key)
+}
+
+/** x-cache and Cache-Status, on any answer of a cached route (hit, miss, bypass, stale). */
+export function setStatusHeaders (reply: FastifyReply, settings: RouteSettings, shortStatus: string, detail: string, key: string | undefined): void {
   if (settings.header !== false) reply.header(settings.header, shortStatus)
-  if (settings.cacheStatus !== false) reply.header('cache-status', cacheStatusValue(settings, cacheStatus + '; ttl=' + remaining, key))
+  if (settings.cacheStatus !== false) reply.header('cache-status', cacheStatusValue(settings, detail, key))
 }
 
 function hitHeaders (settings: RouteSettings, entry: CacheEntry, now: number, key: string): ReplayHeaders {
@@ -70,12 +74,13 @@ function hitHeaders (settings: RouteSettings, entry: CacheEntry, now: number, ke
 }
 
 /** RFC 9211 §2: `<cache>; hit | fwd=<why>; ttl; stored; collapsed; key` (key only with debug). */
-export function cacheStatusValue (settings: RouteSettings, detail: string, key: string | undefined): string {
+function cacheStatusValue (settings: RouteSettings, detail: string, key: string | undefined): string {
   const value = (settings.cacheStatus as string) + '; ' + detail
   return settings.debug && key !== undefined ? value + '; key=' + JSON.stringify(key) : value
 }
 
-function ageSeconds (entry: CacheEntry, now: number): number {
+/** RFC 9111 §5.1: Age is how long ago the origin produced the response, in whole seconds. */
+export function ageSeconds (entry: CacheEntry, now: number): number {
   return Math.max(0, Math.floor((now - entry.storedAt) / 1000))
 }
 

@@ -9,7 +9,7 @@ import {
   type Directives
 } from './http-semantics'
 import type { RouteSettings } from './options'
-import { cacheStatusValue, setReplayHeaders } from './replay'
+import { ageSeconds, setReplayHeaders, setStatusHeaders } from './replay'
 
 // The per-route hooks: lookup in preHandler (after every auth hook), store in onSend.
 // Everything that does not depend on the request was computed in RouteSettings.
@@ -265,11 +265,6 @@ function notModified (request: FastifyRequest, headers: Record<string, unknown>)
   return ifModifiedSince !== undefined && notModifiedSince(ifModifiedSince, headers['last-modified'] as string | undefined)
 }
 
-function setStatusHeaders (reply: FastifyReply, settings: RouteSettings, shortStatus: string, detail: string, key: string | undefined): void {
-  if (settings.header !== false) reply.header(settings.header, shortStatus)
-  if (settings.cacheStatus !== false) reply.header('cache-status', cacheStatusValue(settings, detail, key))
-}
-
 /** The onSend hook of a GET route: store a cacheable miss, answer stale on origin errors. */
 export function buildStoreHook (settings: RouteSettings) {
   const { cache, surrogateKeyHeader } = settings
@@ -397,7 +392,7 @@ function replaceWithStale (reply: FastifyReply, settings: RouteSettings, entry: 
   // A compression hook that ran before ours coded the error body; the entry's body is identity.
   reply.removeHeader('content-encoding')
   reply.headers(entry.headers)
-  reply.header('age', Math.max(0, Math.floor((Date.now() - entry.storedAt) / 1000)))
+  reply.header('age', ageSeconds(entry, Date.now()))
   setStatusHeaders(reply, settings, 'STALE', 'hit; fwd=stale; detail=stale-if-error', key)
   done(null, entry.body)
 }
