@@ -15,6 +15,7 @@ const READY_TIMEOUT_MS = 15_000
 const PROBE_TIMEOUT_MS = 5_000
 const KILL_GRACE_MS = 3_000
 const OUTPUT_TAIL = 4096
+const LOAD_GRACE_S = 30
 
 /** Core of the server under test, and of the load generator plus backends. */
 const SERVER_CORE = '0'
@@ -221,6 +222,24 @@ async function stopServer (server) {
   if (!child.exited) child.kill('SIGKILL')
 }
 
+/**
+ * Runs autocannon with `opts` for about `seconds`, and stops it anyway LOAD_GRACE_S later: a
+ * hung server keeps sockets open and autocannon would never call back. `onInstance` receives
+ * the running instance (to stop it on Ctrl-C).
+ */
+function runLoad (opts, seconds, onInstance = () => {}) {
+  const autocannon = require('autocannon')
+  return new Promise((resolve, reject) => {
+    const instance = autocannon(opts, (err, result) => {
+      clearTimeout(guard)
+      if (err) reject(err)
+      else resolve(result)
+    })
+    onInstance(instance)
+    const guard = setTimeout(() => instance.stop(), (seconds + LOAD_GRACE_S) * 1000)
+  })
+}
+
 /** One GET with a fresh connection: status, headers and body. */
 function probe (port, urlPath) {
   return new Promise((resolve, reject) => {
@@ -236,5 +255,5 @@ function probe (port, urlPath) {
 }
 
 module.exports = {
-  HOST, reexecPinned, isPinned, killAll, killAllNow, sleep, startRedis, startMemcached, startServer, stopServer, serverStats, probe
+  HOST, reexecPinned, isPinned, killAll, killAllNow, sleep, startRedis, startMemcached, startServer, stopServer, serverStats, probe, runLoad
 }

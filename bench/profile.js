@@ -22,7 +22,6 @@ if (!procs.reexecPinned(__filename, process.argv.slice(2))) {
 }
 
 async function main () {
-  const autocannon = require('autocannon')
   const { CONFIGS } = require('./configs')
   const { load, summarize } = require('./cpuprofile-top')
   const options = parseArgs(process.argv.slice(2))
@@ -47,16 +46,11 @@ async function main () {
   const server = await procs.startServer(config.script, env, ['--cpu-prof', '--cpu-prof-dir', PROFILES_DIR, '--cpu-prof-name', name])
 
   let seq = 0
-  const load1 = (seconds) => new Promise((resolve, reject) => {
+  const load1 = (seconds) => {
     const opts = { url: `http://${procs.HOST}:${server.port}/item`, connections: 50, pipelining: 1, duration: seconds }
     if (config.unique) opts.requests = [{ method: 'GET', setupRequest: (r) => { r.path = '/item?r=p' + (++seq); return r } }]
-    const instance = autocannon(opts, (err, result) => {
-      clearTimeout(guard)
-      if (err) reject(err)
-      else resolve(result)
-    })
-    const guard = setTimeout(() => instance.stop(), (seconds + 30) * 1000)
-  })
+    return procs.runLoad(opts, seconds)
+  }
   await procs.probe(server.port, config.unique ? '/item?r=first' : '/item')
   if (options.warmup > 0) await load1(options.warmup)
   const from = Number(process.hrtime.bigint() / 1000n)

@@ -16,13 +16,11 @@ const { isDeepStrictEqual } = require('node:util')
 const procs = require('./procs')
 const cpu = require('./cpu')
 
-const autocannon = require('autocannon')
 const { CONFIGS, REFERENCE, TARGETS } = require('./configs')
 const { payload } = require('./fixture')
 
 const RESULTS_DIR = path.join(__dirname, 'results')
 const ITEM_PATH = '/item'
-const RUN_GRACE_S = 30
 // Others share this machine (tests, builds): before a sample, wait (bounded) until they use
 // less than QUIET_PCT of a core; a sample taken while they used more than NOISY_PCT is flagged.
 const QUIET_PCT = 20
@@ -279,18 +277,13 @@ async function waitForQuiet (ownPids, options) {
   return Date.now() - started
 }
 
-function runAutocannon (opts, seconds) {
-  return new Promise((resolve, reject) => {
-    const instance = autocannon(opts, (err, result) => {
-      clearTimeout(guard)
-      current = undefined
-      if (err) reject(err)
-      else resolve(aborted ? undefined : result)
-    })
-    current = instance
-    // Bounded even if autocannon never calls back (a hung server keeps sockets open).
-    const guard = setTimeout(() => instance.stop(), (seconds + RUN_GRACE_S) * 1000)
-  })
+async function runAutocannon (opts, seconds) {
+  try {
+    const result = await procs.runLoad(opts, seconds, (instance) => { current = instance })
+    return aborted ? undefined : result
+  } finally {
+    current = undefined
+  }
 }
 
 /** Why a sample should not be trusted (errors, non-2xx, a "hit" that ran the handler). */
