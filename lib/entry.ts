@@ -119,8 +119,9 @@ function writeShortBytes (out: Buffer, offset: number, bytes: Buffer): number {
 /**
  * Decodes an envelope. Anything that is not exactly a valid envelope of this version (corrupt,
  * truncated, foreign or older data) returns undefined, which callers treat as a miss.
+ * `copyBody` false makes the body a view into `data`, for a caller that owns `data` for good.
  */
-export function decodeEntry (data: Buffer | null | undefined): CacheEntry | undefined {
+export function decodeEntry (data: Buffer | null | undefined, copyBody = true): CacheEntry | undefined {
   if (data == null || data.length < FIXED_BYTES) return undefined
   if (data[0] !== MAGIC_0 || data[1] !== MAGIC_1 || data[2] !== ENVELOPE_VERSION) return undefined
   try {
@@ -157,7 +158,8 @@ export function decodeEntry (data: Buffer | null | undefined): CacheEntry | unde
     // reply.code() throws on a status outside 100-599: replaying one would fail the request.
     if (kind === ENTRY_RESPONSE && (status < 100 || status > 599)) return undefined
     // Copy so a pooled or shared input buffer cannot change the body later.
-    const body = Buffer.from(data.subarray(offset, offset + bodyLen))
+    const view = data.subarray(offset, offset + bodyLen)
+    const body = copyBody ? Buffer.from(view) : view
     return { kind, status, headers, body, storedAt, ttl, staleWhileRevalidate, staleIfError, tags, tagVersions }
   } catch {
     // A length field pointing past the end: RangeError from the reads above.

@@ -4,12 +4,12 @@ import { freshnessHeader } from './http-semantics'
 import type { RouteSettings } from './options'
 
 // The headers a response from the cache carries: the stored ones plus Age, Cache-Control and
-// the status headers, which change once a second at most. An in-process entry lives across
-// many hits, so its plain-hit headers are built once per second of its age and reused.
+// the status headers, which change once a second at most. An entry object lives across many
+// hits, so its plain-hit headers are built once per second of its age and reused.
 
 type ReplayHeaders = Record<string, string | string[]>
 
-/** Where an in-process entry keeps its plain-hit headers (never part of the envelope). */
+/** Where an entry object keeps its plain-hit headers (never part of the envelope). */
 const kHitHeaders = Symbol('ember-cache.hit-headers')
 
 interface HitHeadersMemo {
@@ -24,16 +24,16 @@ type MemoBag = Partial<Record<typeof kHitHeaders, HitHeadersMemo>>
 
 /**
  * Sets the headers of an answer from an entry: stored headers, Age, Cache-Control and status
- * headers. A plain hit on an in-process entry (`memoize`) reuses the header set built for the
- * current second of the entry's age; a decoded remote entry is new on every request, so its
- * headers go straight to the reply. Only whole-second TTLs are memoized: with a fractional one
- * the remaining seconds can change within one second of age.
+ * headers. A plain hit reuses the header set built for the current second of the entry's age
+ * (entries live across many hits: in-process ones in their store, remote ones in the cache's
+ * decoded entries). Only whole-second TTLs are memoized: with a fractional one the remaining
+ * seconds can change within one second of age.
  */
 export function setReplayHeaders (
   reply: FastifyReply, settings: RouteSettings, entry: CacheEntry, now: number,
-  shortStatus: string, cacheStatus: string, key: string, memoize: boolean
+  shortStatus: string, cacheStatus: string, key: string
 ): void {
-  if (memoize && shortStatus === 'HIT' && cacheStatus === 'hit' && Number.isInteger(entry.ttl)) {
+  if (shortStatus === 'HIT' && cacheStatus === 'hit' && Number.isInteger(entry.ttl)) {
     reply.headers(hitHeaders(settings, entry, now, key))
     return
   }

@@ -229,7 +229,7 @@ function serveEntry (
 ): void {
   (request as unknown as StateBag)[kState] = SERVED
   reply.code(entry.status)
-  setReplayHeaders(reply, settings, entry, now, shortStatus, cacheStatus, key, settings.cache.inProcess)
+  setReplayHeaders(reply, settings, entry, now, shortStatus, cacheStatus, key)
   if (notModified(request, entry.headers)) {
     reply.code(304).send()
     return

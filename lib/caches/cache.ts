@@ -55,6 +55,15 @@ export interface FillLock {
 export const BYPASS: unique symbol = Symbol('ember-cache.bypass')
 export type LookupResult = CacheEntry | undefined | typeof BYPASS
 
+// Separates a key from its variant in an entry's id. A control character cannot come from a
+// URL, so no request key collides with a variant id, and patterns only ever see the key part.
+export const VARIANT_SEPARATOR = '\u0000'
+
+/** One id for a key's variant ('' = the key's only variant). */
+export function entryId (key: string, variant: string): string {
+  return variant === '' ? key : key + VARIANT_SEPARATOR + variant
+}
+
 const DEFAULT_VALUE_TTL = 60
 const DEFAULT_MAX_ENTRY_BYTES = 5 * 1024 * 1024
 

@@ -3,7 +3,7 @@ import { entrySize, retentionSeconds, type CacheEntry } from '../entry'
 import { globToRegExp } from '../cache-key'
 import { InvalidOptionError } from '../errors'
 import { checkPositiveInteger } from '../validate'
-import { EmberCache, type CacheOptions, type LookupResult } from './cache'
+import { EmberCache, VARIANT_SEPARATOR, entryId, type CacheOptions, type LookupResult } from './cache'
 
 export interface LocalCacheOptions extends CacheOptions {
   /** Most entries kept (variants count one each); least recently used go first. Default 10 000. */
@@ -13,9 +13,6 @@ export interface LocalCacheOptions extends CacheOptions {
 }
 
 const DEFAULT_MAX = 10_000
-// Separates a key from its variant inside the LRU. A control character cannot come from a URL,
-// so no request key collides with a variant id, and patterns only ever see the key part.
-const VARIANT_SEPARATOR = '\u0000'
 
 /**
  * Entries held in this process, as decoded objects: a hit costs a Map lookup, no decoding.
@@ -46,11 +43,11 @@ export abstract class LocalCache extends EmberCache {
   }
 
   lookup (key: string, variant: string): LookupResult {
-    return this.entries.get(variant === '' ? key : key + VARIANT_SEPARATOR + variant)
+    return this.entries.get(entryId(key, variant))
   }
 
   store (key: string, variant: string, entry: CacheEntry): void {
-    const id = variant === '' ? key : key + VARIANT_SEPARATOR + variant
+    const id = entryId(key, variant)
     this.entries.set(id, entry, { ttl: retentionSeconds(entry) * 1000 })
     // maxSize may refuse an entry larger than the whole cache: then there is nothing to index.
     if (!this.entries.has(id)) return

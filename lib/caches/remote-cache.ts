@@ -1,8 +1,9 @@
-import { decodeEntry, encodeEntry, retentionSeconds, type CacheEntry } from '../entry'
+import { encodeEntry, retentionSeconds, type CacheEntry } from '../entry'
 import { BackendTimeoutError, CircuitOpenError } from '../errors'
 import { checkObject, checkPositiveInteger } from '../validate'
-import { BYPASS, EmberCache, type CacheOptions, type LookupResult } from './cache'
+import { BYPASS, EmberCache, entryId, type CacheOptions, type LookupResult } from './cache'
 import { CircuitBreaker, type CircuitBreakerOptions } from './circuit-breaker'
+import { DecodedEntries } from './decoded-entries'
 
 export interface RemoteCacheOptions extends CacheOptions {
   /** Milliseconds a read or write may take before the request goes on without cache. Default 200. */
@@ -27,6 +28,8 @@ export abstract class RemoteCache extends EmberCache {
   readonly commandTimeout: number
   readonly connectTimeout: number
   protected readonly breaker: CircuitBreaker
+  /** The decoded form of recently read envelopes, reused while their bytes are unchanged. */
+  private readonly decoded = new DecodedEntries()
 
   constructor (where: string, options: RemoteCacheOptions | undefined, allowed: readonly string[]) {
     super(where, options, [...REMOTE_OPTION_NAMES, ...allowed], 'ember:')
@@ -58,7 +61,7 @@ export abstract class RemoteCache extends EmberCache {
   async lookup (key: string, variant: string): Promise<LookupResult> {
     if (!this.breaker.allows()) return BYPASS
     try {
-      let entry = decodeEntry(await this.readBytes(key, variant))
+      let entry = this.decoded.decode(entryId(key, variant), await this.readBytes(key, variant))
       if (entry !== undefined && entry.tags.length > 0 && !(await this.tagsStillValid(entry))) entry = undefined
       this.breaker.succeeded()
       return entry
@@ -103,6 +106,7 @@ export abstract class RemoteCache extends EmberCache {
   }
 
   protected override async shutdown (): Promise<void> {
+    this.decoded.clear()
     await this.disconnectBackend()
   }
 }

@@ -8,6 +8,7 @@ import type { Test } from 'tap'
 import { randomBytes } from 'node:crypto'
 import type { FastifyInstance, FastifyRequest, LightMyRequestResponse } from 'fastify'
 import { PatternNotSupportedError, urlKey, type EmberCache, type RouteCacheOptions } from '../../lib/index'
+import { ENTRY_RESPONSE, encodeEntry } from '../../lib/entry'
 import { emberApp } from './apps'
 import { sleep } from './fault-kit'
 
@@ -383,6 +384,47 @@ export function runBackendSuite (t: Test, name: string, makeCache: MakeCache, tr
       await writeRaw(keyPrefix, 'aside', Buffer.from('garbage'))
       t.equal(await cache.get('aside'), undefined, 'cache-aside reads a corrupt value as absent')
       t.equal(calls('json'), payloads.length)
+    })
+
+    // A remote cache reuses the decoded form of bytes it read before: it must never reuse it
+    // for bytes that differ, even by one byte of the body, and Age must still move on.
+    t.test(`${name}: a hit serves the bytes stored now, whatever was decoded before`, async (t) => {
+      const { app, keyPrefix, calls } = await appOn(t)
+      const storedAt = Date.now() - 5_000
+      const envelope = (n: number): Buffer => encodeEntry({
+        kind: ENTRY_RESPONSE,
+        status: 200,
+        headers: { 'content-type': 'application/json; charset=utf-8', etag: `"v${n}"` },
+        body: Buffer.from(JSON.stringify({ n })),
+        storedAt,
+        ttl: 60,
+        staleWhileRevalidate: 0,
+        staleIfError: 0,
+        tags: [],
+        tagVersions: []
+      })
+      await writeRaw(keyPrefix, 'GET:/json', envelope(5))
+      for (let i = 0; i < 3; i++) {
+        const res = await app.inject('/json')
+        t.equal(xCache(res), 'HIT', `read ${i + 1} of the first bytes`)
+        t.same(res.json(), { n: 5 })
+        t.equal(res.headers.etag, '"v5"')
+      }
+      const first = await app.inject('/json')
+      t.ok(Number(first.headers.age) >= 5, 'Age counts from the stored storedAt: ' + String(first.headers.age))
+      // Same length, same storedAt, one body byte and one ETag byte apart.
+      await writeRaw(keyPrefix, 'GET:/json', envelope(6))
+      const changed = await app.inject('/json')
+      t.equal(xCache(changed), 'HIT')
+      t.same(changed.json(), { n: 6 }, 'the new bytes, not the entry decoded from the old ones')
+      t.equal(changed.headers.etag, '"v6"')
+      t.equal((await app.inject({ url: '/json', headers: { 'if-none-match': '"v5"' } })).statusCode, 200, 'the old validator no longer matches')
+      t.equal((await app.inject({ url: '/json', headers: { 'if-none-match': '"v6"' } })).statusCode, 304)
+      await sleep(1_100)
+      const later = await app.inject('/json')
+      t.ok(Number(later.headers.age) > Number(first.headers.age), `Age moves on for a reused entry: ${String(first.headers.age)} -> ${String(later.headers.age)}`)
+      t.ok(/max-age=\d+/.test(String(later.headers['cache-control'])), 'with the freshness left')
+      t.equal(calls('json'), 0, 'every answer came from the stored bytes')
     })
   }
 
