@@ -27,8 +27,10 @@ const CONFIGS = [
   { name: 'lru-hook-http', script: 'lru-hook-http.js', origin: 'once', what: 'same, sending our hit headers (ETag, Cache-Control, Age, x-cache, Cache-Status)' },
   { name: 'lru-onrequest', script: 'lru-onrequest.js', origin: 'once', what: 'hand-written lru-cache onRequest hit (early anchor)' },
   { name: 'ioredis-hook', script: 'ioredis-hook.js', needs: ['redis'], origin: 'once', what: 'hand-written ioredis GET preHandler hit' },
-  { name: 'ioredis-hook-autopipeline', script: 'ioredis-hook-autopipeline.js', needs: ['redis'], origin: 'once', what: 'same, enableAutoPipelining' },
-  { name: 'memjs-hook', script: 'memjs-hook.js', needs: ['memcached'], origin: 'once', what: 'hand-written memjs GET preHandler hit' }
+  { name: 'ioredis-hook-autopipeline', script: 'ioredis-hook.js', needs: ['redis'], origin: 'once', env: { AUTO_PIPELINING: '1' }, what: 'same, enableAutoPipelining' },
+  { name: 'ioredis-hook-http', script: 'ioredis-hook.js', needs: ['redis'], origin: 'once', env: { AUTO_PIPELINING: '1', HIT_HEADERS: '1' }, what: 'same, auto-pipelined, sending our hit headers (ETag, Cache-Control, Age, x-cache, Cache-Status)' },
+  { name: 'memjs-hook', script: 'memjs-hook.js', needs: ['memcached'], origin: 'once', what: 'hand-written memjs GET preHandler hit' },
+  { name: 'memjs-hook-http', script: 'memjs-hook.js', needs: ['memcached'], origin: 'once', env: { HIT_HEADERS: '1' }, what: 'same, sending our hit headers' }
 ]
 
 const REFERENCE = 'plain'
@@ -48,7 +50,9 @@ const TARGETS = [
   ['ember-memory', 'async-cache-dedupe', 1.4],
   ['ember-redis', 'ioredis-hook', 0.95],
   ['ember-redis', 'ioredis-hook-autopipeline', 0.95],
+  ['ember-redis', 'ioredis-hook-http', 0.95, 'us (equal headers)'],
   ['ember-memcached', 'memjs-hook', 0.95],
+  ['ember-memcached', 'memjs-hook-http', 0.95, 'us (equal headers)'],
   ['ember-uncached', 'plain', 0.98],
   ['ember-miss', 'plain-miss', 0.9]
 ]

@@ -43,7 +43,7 @@ async function main () {
   if (config.needs?.includes('memcached')) env.MEMCACHED_SERVERS = (await procs.startMemcached()).servers
   fs.mkdirSync(PROFILES_DIR, { recursive: true })
   const name = `${config.name}-${Date.now()}.cpuprofile`
-  const server = await procs.startServer(config.script, env, ['--cpu-prof', '--cpu-prof-dir', PROFILES_DIR, '--cpu-prof-name', name])
+  const server = await procs.startServer(config.script, { ...env, ...config.env }, ['--cpu-prof', '--cpu-prof-dir', PROFILES_DIR, '--cpu-prof-name', name])
 
   let seq = 0
   const load1 = (seconds) => {

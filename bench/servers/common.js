@@ -5,6 +5,7 @@
 // Each server script stays a few lines of what it measures.
 
 const path = require('node:path')
+const { createHash } = require('node:crypto')
 const { payload, payloadBuffer } = require('../fixture')
 
 const JSON_TYPE = 'application/json; charset=utf-8'
@@ -23,6 +24,39 @@ function handler () {
 /** The built plugin (npm run build first). */
 function ember () {
   return require(DIST)
+}
+
+// The equal-headers anchors: what a hand-written hook adds to send the headers every hit of
+// ours carries (ETag computed at store time, Age, Cache-Control with the freshness left,
+// x-cache, Cache-Status), so the price of those headers is told apart from the price of our code.
+const HAND_TTL = 3600
+
+function weakEtag (body) {
+  return 'W/"' + createHash('sha1').update(body).digest('base64url') + '"'
+}
+
+/** Age, Cache-Control, x-cache and Cache-Status of a hit on a body stored at `storedAt`. */
+function setHitHeaders (reply, storedAt) {
+  const age = Math.floor((Date.now() - storedAt) / 1000)
+  reply.header('age', String(age))
+  reply.header('cache-control', 'public, max-age=' + (HAND_TTL - age))
+  reply.header('x-cache', 'HIT')
+  reply.header('cache-status', 'hand; hit; ttl=' + (HAND_TTL - age))
+}
+
+/** A remote hand hook's stored value with the ETag and store time: `<storedAt> <etag>\n<body>`. */
+function packWithMeta (payload) {
+  return Date.now() + ' ' + weakEtag(payload) + '\n' + payload
+}
+
+/** Sends a value packed by packWithMeta with the hit headers. */
+function sendWithMeta (reply, stored) {
+  const newline = stored.indexOf(10)
+  const meta = stored.toString('latin1', 0, newline)
+  const space = meta.indexOf(' ')
+  reply.header('etag', meta.slice(space + 1))
+  setHitHeaders(reply, Number(meta.slice(0, space)))
+  return reply.send(stored.subarray(newline + 1))
 }
 
 function portFromEnv () {
@@ -85,5 +119,20 @@ function run (main) {
 }
 
 module.exports = {
-  JSON_TYPE, ITEM_PATH, payload, payloadBuffer, stats, handler, ember, requireEnv, serveFastify, serveHttp, run
+  JSON_TYPE,
+  ITEM_PATH,
+  HAND_TTL,
+  payload,
+  payloadBuffer,
+  stats,
+  handler,
+  ember,
+  requireEnv,
+  serveFastify,
+  serveHttp,
+  run,
+  weakEtag,
+  setHitHeaders,
+  packWithMeta,
+  sendWithMeta
 }

@@ -1,23 +1,25 @@
 'use strict'
 // (6) Anchor: a hand-written ioredis GET preHandler (body bytes only, content-type known).
-// AUTO_PIPELINING=1 turns on ioredis enableAutoPipelining (run.js runs both variants).
+// AUTO_PIPELINING=1 turns on ioredis enableAutoPipelining (configs.js runs it both ways); HIT_HEADERS=1 stores the ETag and
+// store time with the body and sends our hit headers (the equal-headers anchor).
 const { Redis } = require('ioredis')
-const { ITEM_PATH, JSON_TYPE, handler, requireEnv, serveFastify, run } = require('./common')
+const { ITEM_PATH, JSON_TYPE, HAND_TTL, handler, requireEnv, serveFastify, run, packWithMeta, sendWithMeta } = require('./common')
 
 const redis = new Redis(requireEnv('REDIS_URL'), { enableAutoPipelining: process.env.AUTO_PIPELINING === '1' })
+const withHeaders = process.env.HIT_HEADERS === '1'
 
 run(() => serveFastify((app) => {
   app.addHook('onClose', () => redis.quit())
   app.get(ITEM_PATH, {
     async preHandler (request, reply) {
-      const body = await redis.getBuffer('hw:' + request.url)
-      if (body === null) return
+      const stored = await redis.getBuffer('hw:' + request.url)
+      if (stored === null) return
       reply.header('content-type', JSON_TYPE)
-      return reply.send(body)
+      return withHeaders ? sendWithMeta(reply, stored) : reply.send(stored)
     },
     onSend (request, reply, payload, done) {
       if (typeof payload === 'string' && reply.statusCode === 200) {
-        redis.set('hw:' + request.url, payload, 'EX', 3600).catch(() => {})
+        redis.set('hw:' + request.url, withHeaders ? packWithMeta(payload) : payload, 'EX', HAND_TTL).catch(() => {})
       }
       done(null, payload)
     }

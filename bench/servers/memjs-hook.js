@@ -1,9 +1,12 @@
 'use strict'
 // (6) Anchor: a hand-written memjs GET preHandler (body bytes only, content-type known).
+// HIT_HEADERS=1 stores the ETag and store time with the body and sends our hit headers
+// (the equal-headers anchor).
 const memjs = require('memjs')
-const { ITEM_PATH, JSON_TYPE, handler, requireEnv, serveFastify, run } = require('./common')
+const { ITEM_PATH, JSON_TYPE, HAND_TTL, handler, requireEnv, serveFastify, run, packWithMeta, sendWithMeta } = require('./common')
 
 const client = memjs.Client.create(requireEnv('MEMCACHED_SERVERS'), { logger: { log () {} } })
+const withHeaders = process.env.HIT_HEADERS === '1'
 
 run(() => serveFastify((app) => {
   app.addHook('onClose', (instance, done) => { client.close(); done() })
@@ -12,11 +15,11 @@ run(() => serveFastify((app) => {
       const { value } = await client.get('hw:' + request.url)
       if (value === null) return
       reply.header('content-type', JSON_TYPE)
-      return reply.send(value)
+      return withHeaders ? sendWithMeta(reply, value) : reply.send(value)
     },
     onSend (request, reply, payload, done) {
       if (typeof payload === 'string' && reply.statusCode === 200) {
-        client.set('hw:' + request.url, payload, { expires: 3600 }).catch(() => {})
+        client.set('hw:' + request.url, withHeaders ? packWithMeta(payload) : payload, { expires: HAND_TTL }).catch(() => {})
       }
       done(null, payload)
     }
