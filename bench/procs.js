@@ -56,6 +56,19 @@ function reexecPinned (script, args) {
   return true
 }
 
+/**
+ * The entry of every bench script: re-executes `script` pinned (reexecPinned) or runs `main`
+ * here; a failure is printed as `<label> failed`, everything we started is killed, exit 1.
+ */
+function runPinned (script, label, main) {
+  if (reexecPinned(script, process.argv.slice(2))) return
+  main().catch(async (err) => {
+    console.error(label + ' failed:', err?.stack ?? err)
+    await killAll()
+    process.exit(1)
+  })
+}
+
 function isPinned () {
   return process.env[PINNED_ENV] === '1'
 }
@@ -255,5 +268,5 @@ function probe (port, urlPath) {
 }
 
 module.exports = {
-  HOST, reexecPinned, isPinned, killAll, killAllNow, sleep, startRedis, startMemcached, startServer, stopServer, serverStats, probe, runLoad
+  HOST, reexecPinned, runPinned, isPinned, killAll, killAllNow, sleep, startRedis, startMemcached, startServer, stopServer, serverStats, probe, runLoad
 }

@@ -13,13 +13,7 @@ const procs = require('./procs')
 
 const PROFILES_DIR = path.join(__dirname, 'profiles')
 
-if (!procs.reexecPinned(__filename, process.argv.slice(2))) {
-  main().catch(async (err) => {
-    console.error('profile failed:', err?.stack ?? err)
-    await procs.killAll()
-    process.exit(1)
-  })
-}
+procs.runPinned(__filename, 'profile', main)
 
 async function main () {
   const { CONFIGS } = require('./configs')

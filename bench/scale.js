@@ -9,11 +9,9 @@
 // (after a full GC) and, for Redis, Redis's memory per entry, CPU per hit and the hit rate one
 // Redis core would sustain. Writes bench/results/scale.{md,json}.
 
-const fs = require('node:fs')
-const path = require('node:path')
 const procs = require('./procs')
+const { writeResults } = require('./sample')
 
-const RESULTS_DIR = path.join(__dirname, 'results')
 const KB = 1024
 const CASES = [
   ['memory', 1_000, KB], ['memory', 100_000, KB], ['memory', 1_000, 100 * KB], ['memory', 100_000, 100 * KB],
@@ -22,13 +20,7 @@ const CASES = [
 const FILL_CONNECTIONS = 20
 const LOAD_CONNECTIONS = 50
 
-if (!procs.reexecPinned(__filename, process.argv.slice(2))) {
-  main().catch(async (err) => {
-    console.error('scale failed:', err?.stack ?? err)
-    await procs.killAll()
-    process.exit(1)
-  })
-}
+procs.runPinned(__filename, 'scale', main)
 
 async function main () {
   const options = parseArgs(process.argv.slice(2))
@@ -47,10 +39,8 @@ async function main () {
   }
   const markdown = toMarkdown(results, options)
   console.log('\n' + markdown)
-  fs.mkdirSync(RESULTS_DIR, { recursive: true })
   const base = options.only === undefined ? 'scale' : 'scale-partial'
-  fs.writeFileSync(path.join(RESULTS_DIR, base + '.json'), JSON.stringify({ date: new Date().toISOString(), node: process.version, results }, null, 2) + '\n')
-  fs.writeFileSync(path.join(RESULTS_DIR, base + '.md'), markdown)
+  writeResults('scale', base, { date: new Date().toISOString(), node: process.version, results }, markdown)
   await procs.killAll()
 }
 

@@ -1,0 +1,156 @@
+'use strict'
+
+// npm run bench:paired [-- --pairs 12 --duration 1 --warmup 2 --connections 50 --only ember-memory,ember-redis --no-pin]
+//
+// Judges each target of configs.js on its own, for a machine whose speed drifts within
+// seconds (run.js rounds put minutes between the two sides of a ratio). A target's two
+// servers run side by side (core 0, one process each for the whole target) and are measured
+// alternately A B, B A, A B ... (each pair in the other order than the last, so neither side
+// always goes first); every pair gives one ratio A/B. The target is judged on the median of
+// those ratios; the quartiles say how far to trust it.
+
+const procs = require('./procs')
+const {
+  NOISY_PCT, isAborted, installCleanup, startBackends, check, measure, median, escapeCell, fmtInt, parseOptions, writeResults, gitDescribe, machine
+} = require('./sample')
+const { CONFIGS, TARGETS } = require('./configs')
+const { payload } = require('./fixture')
+
+procs.runPinned(__filename, 'bench:paired', main)
+
+async function main () {
+  const options = parseArgs(process.argv.slice(2))
+  installCleanup()
+  const targets = selectTargets(options.only)
+  const byName = new Map(CONFIGS.map((config) => [config.name, { ...config }]))
+  const configs = [...new Set(targets.flatMap(([a, b]) => [a, b]))].map((name) => byName.get(name))
+  const perTarget = options.warmup * 2 + options.pairs * 2 * (options.duration + 0.5) + 3
+  console.log(`bench:paired: ${targets.length} targets, ${options.pairs} pairs x ${options.duration} s each side, warm-up ${options.warmup} s per server, ` +
+    `${options.connections} connections; about ${Math.ceil(targets.length * perTarget / 60)} min` +
+    (procs.isPinned() ? '; servers on core 0, load generator on core 1' : '; unpinned'))
+
+  const { env, pids } = await startBackends(configs)
+  options.backendPids = pids
+  const started = Date.now()
+  const results = []
+  for (const [a, b, min, source = 'issue 6'] of targets) {
+    if (isAborted()) return
+    results.push(await judge(byName.get(a), byName.get(b), { min, source }, env, options))
+  }
+  if (isAborted()) return
+  const report = {
+    date: new Date().toISOString(),
+    machine: machine(),
+    git: gitDescribe(),
+    settings: { pairs: options.pairs, duration: options.duration, warmup: options.warmup, connections: options.connections, only: options.only },
+    bodyBytes: Buffer.byteLength(JSON.stringify(payload)),
+    elapsedSeconds: Math.round((Date.now() - started) / 1000),
+    targets: results
+  }
+  const markdown = toMarkdown(report)
+  console.log('\n' + markdown)
+  const base = options.only === undefined ? 'paired' : 'paired-partial'
+  writeResults('bench:paired', base, report, markdown)
+  await procs.killAll()
+}
+
+/** One target: both servers up and checked, warmed, then the alternating pairs. */
+async function judge (a, b, { min, source }, env, options) {
+  const result = { name: a.name, against: b.name, min, source, pairs: [] }
+  const servers = []
+  try {
+    for (const config of [a, b]) {
+      const server = await procs.startServer(config.script, { ...env, ...config.env })
+      servers.push(server)
+      const broken = await check(config, server)
+      if (broken !== undefined) {
+        result.broken = `${config.name}: ${broken}`
+        console.warn(`  ${a.name} / ${b.name}: BROKEN (${result.broken}); left out`)
+        return result
+      }
+    }
+    const quiet = { ...options, quietWait: 0 }
+    await measure(a, servers[0], options.warmup, quiet)
+    await measure(b, servers[1], options.warmup, quiet)
+    for (let i = 0; i < options.pairs && !isAborted(); i++) {
+      const order = i % 2 === 0 ? [0, 1] : [1, 0]
+      const samples = []
+      for (const side of order) samples[side] = await measure([a, b][side], servers[side], options.duration, options)
+      const [sa, sb] = samples
+      if (sa === undefined || sb === undefined || sb.rps === 0) continue
+      const pair = { ratio: sa.rps / sb.rps, a: sa.rps, b: sb.rps, noisy: sa.noisy || sb.noisy, problem: sa.problem ?? sb.problem }
+      result.pairs.push(pair)
+      console.log(`  ${a.name} / ${b.name}  pair ${i + 1}/${options.pairs}  ${fmtInt(sa.rps).padStart(7)} / ${fmtInt(sb.rps).padStart(7)} req/s  = ${pair.ratio.toFixed(3)}` +
+        (pair.noisy ? '  (noisy)' : '') + (pair.problem === undefined ? '' : '  ! ' + pair.problem))
+    }
+  } catch (err) {
+    result.broken = err.message
+    return result
+  } finally {
+    for (const server of servers) await procs.stopServer(server)
+  }
+  // Quiet pairs when at least half are; otherwise all (the table says which).
+  const quietPairs = result.pairs.filter((pair) => !pair.noisy)
+  const used = quietPairs.length * 2 >= result.pairs.length ? quietPairs : result.pairs
+  const ratios = used.map((pair) => pair.ratio)
+  result.basis = used === quietPairs ? `${quietPairs.length}/${result.pairs.length} quiet` : `all ${result.pairs.length}`
+  result.ratio = median(ratios)
+  result.q1 = quantile(ratios, 0.25)
+  result.q3 = quantile(ratios, 0.75)
+  result.rpsA = median(used.map((pair) => pair.a))
+  result.rpsB = median(used.map((pair) => pair.b))
+  result.pass = result.ratio === undefined ? undefined : result.ratio >= min
+  result.problems = [...new Set(result.pairs.map((pair) => pair.problem).filter(Boolean))]
+  return result
+}
+
+function quantile (values, q) {
+  if (values.length === 0) return undefined
+  const sorted = [...values].sort((x, y) => x - y)
+  const at = (sorted.length - 1) * q
+  const low = Math.floor(at)
+  return sorted[low] + (sorted[Math.ceil(at)] - sorted[low]) * (at - low)
+}
+
+function selectTargets (only) {
+  if (only === undefined) return TARGETS
+  const known = new Set(CONFIGS.map((config) => config.name))
+  for (const name of only) if (!known.has(name)) throw new Error('--only: no configuration ' + name + ' (node bench/run.js --list)')
+  return TARGETS.filter(([a, b]) => only.includes(a) || only.includes(b))
+}
+
+function toMarkdown (report) {
+  const { machine, settings } = report
+  const lines = []
+  lines.push(`### Paired benchmark (${report.date.slice(0, 10)}, ${report.git ?? 'no git'})`, '')
+  lines.push(`Node ${machine.node}, ${machine.cpu} (${machine.cores} cores), ${machine.pinned ? 'servers pinned to core 0, autocannon + Redis + Memcached to core 1' : 'unpinned'}; ` +
+    `${settings.connections} connections, pipelining 1, ${report.bodyBytes} B JSON body. Per target: both servers warmed ${settings.warmup} s, then ` +
+    `${settings.pairs} pairs of ${settings.duration} s samples taken back to back in alternating order (A B, B A, ...). ` +
+    `ratio: median of the pairs' A/B req/s; q1-q3: the middle half of the pair ratios. A pair during which other processes used more than ${NOISY_PCT}% of a core is left out when at least half are quiet.`, '')
+  lines.push('| target | ratio | q1-q3 | needed | | req/s A / B (medians) | pairs | set by |', '|---|--:|--:|--:|---|--:|---|---|')
+  for (const t of report.targets) {
+    if (t.broken !== undefined || t.ratio === undefined) {
+      lines.push(`| ${t.name} / ${t.against} | - | - | >= ${t.min}x | n/a | - | - | BROKEN: ${escapeCell(t.broken ?? 'no pairs')} |`)
+      continue
+    }
+    const verdict = t.pass ? 'pass' : '**miss**'
+    const flag = t.problems.length > 0 ? ' (!)' : ''
+    lines.push(`| ${t.name} / ${t.against}${flag} | ${t.ratio.toFixed(2)}x | ${t.q1.toFixed(2)}-${t.q3.toFixed(2)} | >= ${t.min}x | ${verdict} | ${fmtInt(t.rpsA)} / ${fmtInt(t.rpsB)} | ${t.basis} | ${t.source} |`)
+  }
+  const flagged = report.targets.filter((t) => t.problems?.length > 0)
+  if (flagged.length > 0) {
+    lines.push('', '(!) samples to distrust:')
+    for (const t of flagged) lines.push(`- ${t.name} / ${t.against}: ${t.problems.join('; ')}`)
+  }
+  lines.push('')
+  return lines.join('\n')
+}
+
+function parseArgs (args) {
+  return parseOptions(args, {
+    defaults: { pairs: 12, duration: 1, warmup: 2, connections: 50, quietWait: 2, only: undefined },
+    numbers: { '--pairs': [1, 100], '--duration': [1, 60], '--warmup': [0, 60], '--connections': [1, 1000], '--quiet-wait': [0, 60] },
+    lists: ['--only'],
+    usage: 'usage: node bench/paired.js [--pairs N] [--duration S] [--warmup S] [--connections N] [--quiet-wait S] [--only a,b] [--no-pin]'
+  })
+}
