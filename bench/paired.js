@@ -1,13 +1,15 @@
 'use strict'
 
-// npm run bench:paired [-- --pairs 12 --duration 1 --warmup 2 --connections 50 --only ember-memory,ember-redis --no-pin]
+// npm run bench:paired [-- --pairs 12 --duration 1 --warmup 2 --connections 50 --only ember-memory,ember-redis
+//                          --compare ember-early:ember-static --no-pin]
 //
 // Judges each target of configs.js on its own, for a machine whose speed drifts within
 // seconds (run.js rounds put minutes between the two sides of a ratio). A target's two
 // servers run side by side (core 0, one process each for the whole target) and are measured
 // alternately A B, B A, A B ... (each pair in the other order than the last, so neither side
 // always goes first); every pair gives one ratio A/B. The target is judged on the median of
-// those ratios; the quartiles say how far to trust it.
+// those ratios; the quartiles say how far to trust it. --compare a:b measures pairs of any two
+// configurations instead (no verdict).
 
 const procs = require('./procs')
 const {
@@ -21,7 +23,7 @@ procs.runPinned(__filename, 'bench:paired', main)
 async function main () {
   const options = parseArgs(process.argv.slice(2))
   installCleanup()
-  const targets = selectTargets(options.only)
+  const targets = options.compare === undefined ? selectTargets(options.only) : comparisons(options.compare)
   const byName = new Map(CONFIGS.map((config) => [config.name, { ...config }]))
   const configs = [...new Set(targets.flatMap(([a, b]) => [a, b]))].map((name) => byName.get(name))
   const perTarget = options.warmup * 2 + options.pairs * 2 * (options.duration + 0.5) + 3
@@ -42,14 +44,14 @@ async function main () {
     date: new Date().toISOString(),
     machine: machine(),
     git: gitDescribe(),
-    settings: { pairs: options.pairs, duration: options.duration, warmup: options.warmup, connections: options.connections, only: options.only },
+    settings: { pairs: options.pairs, duration: options.duration, warmup: options.warmup, connections: options.connections, only: options.only, compare: options.compare },
     bodyBytes: Buffer.byteLength(JSON.stringify(payload)),
     elapsedSeconds: Math.round((Date.now() - started) / 1000),
     targets: results
   }
   const markdown = toMarkdown(report)
   console.log('\n' + markdown)
-  const base = options.only === undefined ? 'paired' : 'paired-partial'
+  const base = options.only === undefined && options.compare === undefined ? 'paired' : 'paired-partial'
   writeResults('bench:paired', base, report, markdown)
   await procs.killAll()
 }
@@ -99,7 +101,7 @@ async function judge (a, b, { min, source }, env, options) {
   result.q3 = quantile(ratios, 0.75)
   result.rpsA = median(used.map((pair) => pair.a))
   result.rpsB = median(used.map((pair) => pair.b))
-  result.pass = result.ratio === undefined ? undefined : result.ratio >= min
+  result.pass = result.ratio === undefined || min === undefined ? undefined : result.ratio >= min
   result.problems = [...new Set(result.pairs.map((pair) => pair.problem).filter(Boolean))]
   return result
 }
@@ -110,6 +112,16 @@ function quantile (values, q) {
   const at = (sorted.length - 1) * q
   const low = Math.floor(at)
   return sorted[low] + (sorted[Math.ceil(at)] - sorted[low]) * (at - low)
+}
+
+/** `a:b` pairs of configuration names, as targets without a bar. */
+function comparisons (pairs) {
+  const known = new Set(CONFIGS.map((config) => config.name))
+  return pairs.map((pair) => {
+    const [a, b] = pair.split(':')
+    for (const name of [a, b]) if (!known.has(name)) throw new Error('--compare: no configuration ' + name + ' in ' + pair + ' (node bench/run.js --list)')
+    return [a, b, undefined, 'ad hoc']
+  })
 }
 
 function selectTargets (only) {
@@ -130,12 +142,12 @@ function toMarkdown (report) {
   lines.push('| target | ratio | q1-q3 | needed | | req/s A / B (medians) | pairs | set by |', '|---|--:|--:|--:|---|--:|---|---|')
   for (const t of report.targets) {
     if (t.broken !== undefined || t.ratio === undefined) {
-      lines.push(`| ${t.name} / ${t.against} | - | - | >= ${t.min}x | n/a | - | - | BROKEN: ${escapeCell(t.broken ?? 'no pairs')} |`)
+      lines.push(`| ${t.name} / ${t.against} | - | - | ${needed(t)} | n/a | - | - | BROKEN: ${escapeCell(t.broken ?? 'no pairs')} |`)
       continue
     }
-    const verdict = t.pass ? 'pass' : '**miss**'
+    const verdict = t.pass === undefined ? '' : t.pass ? 'pass' : '**miss**'
     const flag = t.problems.length > 0 ? ' (!)' : ''
-    lines.push(`| ${t.name} / ${t.against}${flag} | ${t.ratio.toFixed(2)}x | ${t.q1.toFixed(2)}-${t.q3.toFixed(2)} | >= ${t.min}x | ${verdict} | ${fmtInt(t.rpsA)} / ${fmtInt(t.rpsB)} | ${t.basis} | ${t.source} |`)
+    lines.push(`| ${t.name} / ${t.against}${flag} | ${t.ratio.toFixed(2)}x | ${t.q1.toFixed(2)}-${t.q3.toFixed(2)} | ${needed(t)} | ${verdict} | ${fmtInt(t.rpsA)} / ${fmtInt(t.rpsB)} | ${t.basis} | ${t.source} |`)
   }
   const flagged = report.targets.filter((t) => t.problems?.length > 0)
   if (flagged.length > 0) {
@@ -146,11 +158,15 @@ function toMarkdown (report) {
   return lines.join('\n')
 }
 
+function needed (target) {
+  return target.min === undefined ? '-' : `>= ${target.min}x`
+}
+
 function parseArgs (args) {
   return parseOptions(args, {
-    defaults: { pairs: 12, duration: 1, warmup: 2, connections: 50, quietWait: 2, only: undefined },
+    defaults: { pairs: 12, duration: 1, warmup: 2, connections: 50, quietWait: 2, only: undefined, compare: undefined },
     numbers: { '--pairs': [1, 100], '--duration': [1, 60], '--warmup': [0, 60], '--connections': [1, 1000], '--quiet-wait': [0, 60] },
-    lists: ['--only'],
-    usage: 'usage: node bench/paired.js [--pairs N] [--duration S] [--warmup S] [--connections N] [--quiet-wait S] [--only a,b] [--no-pin]'
+    lists: ['--only', '--compare'],
+    usage: 'usage: node bench/paired.js [--pairs N] [--duration S] [--warmup S] [--connections N] [--quiet-wait S] [--only a,b] [--compare a:b,c:d] [--no-pin]'
   })
 }
