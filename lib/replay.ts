@@ -18,6 +18,8 @@ interface HitHeadersMemo {
   /** Whole seconds since the entry was stored (its Age) when they were built. */
   age: number
   headers: ReplayHeaders
+  /** Some value is an array (a repeated header): each reply gets its own copy of those. */
+  hasArrays: boolean
 }
 
 type MemoBag = Partial<Record<typeof kHitHeaders, HitHeadersMemo>>
@@ -27,21 +29,36 @@ type MemoBag = Partial<Record<typeof kHitHeaders, HitHeadersMemo>>
  * headers. A plain hit reuses the header set built for the current second of the entry's age
  * (entries live across many hits: in-process ones in their store, remote ones in the cache's
  * decoded entries). Only whole-second TTLs are memoized: with a fractional one the remaining
- * seconds can change within one second of age.
+ * seconds can change within one second of age; and only once the entry's storedAt has passed:
+ * before that (another instance's clock ahead of ours) Age stays 0 while the freshness left
+ * still counts down.
  */
 export function setReplayHeaders (
   reply: FastifyReply, settings: RouteSettings, entry: CacheEntry, now: number,
   shortStatus: string, cacheStatus: string, key: string
 ): void {
-  if (shortStatus === 'HIT' && cacheStatus === 'hit' && Number.isInteger(entry.ttl)) {
-    reply.headers(hitHeaders(settings, entry, now, key))
+  if (shortStatus === 'HIT' && cacheStatus === 'hit' && Number.isInteger(entry.ttl) && now >= entry.storedAt && Object.isExtensible(entry)) {
+    const memo = hitHeaders(settings, entry, now, key)
+    if (memo.hasArrays) setHeaderCopies(reply, memo.headers)
+    else reply.headers(memo.headers)
     return
   }
-  reply.headers(entry.headers)
+  setHeaderCopies(reply, entry.headers)
   reply.header('age', String(ageSeconds(entry, now)))
   const remaining = remainingSeconds(entry, now)
   if (entry.headers['cache-control'] === undefined) reply.header('cache-control', freshnessHeader(remaining, entry.ttl, settings.isPrivate))
   setStatusHeaders(reply, settings, shortStatus, cacheStatus + '; ttl=' + remaining, key)
+}
+
+/**
+ * Fastify keeps an array header value by reference, and a later hook may push to it: every
+ * reply gets its own copy of the entry's arrays, so one response cannot change the next.
+ */
+function setHeaderCopies (reply: FastifyReply, headers: ReplayHeaders): void {
+  for (const name in headers) {
+    const value = headers[name]
+    reply.header(name, typeof value === 'string' ? value : value.slice())
+  }
 }
 
 /** x-cache and Cache-Status, on any answer of a cached route (hit, miss, bypass, stale). */
@@ -50,27 +67,34 @@ export function setStatusHeaders (reply: FastifyReply, settings: RouteSettings, 
   if (settings.cacheStatus !== false) reply.header('cache-status', cacheStatusValue(settings, detail, key))
 }
 
-function hitHeaders (settings: RouteSettings, entry: CacheEntry, now: number, key: string): ReplayHeaders {
+function hitHeaders (settings: RouteSettings, entry: CacheEntry, now: number, key: string): HitHeadersMemo {
   const age = ageSeconds(entry, now)
   const bag = entry as MemoBag
   const memo = bag[kHitHeaders]
-  if (memo !== undefined && memo.age === age && memo.settings === settings) return memo.headers
+  if (memo !== undefined && memo.age === age && memo.settings === settings) return memo
   const headers: ReplayHeaders = {}
-  for (const name in entry.headers) headers[name] = entry.headers[name]
+  let hasArrays = false
+  for (const name in entry.headers) {
+    const value = entry.headers[name]
+    headers[name] = value
+    if (typeof value !== 'string') hasArrays = true
+  }
   headers.age = String(age)
   const remaining = remainingSeconds(entry, now)
   if (entry.headers['cache-control'] === undefined) headers['cache-control'] = freshnessHeader(remaining, entry.ttl, settings.isPrivate)
   if (settings.header !== false) headers[settings.header] = 'HIT'
   if (settings.cacheStatus !== false) headers['cache-status'] = cacheStatusValue(settings, 'hit; ttl=' + remaining, key)
   if (memo === undefined) {
+    const built = { settings, age, headers, hasArrays }
     // Non-enumerable: code that copies or encodes the entry never sees it.
-    Object.defineProperty(bag, kHitHeaders, { value: { settings, age, headers }, writable: false })
-  } else {
-    memo.settings = settings
-    memo.age = age
-    memo.headers = headers
+    Object.defineProperty(bag, kHitHeaders, { value: built, writable: false })
+    return built
   }
-  return headers
+  memo.settings = settings
+  memo.age = age
+  memo.headers = headers
+  memo.hasArrays = hasArrays
+  return memo
 }
 
 /** RFC 9211 §2: `<cache>; hit | fwd=<why>; ttl; stored; collapsed; key` (key only with debug). */

@@ -80,8 +80,8 @@ export class MemcachedCache extends RemoteCache {
   }
 
   /** Each tag has a version; an entry remembers the versions it saw and is stale once any moved on. */
-  protected override async stampTags (entry: CacheEntry): Promise<void> {
-    entry.tagVersions = await Promise.all(entry.tags.map((tag) => this.version(TAG_INFIX + tag)))
+  protected override async currentTagVersions (entry: CacheEntry): Promise<string[]> {
+    return await Promise.all(entry.tags.map((tag) => this.version(TAG_INFIX + tag)))
   }
 
   protected override async tagsStillValid (entry: CacheEntry): Promise<boolean> {

@@ -55,8 +55,10 @@ export abstract class RemoteCache extends EmberCache {
     return true
   }
 
-  /** Backends that check tags at read time record the tags' current versions here. */
-  protected async stampTags (_entry: CacheEntry): Promise<void> {}
+  /** Backends that check tags at read time give the tags' current versions here, to store with the entry. */
+  protected async currentTagVersions (_entry: CacheEntry): Promise<string[]> {
+    return []
+  }
 
   async lookup (key: string, variant: string): Promise<LookupResult> {
     if (!this.breaker.allows()) return BYPASS
@@ -74,8 +76,9 @@ export abstract class RemoteCache extends EmberCache {
   async store (key: string, variant: string, entry: CacheEntry): Promise<void> {
     if (!this.breaker.allows()) return
     try {
-      if (entry.tags.length > 0) await this.stampTags(entry)
-      await this.writeBytes(key, variant, encodeEntry(entry), retentionSeconds(entry), entry)
+      // A copy: the entry given may be one that lookups hand out (decoded entries are shared).
+      const stamped = entry.tags.length > 0 ? { ...entry, tagVersions: await this.currentTagVersions(entry) } : entry
+      await this.writeBytes(key, variant, encodeEntry(stamped), retentionSeconds(stamped), stamped)
       this.breaker.succeeded()
     } catch (err) {
       this.breaker.failed(err)

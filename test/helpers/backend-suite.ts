@@ -176,6 +176,31 @@ export function runBackendSuite (t: Test, name: string, makeCache: MakeCache, tr
     t.equal(calls('binary'), 1)
   })
 
+  // Entries are shared by every hit (in-process stores, and remote ones while the bytes are
+  // unchanged): a hook that changes a hit's repeated header must change that response only.
+  t.test(`${name}: a hook that edits a hit's repeated header edits that response only`, async (t) => {
+    const { cache } = await open(t)
+    const app = await emberApp(t)
+    app.addHook('onSend', async (request, reply, payload) => {
+      if (request.headers['x-mutate'] !== undefined) (reply.getHeader('x-multi') as string[]).push('appended')
+      return payload
+    })
+    app.get('/multi', { config: { cache: { cache } } }, async (_request, reply) => {
+      reply.header('x-multi', ['one', 'two'])
+      return { ok: true }
+    })
+    await app.ready()
+    t.equal(xCache(await app.inject('/multi')), 'MISS')
+    for (let i = 1; i <= 2; i++) {
+      const edited = await app.inject({ url: '/multi', headers: { 'x-mutate': '1' } })
+      t.equal(xCache(edited), 'HIT')
+      t.same(edited.headers['x-multi'], ['one', 'two', 'appended'], `edited hit ${i}: one value appended`)
+      const plain = await app.inject('/multi')
+      t.equal(xCache(plain), 'HIT')
+      t.same(plain.headers['x-multi'], ['one', 'two'], `the hit after edited hit ${i} is as stored`)
+    }
+  })
+
   t.test(`${name}: query parameter order does not split entries`, async (t) => {
     const { app, calls } = await appOn(t)
     const first = await app.inject('/json?b=2&a=1&c=3')
@@ -391,12 +416,12 @@ export function runBackendSuite (t: Test, name: string, makeCache: MakeCache, tr
     t.test(`${name}: a hit serves the bytes stored now, whatever was decoded before`, async (t) => {
       const { app, keyPrefix, calls } = await appOn(t)
       const storedAt = Date.now() - 5_000
-      const envelope = (n: number): Buffer => encodeEntry({
+      const envelope = (n: number, at = storedAt): Buffer => encodeEntry({
         kind: ENTRY_RESPONSE,
         status: 200,
         headers: { 'content-type': 'application/json; charset=utf-8', etag: `"v${n}"` },
         body: Buffer.from(JSON.stringify({ n })),
-        storedAt,
+        storedAt: at,
         ttl: 60,
         staleWhileRevalidate: 0,
         staleIfError: 0,
@@ -404,6 +429,13 @@ export function runBackendSuite (t: Test, name: string, makeCache: MakeCache, tr
         tagVersions: []
       })
       await writeRaw(keyPrefix, 'GET:/json', envelope(5))
+      // Stored by an instance whose clock runs 2.5 s ahead of ours: Age is 0 until then, but the
+      // freshness left must still count down.
+      await writeRaw(keyPrefix, 'GET:/items/1', envelope(1, Date.now() + 2_500))
+      const maxAge = (res: { headers: Record<string, unknown> }): number => Number(/max-age=(\d+)/.exec(String(res.headers['cache-control']))?.[1])
+      const ahead = await app.inject('/items/1')
+      t.equal(xCache(ahead), 'HIT')
+      t.equal(ahead.headers.age, '0', 'no negative Age')
       for (let i = 0; i < 3; i++) {
         const res = await app.inject('/json')
         t.equal(xCache(res), 'HIT', `read ${i + 1} of the first bytes`)
@@ -424,7 +456,10 @@ export function runBackendSuite (t: Test, name: string, makeCache: MakeCache, tr
       const later = await app.inject('/json')
       t.ok(Number(later.headers.age) > Number(first.headers.age), `Age moves on for a reused entry: ${String(first.headers.age)} -> ${String(later.headers.age)}`)
       t.ok(/max-age=\d+/.test(String(later.headers['cache-control'])), 'with the freshness left')
+      const aheadLater = await app.inject('/items/1')
+      t.ok(maxAge(aheadLater) < maxAge(ahead), `the freshness left of an entry from the future counts down: ${maxAge(ahead)} -> ${maxAge(aheadLater)}`)
       t.equal(calls('json'), 0, 'every answer came from the stored bytes')
+      t.equal(calls('items'), 0)
     })
   }
 
