@@ -24,13 +24,13 @@ const CONFIGS = [
   { name: 'lcache', script: 'lcache.js', origin: 'once', what: 'fastify-lcache hit' },
   { name: 'async-cache-dedupe', script: 'async-cache-dedupe.js', origin: 'once', what: 'async-cache-dedupe around the handler (hit, still serializes)' },
   { name: 'lru-hook', script: 'lru-hook.js', origin: 'once', what: 'hand-written lru-cache preHandler hit' },
-  { name: 'lru-hook-http', script: 'lru-hook-http.js', origin: 'once', what: 'same, sending our hit headers (ETag, Cache-Control, Age, x-cache, Cache-Status)' },
+  { name: 'lru-hook-http', script: 'lru-hook-http.js', origin: 'once', xCache: 'HIT', what: 'same, sending our hit headers (ETag, Cache-Control, Age, x-cache, Cache-Status)' },
   { name: 'lru-onrequest', script: 'lru-onrequest.js', origin: 'once', what: 'hand-written lru-cache onRequest hit (early anchor)' },
   { name: 'ioredis-hook', script: 'ioredis-hook.js', needs: ['redis'], origin: 'once', what: 'hand-written ioredis GET preHandler hit' },
   { name: 'ioredis-hook-autopipeline', script: 'ioredis-hook.js', needs: ['redis'], origin: 'once', env: { AUTO_PIPELINING: '1' }, what: 'same, enableAutoPipelining' },
-  { name: 'ioredis-hook-http', script: 'ioredis-hook.js', needs: ['redis'], origin: 'once', env: { AUTO_PIPELINING: '1', HIT_HEADERS: '1' }, what: 'same, auto-pipelined, sending our hit headers (ETag, Cache-Control, Age, x-cache, Cache-Status)' },
+  { name: 'ioredis-hook-http', script: 'ioredis-hook.js', needs: ['redis'], origin: 'once', xCache: 'HIT', env: { AUTO_PIPELINING: '1', HIT_HEADERS: '1' }, what: 'same, auto-pipelined, sending our hit headers (ETag, Cache-Control, Age, x-cache, Cache-Status)' },
   { name: 'memjs-hook', script: 'memjs-hook.js', needs: ['memcached'], origin: 'once', what: 'hand-written memjs GET preHandler hit' },
-  { name: 'memjs-hook-http', script: 'memjs-hook.js', needs: ['memcached'], origin: 'once', env: { HIT_HEADERS: '1' }, what: 'same, sending our hit headers' }
+  { name: 'memjs-hook-http', script: 'memjs-hook.js', needs: ['memcached'], origin: 'once', xCache: 'HIT', env: { HIT_HEADERS: '1' }, what: 'same, sending our hit headers' }
 ]
 
 const REFERENCE = 'plain'

@@ -7,9 +7,11 @@
 // seconds (run.js rounds put minutes between the two sides of a ratio). A target's two
 // servers run side by side (core 0, one process each for the whole target) and are measured
 // alternately A B, B A, A B ... (each pair in the other order than the last, so neither side
-// always goes first); every pair gives one ratio A/B. The target is judged on the median of
-// those ratios; the quartiles say how far to trust it. --compare a:b measures pairs of any two
-// configurations instead (no verdict).
+// always goes first); every pair gives one ratio A/B. Going first or second can matter by
+// itself (a backend or the CPU warming up between samples), so the ratio judged is the
+// geometric mean of the median A-first and the median B-first ratio; the quartiles of all pair
+// ratios say how far to trust it, and a bar inside them is reported as unclear, not as a pass
+// or a miss. --compare a:b measures pairs of any two configurations instead (no verdict).
 
 const procs = require('./procs')
 const {
@@ -80,7 +82,7 @@ async function judge (a, b, { min, source }, env, options) {
       for (const side of order) samples[side] = await measure([a, b][side], servers[side], options.duration, options)
       const [sa, sb] = samples
       if (sa === undefined || sb === undefined || sb.rps === 0) continue
-      const pair = { ratio: sa.rps / sb.rps, a: sa.rps, b: sb.rps, noisy: sa.noisy || sb.noisy, problem: sa.problem ?? sb.problem }
+      const pair = { ratio: sa.rps / sb.rps, aFirst: order[0] === 0, a: sa.rps, b: sb.rps, noisy: sa.noisy || sb.noisy, problem: sa.problem ?? sb.problem }
       result.pairs.push(pair)
       console.log(`  ${a.name} / ${b.name}  pair ${i + 1}/${options.pairs}  ${fmtInt(sa.rps).padStart(7)} / ${fmtInt(sb.rps).padStart(7)} req/s  = ${pair.ratio.toFixed(3)}` +
         (pair.noisy ? '  (noisy)' : '') + (pair.problem === undefined ? '' : '  ! ' + pair.problem))
@@ -91,19 +93,34 @@ async function judge (a, b, { min, source }, env, options) {
   } finally {
     for (const server of servers) await procs.stopServer(server)
   }
-  // Quiet pairs when at least half are; otherwise all (the table says which).
-  const quietPairs = result.pairs.filter((pair) => !pair.noisy)
-  const used = quietPairs.length * 2 >= result.pairs.length ? quietPairs : result.pairs
+  // A server that died mid-target said why in its config.
+  result.broken ??= a.broken ?? b.broken
+  // Pairs with a sample to distrust (errors, a "hit" that ran the handler) never count; then
+  // the quiet pairs when at least half are, otherwise all (the table says which).
+  const sound = result.pairs.filter((pair) => pair.problem === undefined)
+  const quiet = sound.filter((pair) => !pair.noisy)
+  const used = quiet.length * 2 >= sound.length ? quiet : sound
+  result.basis = (used === quiet ? `${quiet.length}/${result.pairs.length} quiet` : `all ${sound.length} of ${result.pairs.length}`) +
+    (sound.length < result.pairs.length ? `, ${result.pairs.length - sound.length} with problems left out` : '')
   const ratios = used.map((pair) => pair.ratio)
-  result.basis = used === quietPairs ? `${quietPairs.length}/${result.pairs.length} quiet` : `all ${result.pairs.length}`
-  result.ratio = median(ratios)
+  result.aFirst = median(used.filter((pair) => pair.aFirst).map((pair) => pair.ratio))
+  result.bFirst = median(used.filter((pair) => !pair.aFirst).map((pair) => pair.ratio))
+  result.ratio = result.aFirst === undefined || result.bFirst === undefined ? median(ratios) : Math.sqrt(result.aFirst * result.bFirst)
   result.q1 = quantile(ratios, 0.25)
   result.q3 = quantile(ratios, 0.75)
   result.rpsA = median(used.map((pair) => pair.a))
   result.rpsB = median(used.map((pair) => pair.b))
-  result.pass = result.ratio === undefined || min === undefined ? undefined : result.ratio >= min
+  result.verdict = verdictOf(result, min)
   result.problems = [...new Set(result.pairs.map((pair) => pair.problem).filter(Boolean))]
   return result
+}
+
+/** pass / miss when the ratio and the middle half of the pairs agree about the bar; else unclear. */
+function verdictOf ({ ratio, q1, q3 }, min) {
+  if (ratio === undefined || min === undefined) return undefined
+  if (ratio >= min && q1 >= min) return 'pass'
+  if (ratio < min && q3 < min) return 'miss'
+  return ratio >= min ? 'unclear (ratio passes)' : 'unclear (ratio misses)'
 }
 
 function quantile (values, q) {
@@ -116,6 +133,7 @@ function quantile (values, q) {
 
 /** `a:b` pairs of configuration names, as targets without a bar. */
 function comparisons (pairs) {
+  if (pairs.length === 0) throw new Error('--compare: give at least one a:b pair')
   const known = new Set(CONFIGS.map((config) => config.name))
   return pairs.map((pair) => {
     const [a, b] = pair.split(':')
@@ -126,6 +144,7 @@ function comparisons (pairs) {
 
 function selectTargets (only) {
   if (only === undefined) return TARGETS
+  if (only.length === 0) throw new Error('--only: give at least one configuration (node bench/run.js --list)')
   const known = new Set(CONFIGS.map((config) => config.name))
   for (const name of only) if (!known.has(name)) throw new Error('--only: no configuration ' + name + ' (node bench/run.js --list)')
   return TARGETS.filter(([a, b]) => only.includes(a) || only.includes(b))
@@ -138,16 +157,19 @@ function toMarkdown (report) {
   lines.push(`Node ${machine.node}, ${machine.cpu} (${machine.cores} cores), ${machine.pinned ? 'servers pinned to core 0, autocannon + Redis + Memcached to core 1' : 'unpinned'}; ` +
     `${settings.connections} connections, pipelining 1, ${report.bodyBytes} B JSON body. Per target: both servers warmed ${settings.warmup} s, then ` +
     `${settings.pairs} pairs of ${settings.duration} s samples taken back to back in alternating order (A B, B A, ...). ` +
-    `ratio: median of the pairs' A/B req/s; q1-q3: the middle half of the pair ratios. A pair during which other processes used more than ${NOISY_PCT}% of a core is left out when at least half are quiet.`, '')
-  lines.push('| target | ratio | q1-q3 | needed | | req/s A / B (medians) | pairs | set by |', '|---|--:|--:|--:|---|--:|---|---|')
+    'ratio: geometric mean of the median A/B req/s ratio of the pairs where A went first and of those where B did (both shown); ' +
+    'q1-q3: the middle half of all pair ratios; a bar inside it is "unclear". req/s: each side\'s own median. ' +
+    `A pair during which other processes used more than ${NOISY_PCT}% of a core is left out when at least half are quiet.`, '')
+  lines.push('| target | ratio | A first / B first | q1-q3 | needed | | req/s A / B | pairs | set by |', '|---|--:|--:|--:|--:|---|--:|---|---|')
   for (const t of report.targets) {
     if (t.broken !== undefined || t.ratio === undefined) {
-      lines.push(`| ${t.name} / ${t.against} | - | - | ${needed(t)} | n/a | - | - | BROKEN: ${escapeCell(t.broken ?? 'no pairs')} |`)
+      lines.push(`| ${t.name} / ${t.against} | - | - | - | ${needed(t)} | n/a | - | - | BROKEN: ${escapeCell(t.broken ?? 'no pairs')} |`)
       continue
     }
-    const verdict = t.pass === undefined ? '' : t.pass ? 'pass' : '**miss**'
+    const verdict = t.verdict === undefined ? '' : t.verdict === 'miss' ? '**miss**' : t.verdict
     const flag = t.problems.length > 0 ? ' (!)' : ''
-    lines.push(`| ${t.name} / ${t.against}${flag} | ${t.ratio.toFixed(2)}x | ${t.q1.toFixed(2)}-${t.q3.toFixed(2)} | ${needed(t)} | ${verdict} | ${fmtInt(t.rpsA)} / ${fmtInt(t.rpsB)} | ${t.basis} | ${t.source} |`)
+    const orders = `${t.aFirst?.toFixed(2) ?? '-'} / ${t.bFirst?.toFixed(2) ?? '-'}`
+    lines.push(`| ${t.name} / ${t.against}${flag} | ${t.ratio.toFixed(2)}x | ${orders} | ${t.q1.toFixed(2)}-${t.q3.toFixed(2)} | ${needed(t)} | ${verdict} | ${fmtInt(t.rpsA)} / ${fmtInt(t.rpsB)} | ${t.basis} | ${t.source} |`)
   }
   const flagged = report.targets.filter((t) => t.problems?.length > 0)
   if (flagged.length > 0) {
