@@ -12,14 +12,18 @@ type ReplayHeaders = Record<string, string | string[]>
 /** Where an entry object keeps its plain-hit headers (never part of the envelope). */
 const kHitHeaders = Symbol('ember-cache.hit-headers')
 
-interface HitHeadersMemo {
+/** A header set ready for the reply. */
+interface BuiltHeaders {
+  headers: ReplayHeaders
+  /** Some value is an array (a repeated header): each reply gets its own copy of those. */
+  hasArrays: boolean
+}
+
+interface HitHeadersMemo extends BuiltHeaders {
   /** The route they were built for: the status header names and scope are per route. */
   settings: RouteSettings
   /** Whole seconds since the entry was stored (its Age) when they were built. */
   age: number
-  headers: ReplayHeaders
-  /** Some value is an array (a repeated header): each reply gets its own copy of those. */
-  hasArrays: boolean
 }
 
 type MemoBag = Partial<Record<typeof kHitHeaders, HitHeadersMemo>>
@@ -37,22 +41,18 @@ export function setReplayHeaders (
   reply: FastifyReply, settings: RouteSettings, entry: CacheEntry, now: number,
   shortStatus: string, cacheStatus: string, key: string
 ): void {
-  if (shortStatus === 'HIT' && cacheStatus === 'hit' && Number.isInteger(entry.ttl) && now >= entry.storedAt && Object.isExtensible(entry)) {
-    const memo = hitHeaders(settings, entry, now, key)
-    if (memo.hasArrays) setHeaderCopies(reply, memo.headers)
-    else reply.headers(memo.headers)
-    return
-  }
-  setHeaderCopies(reply, entry.headers)
-  reply.header('age', String(ageSeconds(entry, now)))
-  const remaining = remainingSeconds(entry, now)
-  if (entry.headers['cache-control'] === undefined) reply.header('cache-control', freshnessHeader(remaining, entry.ttl, settings.isPrivate))
-  setStatusHeaders(reply, settings, shortStatus, cacheStatus + '; ttl=' + remaining, key)
+  const memoize = shortStatus === 'HIT' && cacheStatus === 'hit' && Number.isInteger(entry.ttl) && now >= entry.storedAt && Object.isExtensible(entry)
+  const built = memoize
+    ? hitHeaders(settings, entry, now, key)
+    : replayHeaders(settings, entry, now, ageSeconds(entry, now), shortStatus, cacheStatus, key)
+  if (built.hasArrays) setHeaderCopies(reply, built.headers)
+  else reply.headers(built.headers)
 }
 
 /**
- * Fastify keeps an array header value by reference, and a later hook may push to it: every
- * reply gets its own copy of the entry's arrays, so one response cannot change the next.
+ * Sets stored headers on a reply. Fastify keeps an array header value by reference, and a
+ * later hook may push to it: every reply gets its own copy of the entry's arrays, so one
+ * response cannot change the next.
  */
 function setHeaderCopies (reply: FastifyReply, headers: ReplayHeaders): void {
   for (const name in headers) {
@@ -67,23 +67,13 @@ export function setStatusHeaders (reply: FastifyReply, settings: RouteSettings, 
   if (settings.cacheStatus !== false) reply.header('cache-status', cacheStatusValue(settings, detail, key))
 }
 
+/** The plain-hit headers of `entry` for this second of its age, built once per second. */
 function hitHeaders (settings: RouteSettings, entry: CacheEntry, now: number, key: string): HitHeadersMemo {
   const age = ageSeconds(entry, now)
   const bag = entry as MemoBag
   const memo = bag[kHitHeaders]
   if (memo !== undefined && memo.age === age && memo.settings === settings) return memo
-  const headers: ReplayHeaders = {}
-  let hasArrays = false
-  for (const name in entry.headers) {
-    const value = entry.headers[name]
-    headers[name] = value
-    if (typeof value !== 'string') hasArrays = true
-  }
-  headers.age = String(age)
-  const remaining = remainingSeconds(entry, now)
-  if (entry.headers['cache-control'] === undefined) headers['cache-control'] = freshnessHeader(remaining, entry.ttl, settings.isPrivate)
-  if (settings.header !== false) headers[settings.header] = 'HIT'
-  if (settings.cacheStatus !== false) headers['cache-status'] = cacheStatusValue(settings, 'hit; ttl=' + remaining, key)
+  const { headers, hasArrays } = replayHeaders(settings, entry, now, age, 'HIT', 'hit', key)
   if (memo === undefined) {
     const built = { settings, age, headers, hasArrays }
     // Non-enumerable: code that copies or encodes the entry never sees it.
@@ -95,6 +85,25 @@ function hitHeaders (settings: RouteSettings, entry: CacheEntry, now: number, ke
   memo.headers = headers
   memo.hasArrays = hasArrays
   return memo
+}
+
+/** Stored headers, then Age, Cache-Control (unless stored) and the status headers. */
+function replayHeaders (
+  settings: RouteSettings, entry: CacheEntry, now: number, age: number, shortStatus: string, cacheStatus: string, key: string
+): BuiltHeaders {
+  const headers: ReplayHeaders = {}
+  let hasArrays = false
+  for (const name in entry.headers) {
+    const value = entry.headers[name]
+    headers[name] = value
+    if (typeof value !== 'string') hasArrays = true
+  }
+  headers.age = String(age)
+  const remaining = remainingSeconds(entry, now)
+  if (entry.headers['cache-control'] === undefined) headers['cache-control'] = freshnessHeader(remaining, entry.ttl, settings.isPrivate)
+  if (settings.header !== false) headers[settings.header] = shortStatus
+  if (settings.cacheStatus !== false) headers['cache-status'] = cacheStatusValue(settings, cacheStatus + '; ttl=' + remaining, key)
+  return { headers, hasArrays }
 }
 
 /** RFC 9211 §2: `<cache>; hit | fwd=<why>; ttl; stored; collapsed; key` (key only with debug). */
