@@ -54,7 +54,7 @@ export function setReplayHeaders (
  * later hook may push to it: every reply gets its own copy of the entry's arrays, so one
  * response cannot change the next.
  */
-function setHeaderCopies (reply: FastifyReply, headers: ReplayHeaders): void {
+export function setHeaderCopies (reply: FastifyReply, headers: ReplayHeaders): void {
   for (const name in headers) {
     const value = headers[name]
     reply.header(name, typeof value === 'string' ? value : value.slice())

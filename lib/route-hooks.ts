@@ -9,7 +9,7 @@ import {
   type Directives
 } from './http-semantics'
 import type { RouteSettings } from './options'
-import { ageSeconds, setReplayHeaders, setStatusHeaders } from './replay'
+import { ageSeconds, setHeaderCopies, setReplayHeaders, setStatusHeaders } from './replay'
 
 // The per-route hooks: lookup in preHandler (after every auth hook), store in onSend.
 // Everything that does not depend on the request was computed in RouteSettings.
@@ -391,7 +391,7 @@ function replaceWithStale (reply: FastifyReply, settings: RouteSettings, entry: 
   reply.removeHeader('content-type')
   // A compression hook that ran before ours coded the error body; the entry's body is identity.
   reply.removeHeader('content-encoding')
-  reply.headers(entry.headers)
+  setHeaderCopies(reply, entry.headers)
   reply.header('age', ageSeconds(entry, Date.now()))
   setStatusHeaders(reply, settings, 'STALE', 'hit; fwd=stale; detail=stale-if-error', key)
   done(null, entry.body)

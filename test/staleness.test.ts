@@ -81,6 +81,31 @@ t.test('stale-if-error: a throwing handler is answered with the expired entry', 
   t.equal(answer.headers['content-type'], 'application/json; charset=utf-8')
 })
 
+t.test('stale-if-error: a hook that edits the stale answer\'s repeated header edits that answer only', async (t) => {
+  let fail = false
+  const app = await appWith((app) => {
+    // onResponse runs after our onSend hook has set the stale entry's headers on the reply.
+    app.addHook('onResponse', async (request, reply) => {
+      const multi = reply.getHeader('x-multi')
+      if (request.headers['x-mutate'] !== undefined && Array.isArray(multi)) multi.push('appended')
+    })
+    app.get('/sie', { config: { cache: { cache: new MemoryCache(), ttl: 1, staleIfError: 60 } } }, async (_request, reply) => {
+      if (fail) throw new Error('database down')
+      reply.header('x-multi', ['one', 'two'])
+      return { ok: true }
+    })
+  })
+  t.teardown(() => app.close())
+  await app.inject('/sie')
+  await sleep(1100)
+  fail = true
+  for (let i = 1; i <= 2; i++) {
+    const answer = await app.inject({ url: '/sie', headers: { 'x-mutate': '1' } })
+    t.equal(answer.headers['x-cache'], 'STALE')
+    t.same(answer.headers['x-multi'], ['one', 'two'], `stale answer ${i} as stored`)
+  }
+})
+
 t.test('stale-if-error: a 5xx answer is replaced, a 4xx is not', async (t) => {
   let status = 200
   const app = await appWith((app) => {
