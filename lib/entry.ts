@@ -29,6 +29,12 @@ export interface CacheEntry {
   tagVersions: string[]
 }
 
+/**
+ * The tags (and tag versions) of an untagged entry: one shared, frozen array, so a miss on an
+ * untagged route allocates none. Entries are never edited in place; frozen makes sure of it.
+ */
+export const NO_TAGS = Object.freeze([]) as unknown as string[]
+
 const MAGIC_0 = 0xeb
 const MAGIC_1 = 0xca
 export const ENVELOPE_VERSION = 1

@@ -2,7 +2,7 @@ import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction, InjectOptio
 import { Readable } from 'node:stream'
 import { learnVariantHeaders, variantHas, variantOf } from './cache-key'
 import { BYPASS, type LookupResult } from './caches/cache'
-import { ENTRY_RESPONSE, freshUntil, type CacheEntry } from './entry'
+import { ENTRY_RESPONSE, NO_TAGS, freshUntil, type CacheEntry } from './entry'
 import {
   computeEtag, decodeContent, deltaSeconds, freshnessHeader, ifNoneMatchHits, notModifiedSince, parseCacheControl,
   refusalReason, responseTtl, storableHeaders, surrogateTags, variesOnEncoding, varyNames, varyWithoutEncoding,
@@ -417,7 +417,6 @@ function withSurrogateTags (tags: string[], surrogate: string[] | undefined): st
   return [...new Set([...tags, ...surrogate])]
 }
 
-/** The entry's tags; a tags function that throws or returns junk stores no tags, never fails the request. */
 /** A response entry with the route's freshness and stale windows: what GET stores and PUT writes through. */
 export function responseEntryOf (settings: RouteSettings, status: number, headers: CacheEntry['headers'], body: Buffer, ttl: number, tags: string[]): CacheEntry {
   return {
@@ -430,20 +429,21 @@ export function responseEntryOf (settings: RouteSettings, status: number, header
     staleWhileRevalidate: settings.staleWhileRevalidate,
     staleIfError: settings.staleIfError,
     tags,
-    tagVersions: []
+    tagVersions: NO_TAGS
   }
 }
 
+/** The entry's tags; a tags function that throws or returns junk stores no tags, never fails the request. */
 export function tagsOf (request: FastifyRequest, settings: RouteSettings): string[] {
   const tags = settings.tags
-  if (tags === undefined) return []
+  if (tags === undefined) return NO_TAGS
   if (typeof tags !== 'function') return tags
   try {
     const computed = tags(request)
-    return Array.isArray(computed) ? computed.filter((tag) => typeof tag === 'string' && tag.length > 0) : []
+    return Array.isArray(computed) ? computed.filter((tag) => typeof tag === 'string' && tag.length > 0) : NO_TAGS
   } catch (err) {
     request.log.warn({ err }, 'ember-cache: tags function threw; storing without tags')
-    return []
+    return NO_TAGS
   }
 }
 

@@ -12,9 +12,9 @@ class Flight<T> {
     return this.deferred
   }
 
+  /** Called once the flight has left the map: a flight nobody waited on has nobody to tell. */
   resolve (value: T | undefined): void {
-    if (this.resolveDeferred !== undefined) this.resolveDeferred(value)
-    else if (this.deferred === undefined) this.deferred = Promise.resolve(value)
+    this.resolveDeferred?.(value)
   }
 }
 

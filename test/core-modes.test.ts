@@ -113,6 +113,22 @@ t.test('MemoryCache max bounds entries, variants included', async (t) => {
   t.equal((await app.inject({ url: '/r', headers: { 'x-v': '3' } })).headers['x-cache'], 'HIT')
 })
 
+t.test('an evicted entry leaves the tag index: its old tag no longer removes the next entry under its key', async (t) => {
+  const cache = new MemoryCache({ max: 1 })
+  const app = await emberApp(t)
+  let calls = 0
+  // The first store of /r is tagged "old", every later store "new".
+  app.get('/:id', { config: { cache: { cache, tags: () => [calls === 1 ? 'old' : 'new'] } } }, async () => ({ n: ++calls }))
+  await app.inject('/r') // /r stored with "old"
+  await app.inject('/s') // evicts /r
+  await app.inject('/r') // /r stored again with "new" (evicts /s)
+  await cache.invalidate({ tags: ['old'] })
+  const after = await app.inject('/r')
+  t.equal(after.headers['x-cache'], 'HIT', 'invalidating "old" left the entry tagged "new"')
+  t.equal(after.json().n, 3)
+  t.equal(calls, 3)
+})
+
 t.test('MemoryCache maxSize bounds bytes', async (t) => {
   const cache = new MemoryCache({ maxSize: 3000 })
   const app = await emberApp(t)

@@ -23,6 +23,8 @@ export abstract class LocalCache extends EmberCache {
   protected readonly entries: LRUCache<string, CacheEntry>
   private readonly variantsByKey = new Map<string, Set<string>>()
   private readonly idsByTag = new Map<string, Set<string>>()
+  /** Only a byte bound (maxSize) makes the LRU refuse an entry. */
+  private readonly mayRefuse: boolean
 
   constructor (where: string, options: LocalCacheOptions | undefined, allowed: readonly string[]) {
     super(where, options, ['max', 'maxSize', ...allowed], '')
@@ -35,11 +37,14 @@ export abstract class LocalCache extends EmberCache {
       // from storedAt on every hit. A coarse clock spares lru-cache a timer per millisecond.
       ttlResolution: 1000,
       ...(maxSize === undefined ? {} : { maxSize, sizeCalculation: entrySize }),
-      disposeAfter: (entry, id, reason) => {
-        // A replaced value keeps its id; its index entries were just written again by store().
+      // dispose, not disposeAfter: unindex touches only our own maps, so it may run inside the
+      // LRU's set(); disposeAfter would queue a tuple per eviction, one per miss on a full cache.
+      dispose: (entry, id, reason) => {
+        // A replaced value keeps its id; store() writes its index entries again after the set.
         if (reason !== 'set') this.unindex(id, entry)
       }
     })
+    this.mayRefuse = maxSize !== undefined
   }
 
   lookup (key: string, variant: string): LookupResult {
@@ -48,9 +53,10 @@ export abstract class LocalCache extends EmberCache {
 
   store (key: string, variant: string, entry: CacheEntry): void {
     const id = entryId(key, variant)
+    // A new options object each time: lru-cache writes a status field into the one it is given.
     this.entries.set(id, entry, { ttl: retentionSeconds(entry) * 1000 })
     // maxSize may refuse an entry larger than the whole cache: then there is nothing to index.
-    if (!this.entries.has(id)) return
+    if (this.mayRefuse && !this.entries.has(id)) return
     if (variant !== '') addTo(this.variantsByKey, key, id)
     for (const tag of entry.tags) addTo(this.idsByTag, tag, id)
   }
