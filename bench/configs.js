@@ -20,6 +20,7 @@ const CONFIGS = [
   { name: 'ember-memcached', script: 'ember-memcached.js', needs: ['memcached'], origin: 'once', xCache: 'HIT', vs: 'memjs-hook', what: 'ours: Memcached hit' },
   { name: 'plain-miss', script: 'plain.js', unique: true, origin: 'every', what: 'plain route, new query string per request' },
   { name: 'ember-miss', script: 'ember-memory.js', unique: true, origin: 'every', xCache: 'MISS', vs: 'plain-miss', what: 'ours: memory miss + store, new key per request' },
+  { name: 'lru-hook-miss', script: 'lru-hook.js', unique: true, origin: 'every', vs: 'plain-miss', what: 'hand-written lru-cache hook, new key per request (its miss + store)' },
   { name: 'ember-uncached', script: 'ember-uncached.js', origin: 'every', vs: 'plain', what: 'route without config.cache, plugin registered' },
   { name: 'lcache', script: 'lcache.js', origin: 'once', what: 'fastify-lcache hit' },
   { name: 'async-cache-dedupe', script: 'async-cache-dedupe.js', origin: 'once', what: 'async-cache-dedupe around the handler (hit, still serializes)' },

@@ -1,11 +1,11 @@
 'use strict'
 
-// npm run bench:paired [-- --pairs 12 --duration 1 --warmup 2 --connections 50 --only ember-memory,ember-redis
+// npm run bench:paired [-- --pairs 12 --duration 1 --warmup 2 --fresh 2 --connections 50 --only ember-memory,ember-redis
 //                          --compare ember-early:ember-static --no-pin]
 //
 // Judges each target of configs.js on its own, for a machine whose speed drifts within
 // seconds (run.js rounds put minutes between the two sides of a ratio). A target's two
-// servers run side by side (core 0, one process each for the whole target) and are measured
+// servers run side by side (core 0; new processes every --fresh pairs) and are measured
 // alternately A B, B A, A B ... (each pair in the other order than the last, so neither side
 // always goes first); every pair gives one ratio A/B. Going first or second can matter by
 // itself (a backend or the CPU warming up between samples), so the ratio judged is the
@@ -28,7 +28,8 @@ async function main () {
   const targets = options.compare === undefined ? selectTargets(options.only) : comparisons(options.compare)
   const byName = new Map(CONFIGS.map((config) => [config.name, { ...config }]))
   const configs = [...new Set(targets.flatMap(([a, b]) => [a, b]))].map((name) => byName.get(name))
-  const perTarget = options.warmup * 2 + options.pairs * 2 * (options.duration + 0.5) + 3
+  const starts = options.fresh > 0 ? Math.ceil(options.pairs / options.fresh) : 1
+  const perTarget = starts * (options.warmup * 2 + 2) + options.pairs * 2 * (options.duration + 0.5)
   console.log(`bench:paired: ${targets.length} targets, ${options.pairs} pairs x ${options.duration} s each side, warm-up ${options.warmup} s per server, ` +
     `${options.connections} connections; about ${Math.ceil(targets.length * perTarget / 60)} min` +
     (procs.isPinned() ? '; servers on core 0, load generator on core 1' : '; unpinned'))
@@ -46,7 +47,7 @@ async function main () {
     date: new Date().toISOString(),
     machine: machine(),
     git: gitDescribe(),
-    settings: { pairs: options.pairs, duration: options.duration, warmup: options.warmup, connections: options.connections, only: options.only, compare: options.compare },
+    settings: { pairs: options.pairs, duration: options.duration, warmup: options.warmup, fresh: options.fresh, connections: options.connections, only: options.only, compare: options.compare },
     bodyBytes: Buffer.byteLength(JSON.stringify(payload)),
     elapsedSeconds: Math.round((Date.now() - started) / 1000),
     targets: results
@@ -58,25 +59,27 @@ async function main () {
   await procs.killAll()
 }
 
-/** One target: both servers up and checked, warmed, then the alternating pairs. */
+/**
+ * One target: the alternating pairs, on a new, checked and warmed pair of server processes
+ * every `--fresh` pairs. A process settles into a speed of its own for its whole life (see
+ * bench/README.md), so one process per side would bias the whole target one way.
+ */
 async function judge (a, b, { min, source }, env, options) {
-  const result = { name: a.name, against: b.name, min, source, pairs: [] }
-  const servers = []
+  const result = { name: a.name, against: b.name, min, source, pairs: [], processes: 0 }
+  let servers = []
   try {
-    for (const config of [a, b]) {
-      const server = await procs.startServer(config.script, { ...env, ...config.env })
-      servers.push(server)
-      const broken = await check(config, server)
-      if (broken !== undefined) {
-        result.broken = `${config.name}: ${broken}`
-        console.warn(`  ${a.name} / ${b.name}: BROKEN (${result.broken}); left out`)
-        return result
-      }
-    }
-    const quiet = { ...options, quietWait: 0 }
-    await measure(a, servers[0], options.warmup, quiet)
-    await measure(b, servers[1], options.warmup, quiet)
     for (let i = 0; i < options.pairs && !isAborted(); i++) {
+      if (i === 0 || (options.fresh > 0 && i % options.fresh === 0)) {
+        for (const server of servers) await procs.stopServer(server)
+        servers = []
+        const broken = await startPair([a, b], servers, env, options)
+        result.processes++
+        if (broken !== undefined) {
+          result.broken = broken
+          console.warn(`  ${a.name} / ${b.name}: BROKEN (${result.broken}); left out`)
+          return result
+        }
+      }
       const order = i % 2 === 0 ? [0, 1] : [1, 0]
       const samples = []
       for (const side of order) samples[side] = await measure([a, b][side], servers[side], options.duration, options)
@@ -113,6 +116,19 @@ async function judge (a, b, { min, source }, env, options) {
   result.verdict = verdictOf(result, min)
   result.problems = [...new Set(result.pairs.map((pair) => pair.problem).filter(Boolean))]
   return result
+}
+
+/** Starts, checks and warms one server per config into `servers`; returns why one is broken. */
+async function startPair (configs, servers, env, options) {
+  for (const config of configs) {
+    const server = await procs.startServer(config.script, { ...env, ...config.env })
+    servers.push(server)
+    const broken = await check(config, server)
+    if (broken !== undefined) return `${config.name}: ${broken}`
+  }
+  const quiet = { ...options, quietWait: 0 }
+  for (let side = 0; side < configs.length; side++) await measure(configs[side], servers[side], options.warmup, quiet)
+  return undefined
 }
 
 /** pass / miss when the ratio and the middle half of the pairs agree about the bar; else unclear. */
@@ -155,7 +171,8 @@ function toMarkdown (report) {
   const lines = []
   lines.push(`### Paired benchmark (${report.date.slice(0, 10)}, ${report.git ?? 'no git'})`, '')
   lines.push(`Node ${machine.node}, ${machine.cpu} (${machine.cores} cores), ${machine.pinned ? 'servers pinned to core 0, autocannon + Redis + Memcached to core 1' : 'unpinned'}; ` +
-    `${settings.connections} connections, pipelining 1, ${report.bodyBytes} B JSON body. Per target: both servers warmed ${settings.warmup} s, then ` +
+    `${settings.connections} connections, pipelining 1, ${report.bodyBytes} B JSON body. Per target: ` +
+    `${settings.fresh > 0 ? 'new server processes every ' + settings.fresh + ' pairs' : 'one server process per side'}, each warmed ${settings.warmup} s; ` +
     `${settings.pairs} pairs of ${settings.duration} s samples taken back to back in alternating order (A B, B A, ...). ` +
     'ratio: geometric mean of the median A/B req/s ratio of the pairs where A went first and of those where B did (both shown); ' +
     'q1-q3: the middle half of all pair ratios; a bar inside it is "unclear". req/s: each side\'s own median. ' +
@@ -186,9 +203,9 @@ function needed (target) {
 
 function parseArgs (args) {
   return parseOptions(args, {
-    defaults: { pairs: 12, duration: 1, warmup: 2, connections: 50, quietWait: 2, only: undefined, compare: undefined },
-    numbers: { '--pairs': [1, 100], '--duration': [1, 60], '--warmup': [0, 60], '--connections': [1, 1000], '--quiet-wait': [0, 60] },
+    defaults: { pairs: 12, duration: 1, warmup: 2, fresh: 2, connections: 50, quietWait: 2, only: undefined, compare: undefined },
+    numbers: { '--pairs': [1, 100], '--duration': [1, 60], '--warmup': [0, 60], '--fresh': [0, 100], '--connections': [1, 1000], '--quiet-wait': [0, 60] },
     lists: ['--only', '--compare'],
-    usage: 'usage: node bench/paired.js [--pairs N] [--duration S] [--warmup S] [--connections N] [--quiet-wait S] [--only a,b] [--compare a:b,c:d] [--no-pin]'
+    usage: 'usage: node bench/paired.js [--pairs N] [--duration S] [--warmup S] [--fresh N] [--connections N] [--quiet-wait S] [--only a,b] [--compare a:b,c:d] [--no-pin]'
   })
 }
