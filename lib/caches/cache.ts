@@ -1,5 +1,5 @@
 import type { FastifyBaseLogger } from 'fastify'
-import { ENTRY_VALUE, freshUntil, type CacheEntry } from '../entry'
+import { ENTRY_VALUE, NO_TAGS, freshUntil, type CacheEntry } from '../entry'
 import { InvalidTargetError } from '../errors'
 import { SingleFlight } from '../single-flight'
 import {
@@ -194,8 +194,8 @@ export abstract class EmberCache {
       ttl,
       staleWhileRevalidate: 0,
       staleIfError: 0,
-      tags: options?.tags ?? [],
-      tagVersions: []
+      tags: options?.tags ?? NO_TAGS,
+      tagVersions: NO_TAGS
     })
   }
 
