@@ -9,9 +9,11 @@
 // alternately A B, B A, A B ... (each pair in the other order than the last, so neither side
 // always goes first); every pair gives one ratio A/B. Going first or second can matter by
 // itself (a backend or the CPU warming up between samples), so the ratio judged is the
-// geometric mean of the median A-first and the median B-first ratio; the quartiles of all pair
-// ratios say how far to trust it, and a bar inside them is reported as unclear, not as a pass
-// or a miss. --compare a:b measures pairs of any two configurations instead (no verdict).
+// geometric mean of the median A-first and the median B-first ratio. How far to trust it: a 90%
+// interval from resampling whole process pairs (pairs measured on one pair of processes share
+// that pair's speed, so they are not independent); a bar inside the interval is reported as
+// unclear, not as a pass or a miss. --compare a:b measures pairs of any two configurations
+// instead (no verdict).
 
 const procs = require('./procs')
 const {
@@ -19,6 +21,13 @@ const {
 } = require('./sample')
 const { CONFIGS, TARGETS } = require('./configs')
 const { payload } = require('./fixture')
+
+// The verdict's interval: 90%, from 2,000 resamples of the process pairs.
+const INTERVAL = 0.9
+const RESAMPLES = 2000
+const RESAMPLE_SEED = 1
+// Fewer process pairs than this give too few distinct resamples for an interval to mean much.
+const MIN_GROUPS = 4
 
 procs.runPinned(__filename, 'bench:paired', main)
 
@@ -85,7 +94,7 @@ async function judge (a, b, { min, source }, env, options) {
       for (const side of order) samples[side] = await measure([a, b][side], servers[side], options.duration, options)
       const [sa, sb] = samples
       if (sa === undefined || sb === undefined || sb.rps === 0) continue
-      const pair = { ratio: sa.rps / sb.rps, aFirst: order[0] === 0, a: sa.rps, b: sb.rps, noisy: sa.noisy || sb.noisy, problem: sa.problem ?? sb.problem }
+      const pair = { ratio: sa.rps / sb.rps, aFirst: order[0] === 0, process: result.processes, a: sa.rps, b: sb.rps, noisy: sa.noisy || sb.noisy, problem: sa.problem ?? sb.problem }
       result.pairs.push(pair)
       console.log(`  ${a.name} / ${b.name}  pair ${i + 1}/${options.pairs}  ${fmtInt(sa.rps).padStart(7)} / ${fmtInt(sb.rps).padStart(7)} req/s  = ${pair.ratio.toFixed(3)}` +
         (pair.noisy ? '  (noisy)' : '') + (pair.problem === undefined ? '' : '  ! ' + pair.problem))
@@ -108,9 +117,10 @@ async function judge (a, b, { min, source }, env, options) {
   const ratios = used.map((pair) => pair.ratio)
   result.aFirst = median(used.filter((pair) => pair.aFirst).map((pair) => pair.ratio))
   result.bFirst = median(used.filter((pair) => !pair.aFirst).map((pair) => pair.ratio))
-  result.ratio = result.aFirst === undefined || result.bFirst === undefined ? median(ratios) : Math.sqrt(result.aFirst * result.bFirst)
+  result.ratio = ratioOf(used)
   result.q1 = quantile(ratios, 0.25)
   result.q3 = quantile(ratios, 0.75)
+  ;[result.low, result.high] = intervalOf(used)
   result.rpsA = median(used.map((pair) => pair.a))
   result.rpsB = median(used.map((pair) => pair.b))
   result.verdict = verdictOf(result, min)
@@ -131,11 +141,52 @@ async function startPair (configs, servers, env, options) {
   return undefined
 }
 
-/** pass / miss when the ratio and the middle half of the pairs agree about the bar; else unclear. */
-function verdictOf ({ ratio, q1, q3 }, min) {
+/** The geometric mean of the median A-first and the median B-first ratio (one order missing: the median). */
+function ratioOf (pairs) {
+  const aFirst = median(pairs.filter((pair) => pair.aFirst).map((pair) => pair.ratio))
+  const bFirst = median(pairs.filter((pair) => !pair.aFirst).map((pair) => pair.ratio))
+  return aFirst === undefined || bFirst === undefined ? median(pairs.map((pair) => pair.ratio)) : Math.sqrt(aFirst * bFirst)
+}
+
+/**
+ * The 90% bootstrap interval of ratioOf: resamples whole process pairs, since the pairs measured
+ * on one pair of processes share its steady state (with --fresh 0 there is one, so single pairs
+ * are resampled: the interval then leaves out process-to-process spread). Seeded: a report
+ * recomputed from the same pairs gives the same interval. Undefined below MIN_GROUPS groups.
+ */
+function intervalOf (pairs) {
+  const byProcess = new Map()
+  for (const pair of pairs) byProcess.set(pair.process, [...(byProcess.get(pair.process) ?? []), pair])
+  const groups = byProcess.size > 1 ? [...byProcess.values()] : pairs.map((pair) => [pair])
+  if (groups.length < MIN_GROUPS) return [undefined, undefined]
+  const random = seededRandom(RESAMPLE_SEED)
+  const ratios = []
+  for (let r = 0; r < RESAMPLES; r++) {
+    const drawn = []
+    for (let i = 0; i < groups.length; i++) drawn.push(...groups[Math.floor(random() * groups.length)])
+    ratios.push(ratioOf(drawn))
+  }
+  return [quantile(ratios, (1 - INTERVAL) / 2), quantile(ratios, (1 + INTERVAL) / 2)]
+}
+
+/** mulberry32: a small seeded generator, so that intervals are reproducible. */
+function seededRandom (seed) {
+  let state = seed >>> 0
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0
+    let t = state
+    t = Math.imul(t ^ (t >>> 15), t | 1)
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+  }
+}
+
+/** pass / miss when the whole interval is on one side of the bar; else unclear. */
+function verdictOf ({ ratio, low, high }, min) {
   if (ratio === undefined || min === undefined) return undefined
-  if (ratio >= min && q1 >= min) return 'pass'
-  if (ratio < min && q3 < min) return 'miss'
+  if (low === undefined) return 'unclear (too few process pairs)'
+  if (low >= min) return 'pass'
+  if (high < min) return 'miss'
   return ratio >= min ? 'unclear (ratio passes)' : 'unclear (ratio misses)'
 }
 
@@ -175,18 +226,19 @@ function toMarkdown (report) {
     `${settings.fresh > 0 ? 'new server processes every ' + settings.fresh + ' pairs' : 'one server process per side'}, each warmed ${settings.warmup} s; ` +
     `${settings.pairs} pairs of ${settings.duration} s samples taken back to back in alternating order (A B, B A, ...). ` +
     'ratio: geometric mean of the median A/B req/s ratio of the pairs where A went first and of those where B did (both shown); ' +
-    'q1-q3: the middle half of all pair ratios; a bar inside it is "unclear". req/s: each side\'s own median. ' +
+    '90% interval: of that ratio, resampling whole process pairs; a bar inside it is "unclear". q1-q3: the middle half of all pair ratios. req/s: each side\'s own median. ' +
     `A pair during which other processes used more than ${NOISY_PCT}% of a core is left out when at least half are quiet.`, '')
-  lines.push('| target | ratio | A first / B first | q1-q3 | needed | | req/s A / B | pairs | set by |', '|---|--:|--:|--:|--:|---|--:|---|---|')
+  lines.push('| target | ratio | 90% interval | A first / B first | q1-q3 | needed | | req/s A / B | pairs | set by |', '|---|--:|--:|--:|--:|--:|---|--:|---|---|')
   for (const t of report.targets) {
     if (t.broken !== undefined || t.ratio === undefined) {
-      lines.push(`| ${t.name} / ${t.against} | - | - | - | ${needed(t)} | n/a | - | - | BROKEN: ${escapeCell(t.broken ?? 'no pairs')} |`)
+      lines.push(`| ${t.name} / ${t.against} | - | - | - | - | ${needed(t)} | n/a | - | - | BROKEN: ${escapeCell(t.broken ?? 'no pairs')} |`)
       continue
     }
     const verdict = t.verdict === undefined ? '' : t.verdict === 'miss' ? '**miss**' : t.verdict
     const flag = t.problems.length > 0 ? ' (!)' : ''
     const orders = `${t.aFirst?.toFixed(2) ?? '-'} / ${t.bFirst?.toFixed(2) ?? '-'}`
-    lines.push(`| ${t.name} / ${t.against}${flag} | ${t.ratio.toFixed(2)}x | ${orders} | ${t.q1.toFixed(2)}-${t.q3.toFixed(2)} | ${needed(t)} | ${verdict} | ${fmtInt(t.rpsA)} / ${fmtInt(t.rpsB)} | ${t.basis} | ${t.source} |`)
+    const interval = t.low === undefined ? '-' : `${t.low.toFixed(2)}-${t.high.toFixed(2)}`
+    lines.push(`| ${t.name} / ${t.against}${flag} | ${t.ratio.toFixed(2)}x | ${interval} | ${orders} | ${t.q1.toFixed(2)}-${t.q3.toFixed(2)} | ${needed(t)} | ${verdict} | ${fmtInt(t.rpsA)} / ${fmtInt(t.rpsB)} | ${t.basis} | ${t.source} |`)
   }
   const flagged = report.targets.filter((t) => t.problems?.length > 0)
   if (flagged.length > 0) {

@@ -44,6 +44,13 @@ function setHitHeaders (reply, storedAt) {
   reply.header('cache-status', 'hand; hit; ttl=' + (HAND_TTL - age))
 }
 
+/** Cache-Control, x-cache and Cache-Status of a miss that was stored. */
+function setMissHeaders (reply) {
+  reply.header('cache-control', 'public, max-age=' + HAND_TTL)
+  reply.header('x-cache', 'MISS')
+  reply.header('cache-status', 'hand; fwd=uri-miss; stored; ttl=' + HAND_TTL)
+}
+
 /** A remote hand hook's stored value with the ETag and store time: `<storedAt> <etag>\n<body>`. */
 function packWithMeta (payload) {
   return Date.now() + ' ' + weakEtag(payload) + '\n' + payload
@@ -133,6 +140,7 @@ module.exports = {
   run,
   weakEtag,
   setHitHeaders,
+  setMissHeaders,
   packWithMeta,
   sendWithMeta
 }

@@ -2,9 +2,11 @@
 // (6) Anchor doing our HTTP work by hand: the lru-cache preHandler of lru-hook.js, plus the
 // headers every hit of ours carries (ETag computed at store time, Cache-Control with the
 // remaining freshness, Age, x-cache, Cache-Status). Separates the price of those headers
-// (paid by any cache that sends them) from the price of our code.
+// (paid by any cache that sends them) from the price of our code. A miss it stores sends
+// what ours sends (ETag, Cache-Control, x-cache, Cache-Status): run with a new key per
+// request (lru-hook-http-miss), it is the equal-work anchor of our miss.
 const { LRUCache } = require('lru-cache')
-const { ITEM_PATH, HAND_TTL, handler, serveFastify, run, weakEtag, setHitHeaders } = require('./common')
+const { ITEM_PATH, HAND_TTL, handler, serveFastify, run, weakEtag, setHitHeaders, setMissHeaders } = require('./common')
 
 const lru = new LRUCache({ max: 10_000, ttl: HAND_TTL * 1000 })
 
@@ -22,6 +24,7 @@ run(() => serveFastify((app) => {
         const body = Buffer.from(payload)
         const etag = weakEtag(body)
         reply.header('etag', etag)
+        setMissHeaders(reply)
         lru.set(request.url, { body, storedAt: Date.now(), headers: { 'content-type': reply.getHeader('content-type'), etag } })
       }
       done(null, payload)
