@@ -41,7 +41,9 @@ export abstract class LocalCache extends EmberCache {
       // LRU's set(); disposeAfter would queue a tuple per eviction, one per miss on a full cache.
       dispose: (entry, id, reason) => {
         // A replaced value keeps its id; store() writes its index entries again after the set.
-        if (reason !== 'set') this.unindex(id, entry)
+        // With nothing indexed (no variants, no tags), the evicted entry is not touched at all:
+        // on a full cache that is one cold entry read saved per miss.
+        if (reason !== 'set' && (this.variantsByKey.size > 0 || this.idsByTag.size > 0)) this.unindex(id, entry)
       }
     })
     this.mayRefuse = maxSize !== undefined
