@@ -156,7 +156,11 @@ function ratioOf (pairs) {
  */
 function intervalOf (pairs) {
   const byProcess = new Map()
-  for (const pair of pairs) byProcess.set(pair.process, [...(byProcess.get(pair.process) ?? []), pair])
+  for (const pair of pairs) {
+    const group = byProcess.get(pair.process)
+    if (group === undefined) byProcess.set(pair.process, [pair])
+    else group.push(pair)
+  }
   const groups = byProcess.size > 1 ? [...byProcess.values()] : pairs.map((pair) => [pair])
   if (groups.length < MIN_GROUPS) return [undefined, undefined]
   const random = seededRandom(RESAMPLE_SEED)
