@@ -167,3 +167,30 @@ t.test('app.close() leaves no timers behind', async (t) => {
   await sleep(20)
   t.equal(timers(), before, 'no collapse-wait, TTL or refresh timers outlive the app')
 })
+
+// Loading ioredis slows every request of the process (bench/README.md): only a RedisCache may
+// load it. A fresh process, since this test file's own imports may have loaded it already.
+t.test('a memory-only app never loads ioredis; the first RedisCache does', async (t) => {
+  const { execFileSync } = await import('node:child_process')
+  const script = `
+    const fastify = require('fastify')
+    const { emberCache, RedisCache } = require(${JSON.stringify(require.resolve('../dist/lib/index.js'))})
+    const loaded = () => Object.keys(require.cache).some((file) => file.includes('/node_modules/ioredis/'))
+    ;(async () => {
+      const app = fastify()
+      await app.register(emberCache)
+      app.get('/m', { config: { cache: { mode: 'memory' } } }, async () => ({ m: 1 }))
+      app.get('/s', { config: { cache: { mode: 'static' } } }, async () => ({ s: 1 }))
+      const statuses = [(await app.inject('/m')).statusCode, (await app.inject('/s')).statusCode]
+      const beforeRedis = loaded()
+      const cache = new RedisCache({ url: 'redis://127.0.0.1:1' })
+      const afterRedis = loaded()
+      cache.client.disconnect()
+      await app.close()
+      console.log(JSON.stringify({ statuses, beforeRedis, afterRedis }))
+    })()`
+  const out = JSON.parse(execFileSync(process.execPath, ['-e', script], { cwd: __dirname, encoding: 'utf8' }).trim().split('\n').pop() as string)
+  t.same(out.statuses, [200, 200], 'both cached routes answered')
+  t.equal(out.beforeRedis, false, 'ioredis not loaded by the plugin, its memory and static routes')
+  t.equal(out.afterRedis, true, 'loaded by the first RedisCache')
+})

@@ -1,4 +1,5 @@
-import { Redis, Cluster, type RedisOptions, type ClusterNode, type ClusterOptions } from 'ioredis'
+import type { Redis, Cluster, RedisOptions, ClusterNode, ClusterOptions } from 'ioredis'
+import type * as IoredisModule from 'ioredis'
 import { randomUUID } from 'node:crypto'
 import { freshUntil, type CacheEntry } from '../entry'
 import { escapeGlob } from '../cache-key'
@@ -6,6 +7,18 @@ import { InvalidOptionError } from '../errors'
 import { checkBoolean, checkObject, checkPositiveInteger, checkString, describe } from '../validate'
 import { BYPASS, type FillLock } from './cache'
 import { RemoteCache, withTimeout, type RemoteCacheOptions } from './remote-cache'
+
+/**
+ * ioredis, loaded by the first RedisCache rather than with the plugin. Once ioredis is loaded,
+ * V8 takes slow paths inside Node's own stream code on every request of the process (its
+ * command methods on one prototype are the trigger; bench/README.md): a memory-only app ran
+ * its misses ~15% slower for a library it never used.
+ */
+let ioredis: typeof IoredisModule | undefined
+function loadIoredis (): typeof IoredisModule {
+  ioredis ??= require('ioredis') as typeof IoredisModule
+  return ioredis
+}
 
 export interface RedisCacheOptions extends RemoteCacheOptions {
   /** `redis://[:password@]host:port[/db]`. */
@@ -70,8 +83,9 @@ export class RedisCache extends RemoteCache {
     this.scanCount = options.scanCount ?? 500
     const lock = lockOptions(options.lock)
     if (lock !== undefined) this.fillLock = this.buildFillLock(lock)
+    const lib = loadIoredis()
     if (options.client !== undefined) {
-      if (!(options.client instanceof Redis) && !(options.client instanceof Cluster)) {
+      if (!(options.client instanceof lib.Redis) && !(options.client instanceof lib.Cluster)) {
         throw new InvalidOptionError('RedisCache.client', 'expected an ioredis Redis or Cluster client, got ' + describe(options.client))
       }
       this.client = options.client
@@ -98,7 +112,7 @@ export class RedisCache extends RemoteCache {
       disconnectTimeout: this.commandTimeout
     }
     if (options.clusterNodes !== undefined) {
-      this.client = new Cluster(options.clusterNodes, {
+      this.client = new lib.Cluster(options.clusterNodes, {
         lazyConnect: true,
         enableOfflineQueue: false,
         enableAutoPipelining: true,
@@ -107,9 +121,9 @@ export class RedisCache extends RemoteCache {
         redisOptions: { ...ours, ...options.clusterOptions?.redisOptions }
       })
     } else if (options.url !== undefined) {
-      this.client = new Redis(options.url, { ...ours, ...options.redisOptions })
+      this.client = new lib.Redis(options.url, { ...ours, ...options.redisOptions })
     } else {
-      this.client = new Redis({ ...ours, ...options.redisOptions })
+      this.client = new lib.Redis({ ...ours, ...options.redisOptions })
     }
     // ioredis emits 'error' on every failed reconnect; the breaker logs incidents instead.
     this.client.on('error', () => {})
@@ -230,7 +244,7 @@ export class RedisCache extends RemoteCache {
   }
 
   private masters (): Redis[] {
-    return this.client instanceof Cluster ? this.client.nodes('master') : [this.client]
+    return this.client instanceof loadIoredis().Cluster ? this.client.nodes('master') : [this.client]
   }
 
   private async scanAndUnlink (node: Redis, match: string): Promise<void> {
