@@ -10,9 +10,9 @@ import { RemoteCache, withTimeout, type RemoteCacheOptions } from './remote-cach
 
 /**
  * ioredis, loaded by the first RedisCache rather than with the plugin. Once ioredis is loaded,
- * V8 takes slow paths inside Node's own stream code on every request of the process (its
- * command methods on one prototype are the trigger; bench/README.md): a memory-only app ran
- * its misses ~15% slower for a library it never used.
+ * V8 takes slow property paths inside Node's own stream code on every request of the process
+ * (the trigger is in ioredis' command layer, utils/Commander.js; bench/README.md): a
+ * memory-only app ran its misses ~15% slower for a library it never used.
  */
 let ioredis: typeof IoredisModule | undefined
 function loadIoredis (): typeof IoredisModule {
