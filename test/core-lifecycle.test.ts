@@ -1,6 +1,7 @@
 // Lifecycle: every cache a route uses is found at start-up, connected once in onReady and
 // closed once in onClose; app.close() leaves nothing running.
 import t from 'tap'
+import { execFileSync } from 'node:child_process'
 import Fastify from 'fastify'
 import type { FastifyBaseLogger } from 'fastify'
 import emberCache, { MemoryCache, StaticCache } from '../lib/index'
@@ -169,9 +170,9 @@ t.test('app.close() leaves no timers behind', async (t) => {
 })
 
 // Loading ioredis slows every request of the process (bench/README.md): only a RedisCache may
-// load it. A fresh process, since this test file's own imports may have loaded it already.
+// load it. A fresh process, since this test file's own imports may have loaded it already; it
+// loads the built dist/ (`npm test` builds first).
 t.test('a memory-only app never loads ioredis; the first RedisCache does', async (t) => {
-  const { execFileSync } = await import('node:child_process')
   const script = `
     const fastify = require('fastify')
     const { emberCache, RedisCache } = require(${JSON.stringify(require.resolve('../dist/lib/index.js'))})
