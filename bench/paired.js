@@ -115,8 +115,7 @@ async function judge (a, b, { min, source }, env, options) {
   result.basis = (used === quiet ? `${quiet.length}/${result.pairs.length} quiet` : `all ${sound.length} of ${result.pairs.length}`) +
     (sound.length < result.pairs.length ? `, ${result.pairs.length - sound.length} with problems left out` : '')
   const ratios = used.map((pair) => pair.ratio)
-  result.aFirst = median(used.filter((pair) => pair.aFirst).map((pair) => pair.ratio))
-  result.bFirst = median(used.filter((pair) => !pair.aFirst).map((pair) => pair.ratio))
+  ;[result.aFirst, result.bFirst] = orderMedians(used)
   result.ratio = ratioOf(used)
   result.q1 = quantile(ratios, 0.25)
   result.q3 = quantile(ratios, 0.75)
@@ -141,10 +140,14 @@ async function startPair (configs, servers, env, options) {
   return undefined
 }
 
+/** The median ratio of the pairs where A went first, and of those where B did. */
+function orderMedians (pairs) {
+  return [true, false].map((aFirst) => median(pairs.filter((pair) => pair.aFirst === aFirst).map((pair) => pair.ratio)))
+}
+
 /** The geometric mean of the median A-first and the median B-first ratio (one order missing: the median). */
 function ratioOf (pairs) {
-  const aFirst = median(pairs.filter((pair) => pair.aFirst).map((pair) => pair.ratio))
-  const bFirst = median(pairs.filter((pair) => !pair.aFirst).map((pair) => pair.ratio))
+  const [aFirst, bFirst] = orderMedians(pairs)
   return aFirst === undefined || bFirst === undefined ? median(pairs.map((pair) => pair.ratio)) : Math.sqrt(aFirst * bFirst)
 }
 
