@@ -18,6 +18,11 @@ t.test('MemcachedCache on two servers', async (t) => {
   const raw = memjs.Client.create(servers, { retries: 1, timeout: 1, logger: { log: () => {} } })
   t.teardown(() => raw.close())
   const memcachedCache = (keyPrefix: string): MemcachedCache => new MemcachedCache({ servers, keyPrefix, commandTimeout: 2_000 })
+  /** Meta get (`mg key [flags]`) on one `host:port`: HD when it holds the key. `version` ends the reply. */
+  const metaGet = (server: string, storageKey: string, flags = ''): Promise<string> => {
+    const [host, port] = server.split(':')
+    return memcachedCommand({ host, port: Number(port) }, `mg ${storageKey}${flags}\r\nversion\r\n`)
+  }
 
   runBackendSuite(t, 'memcached', async ({ keyPrefix }) => ({ cache: memcachedCache(keyPrefix), cleanup: async () => {} }), {
     shared: true,
@@ -25,10 +30,9 @@ t.test('MemcachedCache on two servers', async (t) => {
     fillLock: false,
     writeRaw: async (keyPrefix, key, bytes) => { await raw.set(keyPrefix + key, bytes, { expires: 0 }) },
     backendTtl: async (keyPrefix, key) => {
-      // Meta get with the t flag: remaining seconds, -1 for no expiry. `version` ends the reply.
+      // The t flag: remaining seconds, -1 for no expiry.
       for (const server of servers.split(',')) {
-        const [host, port] = server.split(':')
-        const reply = await memcachedCommand({ host, port: Number(port) }, `mg ${keyPrefix}${key} t\r\nversion\r\n`)
+        const reply = await metaGet(server, keyPrefix + key, ' t')
         const found = /^HD t(-?\d+)/m.exec(reply)
         if (found !== null) return Number(found[1])
       }
@@ -47,9 +51,7 @@ t.test('MemcachedCache on two servers', async (t) => {
     const held = [0, 0]
     for (let i = 1; i <= 40; i++) {
       for (const [n, server] of [first, second].entries()) {
-        const [host, port] = server.servers.split(':')
-        const reply = await memcachedCommand({ host, port: Number(port) }, `mg ${keyPrefix}GET:/items/${i}\r\nversion\r\n`)
-        if (/^HD/m.test(reply)) held[n]++
+        if (/^HD/m.test(await metaGet(server.servers, `${keyPrefix}GET:/items/${i}`))) held[n]++
       }
     }
     t.ok(held[0] > 0 && held[1] > 0, `each server holds entries: ${held.join(' + ')}`)
