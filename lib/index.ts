@@ -8,9 +8,13 @@ import { MemoryCache, StaticCache } from './caches/local-cache'
 import { RedisCache } from './caches/redis-cache'
 import { MemcachedCache } from './caches/memcached-cache'
 import { InvalidOptionError } from './errors'
-import { buildWriteHook, compileTargets, invalidateAll } from './invalidation'
+import { compileTargets, invalidateAll } from './invalidation'
 import { resolvePluginOptions, resolveRouteOptions, type CacheMode, type EmberCachePluginOptions, type RouteSettings } from './options'
-import { buildLookupHook, buildRefresher, buildStoreHook, kState } from './route-hooks'
+import { buildLookupHook } from './hooks/lookup'
+import { buildRefresher } from './hooks/refresh'
+import { kState } from './hooks/request-state'
+import { buildStoreHook } from './hooks/store'
+import { buildWriteHook } from './hooks/write'
 
 const kSettings = Symbol('ember-cache.settings')
 const READ_METHODS = new Set(['GET', 'HEAD'])

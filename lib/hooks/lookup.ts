@@ -1,0 +1,102 @@
+import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
+import { variantOf } from '../cache-key'
+import { BYPASS, type LookupResult } from '../caches/cache'
+import { ENTRY_RESPONSE, freshUntil } from '../entry'
+import { deltaSeconds, parseCacheControl, type Directives } from '../http-semantics'
+import type { RouteSettings } from '../options'
+import { setStatusHeaders } from '../replay'
+import { joinOrLead } from './collapse'
+import { startMiss } from './miss'
+import { type Refresher, REFRESH_HEADER } from './refresh'
+import { BYPASSED, CacheRequest, setState, unexpected } from './request-state'
+import { serveEntry } from './serve'
+import { matchesVariant } from './variants'
+
+// The lookup hook: preHandler (after every auth hook) or, with `early`, onRequest. It answers
+// from a usable entry, or lets the request through to the handler as a miss. Everything that
+// does not depend on the request was computed in RouteSettings.
+
+const EMPTY_DIRECTIVES: Directives = new Map()
+
+/** The hook that answers from the cache, or lets the request through as a miss. */
+export function buildLookupHook (settings: RouteSettings, refresh: Refresher, refreshToken: string) {
+  const { cache, variantHeaders, respectRequestDirectives, allowsAuthorization } = settings
+
+  return function emberCacheLookup (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void {
+    let directives = EMPTY_DIRECTIVES
+    const requestCacheControl = request.headers['cache-control']
+    if (respectRequestDirectives && requestCacheControl !== undefined) directives = parseCacheControl(requestCacheControl)
+    const state = new CacheRequest(settings, request, directives)
+    setState(request, state)
+    // RFC 9111 §3.5: a shared cache keeps out of credentialed requests unless the route opted in.
+    if (!allowsAuthorization && request.headers.authorization !== undefined) return bypass(state, reply, done, 'fwd=bypass; detail=authorization')
+    try {
+      state.key = settings.keyOf(request)
+    } catch (err) {
+      // A keyFn that throws on odd input must not fail the request or poison the cache.
+      request.log.warn({ err }, 'ember-cache: key could not be computed; serving without cache')
+      return bypass(state, reply, done)
+    }
+    const names = variantHeaders.names
+    state.variant = names.length > 0 ? variantOf(request, names) : ''
+
+    // RFC 9111 §5.2.1.5: no-store: do not use or store a response for this request.
+    if (directives.has('no-store')) return bypass(state, reply, done, 'fwd=request')
+    // RFC 9111 §5.2.1.4: no-cache: do not answer from the cache without asking the origin.
+    const isRefresh = request.headers[REFRESH_HEADER] === refreshToken
+    if (isRefresh || directives.has('no-cache')) {
+      state.forward = isRefresh ? 'fwd=stale' : 'fwd=request'
+      return startMiss(state, reply, done)
+    }
+
+    const result = cache.lookup(state.key, state.variant)
+    if (cache.inProcess) return onLookup(state, reply, result as LookupResult, refresh, done)
+    ;(result as Promise<LookupResult>).then(
+      (found) => onLookup(state, reply, found, refresh, done),
+      done
+    ).catch((err: unknown) => unexpected(state, reply, done, err))
+  }
+}
+
+function onLookup (state: CacheRequest, reply: FastifyReply, found: LookupResult, refresh: Refresher, done: HookHandlerDoneFunction): void {
+  if (found === BYPASS) {
+    state.backendDown = true
+    return startMiss(state, reply, done)
+  }
+  if (found === undefined || found.kind !== ENTRY_RESPONSE || !matchesVariant(state.settings, found, state.variant)) {
+    return joinOrLead(state, reply, done)
+  }
+  const { directives } = state
+  const now = Date.now()
+  const expiresAt = freshUntil(found)
+  let fresh = now < expiresAt
+  if (fresh && directives !== EMPTY_DIRECTIVES) {
+    // RFC 9111 §5.2.1.1: max-age=N: the client accepts nothing older than N seconds.
+    const maxAge = deltaSeconds(directives, 'max-age')
+    if (maxAge !== undefined && now - found.storedAt > maxAge * 1000) fresh = false
+    // RFC 9111 §5.2.1.3: min-fresh=N: the client wants N more seconds of freshness.
+    const minFresh = deltaSeconds(directives, 'min-fresh')
+    if (minFresh !== undefined && expiresAt - now < minFresh * 1000) fresh = false
+    // Fresh for us but not for this client: not a stale entry, so no stale-* rule applies.
+    if (!fresh) return joinOrLead(state, reply, done)
+  }
+  if (fresh) return serveEntry(state, reply, found, 'HIT', 'hit')
+  // RFC 5861 §3: within stale-while-revalidate, answer now and refresh in the background.
+  if (now < expiresAt + found.staleWhileRevalidate * 1000) {
+    refresh(state.request, state.settings, state.key + '\u0000' + state.variant)
+    return serveEntry(state, reply, found, 'STALE', 'hit; fwd=stale')
+  }
+  // RFC 9111 §5.2.1.2: max-stale[=N]: the client accepts an entry stale by up to N seconds.
+  if (directives.has('max-stale')) {
+    const maxStale = deltaSeconds(directives, 'max-stale')
+    if (maxStale === undefined || now - expiresAt <= maxStale * 1000) return serveEntry(state, reply, found, 'STALE', 'hit; fwd=stale')
+  }
+  if (now < expiresAt + found.staleIfError * 1000) state.stale = found
+  joinOrLead(state, reply, done)
+}
+
+function bypass (state: CacheRequest, reply: FastifyReply, done: HookHandlerDoneFunction, detail = 'fwd=bypass'): void {
+  state.phase = BYPASSED
+  setStatusHeaders(reply, state.settings, 'BYPASS', detail, undefined)
+  done()
+}

@@ -1,0 +1,31 @@
+import type { FastifyReply, HookHandlerDoneFunction } from 'fastify'
+import { MISSED, type CacheRequest } from './request-state'
+import { serveEntry } from './serve'
+
+/**
+ * Lets the request through to the handler. With a stale-if-error entry and a
+ * staleIfErrorTimeout, the stale entry answers if the handler is too slow.
+ */
+export function startMiss (state: CacheRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void {
+  state.phase = MISSED
+  state.epoch = state.settings.cache.epoch
+  const { stale } = state
+  if (stale !== undefined && state.settings.staleIfErrorTimeout > 0) {
+    // RFC 5861 §4 counts an origin that does not answer in time as an error too. "Answered" is
+    // the handler's send, not the end of the response: onSend hooks may still be running then,
+    // and serving stale on top of them mixed two responses. Only requests with a timer pay this.
+    const send = reply.send
+    reply.send = function (payload?: unknown) {
+      clearTimeout(state.timer)
+      reply.send = send
+      return send.call(reply, payload)
+    }
+    state.timer = setTimeout(() => {
+      if (reply.sent) return
+      reply.send = send
+      state.settle(undefined)
+      serveEntry(state, reply, stale, 'STALE', 'hit; fwd=stale; detail=origin-timeout')
+    }, state.settings.staleIfErrorTimeout)
+  }
+  done()
+}

@@ -1,0 +1,82 @@
+import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
+import type { CacheEntry } from '../entry'
+import type { Directives } from '../http-semantics'
+import type { RouteSettings } from '../options'
+
+// One object per request on a cached read route: what the lookup found out and decided, for
+// the store hook (onSend) to act on. Created once, in the lookup hook; nothing else carries
+// per-request cache state.
+
+export const kState = Symbol('ember-cache.state')
+
+/** The lookup has not decided yet (or failed): onSend leaves the response alone. */
+export const PENDING = 0
+/** The request was answered by the cache: onSend leaves the response alone. */
+export const SERVED = 1
+/** The cache is not used for this request (backend down, credentials, request no-store...). */
+export const BYPASSED = 2
+/** The handler runs; its response may be stored. */
+export const MISSED = 3
+
+export class CacheRequest {
+  phase = PENDING
+  key = ''
+  /** The variant the response is stored under (configured headers, plus the response's Vary). */
+  variant = ''
+  directives: Directives
+  /** RFC 9211 fwd= reason of a miss: uri-miss, request (the client's no-cache), stale (a refresh). */
+  forward = 'fwd=uri-miss'
+  /** The flight this request leads (other requests wait for its entry), or '' when none. */
+  flight = ''
+  /** The cross-instance fill lock this request holds, or '' when none. */
+  lockToken = ''
+  /** The backend failed during the lookup: answer BYPASS and do not store. */
+  backendDown = false
+  /** An expired entry that may still replace an origin error (stale-if-error). */
+  stale: CacheEntry | undefined = undefined
+  /** Serves `stale` when the handler takes longer than staleIfErrorTimeout. */
+  timer: NodeJS.Timeout | undefined = undefined
+  /** cache.epoch when the miss started: a changed epoch means an invalidation won the race. */
+  epoch = 0
+
+  constructor (readonly settings: RouteSettings, readonly request: FastifyRequest, directives: Directives) {
+    this.directives = directives
+  }
+
+  get isHead (): boolean {
+    return this.request.method === 'HEAD'
+  }
+
+  /** Ends this request's flight: waiters get the entry, or undefined to run the handler themselves. */
+  settle (entry: CacheEntry | undefined): void {
+    const { cache } = this.settings
+    if (this.flight !== '') {
+      cache.flights.settle(this.flight, entry)
+      this.flight = ''
+    }
+    if (this.lockToken !== '') {
+      cache.fillLock?.release(this.key, this.variant, this.lockToken)
+      this.lockToken = ''
+    }
+  }
+}
+
+type StateBag = Record<typeof kState, CacheRequest | null>
+
+/** The request's cache state, or undefined/null when the lookup did not run or set none. */
+export function stateOf (request: FastifyRequest): CacheRequest | null | undefined {
+  return (request as unknown as StateBag)[kState]
+}
+
+export function setState (request: FastifyRequest, state: CacheRequest | null): void {
+  (request as unknown as StateBag)[kState] = state
+}
+
+/**
+ * A bug of ours (or a throwing user hook) inside a promise callback: answer the request with
+ * the error rather than leave it hanging, and never answer twice.
+ */
+export function unexpected (state: CacheRequest, reply: FastifyReply, done: HookHandlerDoneFunction, err: unknown): void {
+  state.request.log.error({ err }, 'ember-cache: unexpected error in cache lookup')
+  if (!reply.sent && state.phase !== SERVED) done(err as Error)
+}

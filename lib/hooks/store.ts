@@ -1,0 +1,161 @@
+import type { FastifyReply, FastifyRequest } from 'fastify'
+import { learnVariantHeaders, variantOf } from '../cache-key'
+import {
+  computeEtag, decodeContent, freshnessHeader, parseCacheControl, refusalReason, responseTtl,
+  storableHeaders, surrogateTags, variesOnEncoding, varyNames, varyWithoutEncoding
+} from '../http-semantics'
+import type { RouteSettings } from '../options'
+import { setStatusHeaders } from '../replay'
+import { MISSED, SERVED, stateOf, type CacheRequest } from './request-state'
+import { bodyOf, responseEntryOf, tagsOf } from './response-entry'
+import { notModified, replaceWithStale, type OnSendDone } from './serve'
+import { bufferStream, isStream } from './stream-buffer'
+
+// The onSend hook of a cached read route: stores a storable miss, answers stale on origin
+// errors, and labels every response with its cache status.
+
+/** What the store step needs besides the request state: the response as it leaves. */
+interface Outgoing {
+  reply: FastifyReply
+  /** The payload as the next onSend hook must get it (a replay stream after buffering). */
+  payload: unknown
+  body: Buffer
+  /** Tags from the surrogate-key header, if the handler set one. */
+  surrogate: string[] | undefined
+  done: OnSendDone
+}
+
+/** The onSend hook of a GET route: store a cacheable miss, answer stale on origin errors. */
+export function buildStoreHook (settings: RouteSettings) {
+  const { surrogateKeyHeader } = settings
+  return function emberCacheStore (request: FastifyRequest, reply: FastifyReply, payload: unknown, done: OnSendDone): void {
+    const state = stateOf(request)
+    if (state?.phase === SERVED) return done(null, payload)
+    // The surrogate-key header is for us, never for clients, whatever happens to the response.
+    const surrogate = surrogateKeyHeader === false ? undefined : takeSurrogateTags(reply, surrogateKeyHeader)
+    if (state === null || state === undefined || state.phase !== MISSED) return done(null, payload)
+    // HEAD shares GET's entry but never stores (its payload is empty); it still says MISS.
+    if (request.method !== 'GET') {
+      state.settle(undefined)
+      if (state.backendDown) setStatusHeaders(reply, settings, 'BYPASS', 'fwd=bypass', state.key)
+      else setStatusHeaders(reply, settings, 'MISS', state.forward + '; detail=head', state.key)
+      return done(null, payload)
+    }
+    // RFC 5861 §4: stale-if-error: an origin error may be replaced by a recent enough entry.
+    if (reply.statusCode >= 500 && state.stale !== undefined) {
+      state.settle(undefined)
+      return replaceWithStale(state, reply, state.stale, done)
+    }
+    if (state.backendDown) {
+      state.settle(undefined)
+      setStatusHeaders(reply, settings, 'BYPASS', 'fwd=bypass', state.key)
+      return done(null, payload)
+    }
+    if (isStream(payload)) {
+      if (settings.streamMaxBytes === 0) return refuse(state, reply, 'stream', payload, done)
+      return bufferStream(payload, settings.streamMaxBytes, (body, replay) => {
+        if (body === undefined) return refuse(state, reply, 'stream-too-large', replay, done)
+        store(state, { reply, payload: body, body, surrogate, done })
+      })
+    }
+    const body = bodyOf(payload)
+    if (body === undefined) return refuse(state, reply, 'payload', payload, done)
+    store(state, { reply, payload, body, surrogate, done })
+  }
+}
+
+function store (state: CacheRequest, out: Outgoing): void {
+  const { settings, request } = state
+  const { reply } = out
+  const headers = reply.getHeaders()
+  const responseDirectives = parseCacheControl(headers['cache-control'])
+  let reason = refusalReason(reply.statusCode, settings.statusCodes, headers, responseDirectives)
+  // A compression hook that ran before ours (@fastify/compress registered first) coded the body
+  // for this client: the entry keeps the identity body, which compression serves to anyone.
+  let identity = out.body
+  let decoded = false
+  const coding = headers['content-encoding']
+  if (reason === undefined && coding !== undefined && coding !== 'identity' && variesOnEncoding(headers.vary)) {
+    const plain = decodeContent(out.body, String(coding), settings.maxEntryBytes)
+    if (typeof plain === 'string') reason = plain
+    else {
+      identity = plain
+      decoded = true
+    }
+  }
+  if (reason === undefined && identity.length > settings.maxEntryBytes) reason = 'too-large'
+  let ttl = settings.ttl
+  if (reason === undefined && settings.ttlFromResponse) {
+    const fromResponse = responseTtl(responseDirectives)
+    // ttl 0 means "never expires" here, the opposite of what max-age=0 asks for.
+    if (fromResponse === 0) reason = 'zero-freshness'
+    else if (fromResponse !== undefined) ttl = fromResponse
+  }
+  if (reason !== undefined) return refuse(state, reply, reason, out.payload, out.done)
+
+  const stored = storableHeaders(headers, settings.header, settings.perRequestHeaders)
+  if (decoded) delete stored['content-encoding']
+  if (stored.vary !== undefined) {
+    // One string, so that hits find its parsed names in varyNames' memo without joining.
+    const vary = decoded ? varyWithoutEncoding(stored.vary) : Array.isArray(stored.vary) ? stored.vary.join(', ') : stored.vary
+    if (vary === undefined) delete stored.vary
+    else {
+      stored.vary = vary
+      // RFC 9111 §4.1: the response varies on these request headers; from now on the route's
+      // variants include them (Accept-Encoding excepted, see varyNames).
+      learnVariantHeaders(settings.variantHeaders, varyNames(vary))
+    }
+  }
+  const variantNames = settings.variantHeaders.names
+  const variant = variantNames.length === 0 ? '' : variantOf(request, variantNames)
+  if (typeof stored.etag !== 'string') {
+    stored.etag = computeEtag(identity)
+    reply.header('etag', stored.etag)
+  }
+  const entry = responseEntryOf(settings, reply.statusCode, stored, identity, ttl, withSurrogateTags(tagsOf(request, settings), out.surrogate))
+  if (headers['cache-control'] === undefined) reply.header('cache-control', freshnessHeader(entry.ttl, entry.ttl, settings.isPrivate))
+  const { cache } = settings
+  // An invalidation that ran while the handler worked wins: this response may predate it.
+  if (state.epoch !== cache.epoch) {
+    state.settle(undefined)
+    setStatusHeaders(reply, settings, 'MISS', state.forward + '; detail=invalidated', state.key)
+    return out.done(null, out.payload)
+  }
+  // Waiters in this process get the entry now; other instances once it is stored.
+  if (state.flight !== '') {
+    cache.flights.settle(state.flight, entry)
+    state.flight = ''
+  }
+  setStatusHeaders(reply, settings, 'MISS', state.forward + '; stored; ttl=' + entry.ttl, state.key)
+  const after = (): void => {
+    state.settle(undefined)
+    if (notModified(request, stored)) {
+      reply.code(304)
+      return out.done(null, null)
+    }
+    out.done(null, out.payload)
+  }
+  const storing = cache.store(state.key, variant, entry)
+  if (storing === undefined) after()
+  else storing.then(after, after)
+}
+
+function refuse (state: CacheRequest, reply: FastifyReply, reason: string, payload: unknown, done: OnSendDone): void {
+  state.settle(undefined)
+  setStatusHeaders(reply, state.settings, 'MISS', state.forward + '; detail=' + reason, state.key)
+  done(null, payload)
+}
+
+/** Reads and removes the surrogate-key header; undefined when the handler set none. */
+function takeSurrogateTags (reply: FastifyReply, name: string): string[] | undefined {
+  const value = reply.getHeader(name)
+  if (value === undefined) return undefined
+  reply.removeHeader(name)
+  return surrogateTags(value)
+}
+
+function withSurrogateTags (tags: string[], surrogate: string[] | undefined): string[] {
+  if (surrogate === undefined || surrogate.length === 0) return tags
+  if (tags.length === 0) return surrogate
+  return [...new Set([...tags, ...surrogate])]
+}

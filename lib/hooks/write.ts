@@ -1,0 +1,60 @@
+import type { FastifyReply, FastifyRequest } from 'fastify'
+import { variantOf } from '../cache-key'
+import type { CacheEntry } from '../entry'
+import { computeEtag, parseCacheControl, refusalReason, storableHeaders } from '../http-semantics'
+import { logInvalidationFailure, type TargetBuilder } from '../invalidation'
+import type { RouteSettings } from '../options'
+import { bodyOf, responseEntryOf, tagsOf } from './response-entry'
+import type { OnSendDone } from './serve'
+
+/**
+ * The onSend hook of a write route (POST/PUT/PATCH/DELETE): after a 2xx answer, invalidate the
+ * GET entry of the same URL and the declared targets; with writeThrough, store the answer as
+ * that GET entry instead. Nothing happens when the handler failed.
+ */
+export function buildWriteHook (settings: RouteSettings, targets: TargetBuilder[], writeThrough: boolean) {
+  const { cache } = settings
+  return function emberCacheWrite (request: FastifyRequest, reply: FastifyReply, payload: unknown, done: OnSendDone): void {
+    const status = reply.statusCode
+    if (status < 200 || status >= 300) return done(null, payload)
+    let key: string
+    try {
+      key = settings.keyOf(request)
+    } catch (err) {
+      request.log.warn({ err }, 'ember-cache: key could not be computed; nothing invalidated')
+      return done(null, payload)
+    }
+    const work: Array<Promise<void>> = []
+    const entry = writeThrough ? responseEntry(reply, payload, settings, request) : undefined
+    if (entry !== undefined) {
+      const variant = settings.varyHeaders.length > 0 ? variantOf(request, settings.varyHeaders) : ''
+      // Every other variant of the key (other varyHeaders values, Vary learned by the GET route)
+      // holds the old representation: drop them all, then store. invalidate() bumps the epoch,
+      // so older misses in flight do not overwrite what this write stores.
+      work.push(cache.invalidate({ key }).then(() => cache.store(key, variant, entry)))
+    } else {
+      work.push(cache.invalidate({ key }))
+    }
+    for (const target of targets) work.push(cache.invalidate(target(request)))
+    Promise.all(work).then(() => done(null, payload), (err: unknown) => {
+      logInvalidationFailure(request.log, err)
+      done(null, payload)
+    })
+  }
+}
+
+/** The 2xx response of a PUT/PATCH as a GET entry, or undefined when it may not be stored. */
+function responseEntry (reply: FastifyReply, payload: unknown, settings: RouteSettings, request: FastifyRequest): CacheEntry | undefined {
+  // RFC 9111 §3.5: an answer to a credentialed request is not shared unless the route vouches
+  // (private, key, keyFn or varyHeaders with authorization), as on the read side.
+  if (!settings.allowsAuthorization && request.headers.authorization !== undefined) return undefined
+  // No payload (a 204) is nothing to read back: invalidate instead.
+  const body = payload === null || payload === undefined ? undefined : bodyOf(payload)
+  if (body === undefined || body.length > settings.maxEntryBytes) return undefined
+  const headers = reply.getHeaders()
+  if (refusalReason(reply.statusCode, settings.statusCodes, headers, parseCacheControl(headers['cache-control'])) !== undefined) return undefined
+  const stored = storableHeaders(headers, settings.header, settings.perRequestHeaders)
+  if (typeof stored.etag !== 'string') stored.etag = computeEtag(body)
+  // A 201 Created to a PUT is a 200 to the GET that reads it back.
+  return responseEntryOf(settings, 200, stored, body, settings.ttl, tagsOf(request, settings))
+}
