@@ -1,11 +1,10 @@
-import { createHash } from 'node:crypto'
 import type { FastifyRequest } from 'fastify'
 
 // Cache keys. The format is part of the public contract (users invalidate by key and pattern):
 //   METHOD ":" path [ "?" query-with-parameters-sorted-by-name ]
 // e.g. GET /tasks?page=1&limit=10 -> "GET:/tasks?limit=10&page=1". HEAD uses the GET key.
-// Variants (varyHeaders, response Vary) are kept apart from the key, so invalidating a key
-// drops every variant of it.
+// Variants (origin, varyHeaders, response Vary: variant.ts) are kept apart from the key, so
+// invalidating a key drops every variant of it.
 
 export type KeyBuilder = (request: FastifyRequest) => string
 
@@ -42,99 +41,90 @@ function paramName (param: string): string {
 }
 
 const PLACEHOLDER = /\{([^{}]+)\}/g
+const QUERY_PLACEHOLDER = 'query.'
+const PARAMS_PLACEHOLDER = 'params.'
 
 /**
- * Compiles `widget:{widgetId}` once, at route registration. Placeholders are filled from
- * route params first, then the query string; a missing value fills in as an empty string.
- * `escape`, when given, is applied to each filled value (escapeGlob for patterns).
+ * A template placeholder without a value in this request (an absent query parameter, a
+ * repeated one, an empty value). Thrown by compiled templates: a key that lacks a part could
+ * be shared by requests that differ exactly there, so the request is served without cache.
  */
-export function compileTemplate (template: string, escape?: (value: string) => string): KeyBuilder {
+export class MissingPlaceholderError extends Error {
+  constructor (readonly placeholder: string) {
+    super('no value for {' + placeholder + '} in this request')
+  }
+}
+
+/**
+ * The param names of a Fastify route path: `:name` (also `:name(regex)` and `:a-:b`), and
+ * `*` for a wildcard.
+ */
+export function routeParamNames (url: string): Set<string> {
+  const names = new Set<string>()
+  for (const match of url.matchAll(/:([A-Za-z0-9_$]+)/g)) {
+    // '::' is an escaped colon, not a param.
+    if (match.index !== undefined && match.index > 0 && url[match.index - 1] === ':') continue
+    names.add(match[1])
+  }
+  if (url.includes('*')) names.add('*')
+  return names
+}
+
+interface Placeholder {
+  name: string
+  fromQuery: boolean
+}
+
+/**
+ * Compiles `widget:{widgetId}` once, at route registration: `{name}` (or `{params.name}`) is a
+ * route param and must be one of `params`, `{query.name}` a query parameter. Throws
+ * `invalid(message)` for a placeholder that names no param of the route. The compiled template
+ * throws MissingPlaceholderError for a request without a value. `escape`, when given, is
+ * applied to each filled value (escapeGlob for patterns).
+ */
+export function compileTemplate (
+  template: string, params: ReadonlySet<string>, invalid: (message: string) => Error, escape?: (value: string) => string
+): KeyBuilder {
   const literals: string[] = []
-  const names: string[] = []
+  const placeholders: Placeholder[] = []
   let last = 0
   for (const match of template.matchAll(PLACEHOLDER)) {
     literals.push(template.slice(last, match.index))
-    names.push(match[1])
+    placeholders.push(placeholderOf(match[1].trim(), params, invalid))
     last = (match.index ?? 0) + match[0].length
   }
   const tail = template.slice(last)
-  if (names.length === 0) return () => template
+  if (placeholders.length === 0) return () => template
   return (request) => {
     let out = ''
-    for (let i = 0; i < names.length; i++) {
-      const value = placeholderValue(request, names[i])
+    for (let i = 0; i < placeholders.length; i++) {
+      const value = placeholderValue(request, placeholders[i])
       out += literals[i] + (escape === undefined ? value : escape(value))
     }
     return out + tail
   }
 }
 
-function placeholderValue (request: FastifyRequest, name: string): string {
-  const params = request.params as Record<string, unknown> | undefined
-  const fromParams = params?.[name]
-  if (fromParams !== undefined) return String(fromParams)
-  const query = request.query as Record<string, unknown> | undefined
-  const fromQuery = query?.[name]
-  return fromQuery === undefined ? '' : String(fromQuery)
-}
-
-/** True when a template string has `{name}` placeholders to fill per request. */
-export function hasPlaceholders (template: string): boolean {
-  PLACEHOLDER.lastIndex = 0
-  return PLACEHOLDER.test(template)
-}
-
-/**
- * The variant of a request: the values of the headers the response varies on, in a fixed
- * order. Empty when the route varies on nothing.
- */
-export function variantOf (request: FastifyRequest, headerNames: readonly string[]): string {
-  let variant = ''
-  for (let i = 0; i < headerNames.length; i++) {
-    const name = headerNames[i]
-    const raw = request.headers[name]
-    let value = raw === undefined ? '' : Array.isArray(raw) ? raw.join(',') : raw
-    // Credentials select a variant but are never written to the store in clear.
-    if (name === 'authorization' && value !== '') value = createHash('sha256').update(value).digest('base64url')
-    variant += (i === 0 ? '' : '\n') + name + '=' + value
+function placeholderOf (text: string, params: ReadonlySet<string>, invalid: (message: string) => Error): Placeholder {
+  if (text.startsWith(QUERY_PLACEHOLDER) && text.length > QUERY_PLACEHOLDER.length) {
+    return { name: text.slice(QUERY_PLACEHOLDER.length), fromQuery: true }
   }
-  return variant
-}
-
-/**
- * The request headers a route's variants are made of: the configured ones, then those learned
- * from responses' Vary. The array is replaced, never mutated, when it grows, so a lookup that
- * read it keeps a consistent list.
- */
-export interface VariantHeaders {
-  names: readonly string[]
-}
-
-/** Adds header names not yet known (except `*`); true when the list grew. */
-export function learnVariantHeaders (headers: VariantHeaders, names: readonly string[]): boolean {
-  let grown: string[] | undefined
-  for (const name of names) {
-    if (name === '*' || headers.names.includes(name) || grown?.includes(name) === true) continue
-    grown ??= [...headers.names]
-    grown.push(name)
+  const name = text.startsWith(PARAMS_PLACEHOLDER) ? text.slice(PARAMS_PLACEHOLDER.length) : text
+  if (!params.has(name)) {
+    const known = params.size === 0 ? 'the route has no params' : 'its params are ' + [...params].map((param) => '{' + param + '}').join(', ')
+    throw invalid('placeholder {' + text + '} names no param of the route (' + known + '); query values are written {query.' + name + '}')
   }
-  if (grown === undefined) return false
-  headers.names = grown
-  return true
+  return { name, fromQuery: false }
 }
 
-/**
- * True when a variant (as built by `variantOf`) was computed with `name` among its headers.
- * Header values cannot hold a newline, so a name right after the start or a newline and
- * followed by `=` is a name, never part of a value. No allocation: runs on hits.
- */
-export function variantHas (variant: string, name: string): boolean {
-  let at = variant.indexOf(name)
-  while (at !== -1) {
-    if ((at === 0 || variant.charCodeAt(at - 1) === 10) && variant.charCodeAt(at + name.length) === 61) return true
-    at = variant.indexOf(name, at + 1)
+function placeholderValue (request: FastifyRequest, placeholder: Placeholder): string {
+  const source = (placeholder.fromQuery ? request.query : request.params) as Record<string, unknown> | undefined
+  const value = source?.[placeholder.name]
+  // A repeated query parameter (an array) has no single value either.
+  if (value === undefined || value === null || value === '' || typeof value === 'object') {
+    throw new MissingPlaceholderError((placeholder.fromQuery ? QUERY_PLACEHOLDER : '') + placeholder.name)
   }
-  return false
+  return String(value)
 }
 
 /** Compiles a glob (`*`, `?`, `[...]`, backslash escapes) as Redis MATCH reads it. */

@@ -6,9 +6,15 @@ export type StoredHeaders = Record<string, string | string[]>
 
 export const ENTRY_RESPONSE = 1
 export const ENTRY_VALUE = 2
+/**
+ * Stored at a key's base variant when the key's response varies on request headers (RFC 9111
+ * §4.1): its body lists those header names; the response itself is stored under the variant
+ * that includes their values. Lookups follow it; it is never served.
+ */
+export const ENTRY_VARY = 3
 
 export interface CacheEntry {
-  /** ENTRY_RESPONSE for an HTTP response, ENTRY_VALUE for a cache-aside JSON value. */
+  /** ENTRY_RESPONSE for an HTTP response, ENTRY_VALUE for a cache-aside JSON value, ENTRY_VARY for a Vary pointer. */
   kind: number
   status: number
   headers: StoredHeaders
@@ -52,6 +58,35 @@ export function retentionSeconds (entry: CacheEntry): number {
   if (entry.ttl === 0) return 0
   // Backends count whole seconds (Redis EXPIRE rejects 0.5; memjs truncates it to 0 = forever).
   return Math.ceil(entry.ttl + Math.max(entry.staleWhileRevalidate, entry.staleIfError))
+}
+
+/** A Vary pointer for `names` (sorted, lower-case) that lives as long as `entry`. */
+export function varyPointer (names: readonly string[], entry: CacheEntry): CacheEntry {
+  return {
+    kind: ENTRY_VARY,
+    status: 0,
+    headers: {},
+    body: Buffer.from(names.join(','), 'utf8'),
+    storedAt: entry.storedAt,
+    ttl: entry.ttl,
+    staleWhileRevalidate: entry.staleWhileRevalidate,
+    staleIfError: entry.staleIfError,
+    tags: NO_TAGS,
+    tagVersions: NO_TAGS
+  }
+}
+
+const pointerMemo = new WeakMap<CacheEntry, readonly string[]>()
+
+/** The header names a Vary pointer lists (memoized per pointer object: lookups follow it often). */
+export function pointerNames (pointer: CacheEntry): readonly string[] {
+  let names = pointerMemo.get(pointer)
+  if (names === undefined) {
+    const text = pointer.body.toString('utf8')
+    names = text === '' ? [] : text.split(',')
+    pointerMemo.set(pointer, names)
+  }
+  return names
 }
 
 /** Approximate in-memory size, for byte-bounded LRUs. */
@@ -160,7 +195,7 @@ export function decodeEntry (data: Buffer | null | undefined, copyBody = true): 
     }
     const bodyLen = data.readUInt32BE(offset); offset += 4
     if (offset + bodyLen !== data.length) return undefined
-    if ((kind !== ENTRY_RESPONSE && kind !== ENTRY_VALUE) || !Number.isFinite(storedAt)) return undefined
+    if ((kind !== ENTRY_RESPONSE && kind !== ENTRY_VALUE && kind !== ENTRY_VARY) || !Number.isFinite(storedAt)) return undefined
     // reply.code() throws on a status outside 100-599: replaying one would fail the request.
     if (kind === ENTRY_RESPONSE && (status < 100 || status > 599)) return undefined
     // Copy so a pooled or shared input buffer cannot change the body later.

@@ -35,3 +35,12 @@ export const CircuitOpenError = createError<[string]>(
   'FST_EMBER_CACHE_CIRCUIT_OPEN',
   '%s is unavailable (circuit open); serving without cache'
 )
+
+/**
+ * An invalidation could not reach the backend. It is queued and retried, in order, before the
+ * cache serves another hit; until then the cache answers every request from the origin.
+ */
+export const InvalidationFailedError = createError<[string, string]>(
+  'FST_EMBER_CACHE_INVALIDATION_FAILED',
+  '%s could not invalidate (%s); queued: it runs before this cache serves another hit'
+)

@@ -170,11 +170,26 @@ export function notModifiedSince (ifModifiedSince: string, lastModified: string 
   return Number.isFinite(since) && Number.isFinite(modified) && modified <= since
 }
 
-/** Cache-Control sent with a cached route's response when the handler set none (RFC 9111 §5.2.2). */
-export function freshnessHeader (remainingSeconds: number, ttl: number, isPrivate: boolean): string {
-  const scope = isPrivate ? 'private' : 'public'
+/**
+ * Cache-Control sent with a cached route's response when the handler set none (RFC 9111
+ * §5.2.2). `scope` is '', 'public, ' or 'private, '. max-age is the entry's whole lifetime, on
+ * hits too: they also send Age, and a cache in front counts max-age - Age (§4.2.3); sending the
+ * remaining time as max-age would have it subtract the age twice.
+ */
+export function freshnessHeader (ttl: number, scope: string): string {
   // ttl 0 keeps the entry forever on the server, but clients must ask again every time.
-  if (ttl === 0) return scope + ', no-cache'
-  // RFC 9111 §1.2.2: delta-seconds is an integer; a fractional ttl rounds up as hits do.
-  return scope + ', max-age=' + Math.ceil(remainingSeconds)
+  if (ttl === 0) return scope + 'no-cache'
+  // RFC 9111 §1.2.2: delta-seconds is an integer; a fractional ttl rounds up.
+  return scope + 'max-age=' + Math.ceil(ttl)
+}
+
+/** RFC 9110 §12.5.5: `vary` plus the names in `add` it lacks (case-insensitive), or undefined. */
+export function mergeVary (vary: unknown, add: readonly string[]): string | undefined {
+  if (vary === undefined || vary === null || vary === '') return add.length === 0 ? undefined : add.join(', ')
+  const text = Array.isArray(vary) ? vary.join(', ') : String(vary)
+  const present = varyNames(text)
+  const missing = add.filter((name) => !present.includes(name) && name !== 'accept-encoding')
+  // Vary: * already covers every header.
+  if (missing.length === 0 || present.includes('*')) return text
+  return text + ', ' + missing.join(', ')
 }

@@ -3,11 +3,12 @@ import fp from 'fastify-plugin'
 import type { FastifyInstance, FastifyReply } from 'fastify'
 import '../types/fastify'
 import type { EmberCacheDecorator } from '../types/fastify'
-import { EmberCache, type InvalidationTarget } from './caches/cache'
+import { EmberCache, type InvalidationReport, type InvalidationTarget } from './caches/cache'
 import { MemoryCache, StaticCache } from './caches/local-cache'
 import { RedisCache } from './caches/redis-cache'
 import { MemcachedCache } from './caches/memcached-cache'
-import { InvalidOptionError } from './errors'
+import { InvalidOptionError, InvalidationFailedError } from './errors'
+import { routeParamNames } from './cache-key'
 import { compileTargets, invalidateAll } from './invalidation'
 import { resolvePluginOptions, resolveRouteOptions, type CacheMode, type EmberCachePluginOptions, type RouteSettings } from './options'
 import { buildLookupHook } from './hooks/lookup'
@@ -56,13 +57,17 @@ async function emberCachePlugin (fastify: FastifyInstance, options: EmberCachePl
   if (opts.memory !== undefined) cacheForMode('memory', 'memory')
   if (opts.static !== undefined) cacheForMode('static', 'static')
 
+  // Caches used outside routes (cache-aside) live and die with the app too, when given.
+  for (const cache of opts.caches) caches.add(cache)
+
   const decorator: EmberCacheDecorator = {
     invalidate: (target: InvalidationTarget) => invalidateAll(caches, target, fastify.log),
+    clear: () => clearAll(caches, fastify.log),
     get caches () { return [...caches] }
   }
   fastify.decorate('emberCache', decorator)
   fastify.decorateRequest(kState as unknown as string, null)
-  fastify.decorateReply('cacheInvalidate', function (this: FastifyReply, target: InvalidationTarget): Promise<void> {
+  fastify.decorateReply('cacheInvalidate', function (this: FastifyReply, target: InvalidationTarget): Promise<InvalidationReport> {
     const settings = (this.request.routeOptions.config as unknown as Record<symbol, RouteSettings | undefined>)[kSettings]
     return invalidateAll(settings === undefined ? caches : [settings.cache], target, this.log)
   })
@@ -72,7 +77,7 @@ async function emberCachePlugin (fastify: FastifyInstance, options: EmberCachePl
     if (config === undefined) return
     const methods = (Array.isArray(routeOptions.method) ? routeOptions.method : [routeOptions.method]).map((m) => m.toUpperCase())
     const label = methods.join(',') + ' ' + routeOptions.url
-    const settings = resolveRouteOptions(config, label, opts, cacheForMode)
+    const settings = resolveRouteOptions(config, { label, params: routeParamNames(routeOptions.url ?? '') }, opts, cacheForMode)
     caches.add(settings.cache)
     // A new object: the automatic HEAD route still holds the user's original config.
     routeOptions.config = { ...routeOptions.config, [kSettings]: settings } as typeof routeOptions.config
@@ -81,6 +86,7 @@ async function emberCachePlugin (fastify: FastifyInstance, options: EmberCachePl
         throw new InvalidOptionError(label + ' config.cache.' + (settings.writeThrough ? 'writeThrough' : 'invalidate'), 'belongs on a write route (POST, PUT, PATCH, DELETE)')
       }
       if (!opts.enabled) return
+      if (settings.early) checkEarlyHooks(routeOptions, label)
       const lookup = buildLookupHook(settings, refresh, refreshToken)
       // Lookup after the route's own hooks, so that a hit is never served to a request its auth
       // hooks reject; `early` (public routes only) moves it to onRequest and skips the rest.
@@ -95,7 +101,7 @@ async function emberCachePlugin (fastify: FastifyInstance, options: EmberCachePl
         throw new InvalidOptionError(label + ' config.cache.writeThrough', 'only PUT and PATCH routes can write through')
       }
       if (settings.early) throw new InvalidOptionError(label + ' config.cache.early', 'belongs on a read route (GET, HEAD)')
-      const targets = compileTargets(settings.invalidate, settings.cache, label + ' config.cache.invalidate')
+      const targets = compileTargets(settings.invalidate, settings.cache, label + ' config.cache.invalidate', settings.routeParams)
       if (!opts.enabled) return
       routeOptions.onSend = appendHook(routeOptions.onSend, buildWriteHook(settings, targets, settings.writeThrough))
       return
@@ -109,6 +115,36 @@ async function emberCachePlugin (fastify: FastifyInstance, options: EmberCachePl
   fastify.addHook('onClose', async () => {
     await Promise.all([...caches].map((cache) => cache.close()))
   })
+}
+
+/**
+ * A hit of an `early` route is answered in onRequest, so the route's own later hooks would
+ * never run for it: a route that has any is refused rather than silently skipping them.
+ * (App-wide hooks cannot be seen from here; the README says so.)
+ */
+function checkEarlyHooks (routeOptions: { preParsing?: unknown, preValidation?: unknown, preHandler?: unknown }, label: string): void {
+  for (const name of ['preParsing', 'preValidation', 'preHandler'] as const) {
+    const hooks = routeOptions[name]
+    if (hooks !== undefined && (!Array.isArray(hooks) || hooks.length > 0)) {
+      throw new InvalidOptionError(label + ' config.cache.early', 'the route has its own ' + name + ' hook, which a hit would skip; drop early or move the check to onRequest')
+    }
+  }
+}
+
+/** Clears every cache, all of them even when some fail, and says what each did. */
+async function clearAll (caches: Iterable<EmberCache>, log: FastifyInstance['log']): Promise<InvalidationReport> {
+  const list = [...caches]
+  const results = await Promise.allSettled(list.map((cache) => cache.clear()))
+  const report: InvalidationReport = { ok: true, done: [], queued: [], unsupported: [] }
+  results.forEach((result, i) => {
+    if (result.status === 'fulfilled') return report.done.push(list[i].name)
+    report.ok = false
+    const error = result.reason as Error
+    if (error instanceof InvalidationFailedError) report.queued.push({ cache: list[i].name, error })
+    else report.unsupported.push({ cache: list[i].name, error })
+    log.warn({ cache: list[i].name, err: error }, 'ember-cache: clear failed')
+  })
+  return report
 }
 
 /** Adds our hook after the route's own (undefined, one function or an array), keeping theirs. */
@@ -125,12 +161,13 @@ export const emberCache = fp(emberCachePlugin, {
 export default emberCache
 export { EmberCache, MemoryCache, StaticCache, RedisCache, MemcachedCache }
 export { RemoteCache, type RemoteCacheOptions } from './caches/remote-cache'
-export type { CacheOptions, InvalidationTarget, SetOptions, LookupResult } from './caches/cache'
+export type { CacheOptions, InvalidationTarget, InvalidationReport, SetOptions, LookupResult } from './caches/cache'
 export type { LocalCacheOptions, StaticCacheOptions } from './caches/local-cache'
 export type { RedisCacheOptions } from './caches/redis-cache'
 export type { MemcachedCacheOptions } from './caches/memcached-cache'
-export type { EmberCachePluginOptions, RouteCacheOptions, RouteCacheConfig, CacheMode } from './options'
+export type { EmberCachePluginOptions, RouteCacheOptions, RouteCacheConfig, CacheMode, CacheKeyRequest } from './options'
+export type { RouteDefaults } from './route-defaults'
 export type { CacheEntry } from './entry'
 export type { EmberCacheDecorator } from '../types/fastify'
-export { InvalidOptionError, InvalidTargetError, PatternNotSupportedError, BackendTimeoutError, CircuitOpenError } from './errors'
+export { InvalidOptionError, InvalidTargetError, PatternNotSupportedError, BackendTimeoutError, CircuitOpenError, InvalidationFailedError } from './errors'
 export { urlKey } from './cache-key'

@@ -1,51 +1,87 @@
 import type { FastifyBaseLogger, FastifyRequest } from 'fastify'
-import { compileTemplate, escapeGlob } from './cache-key'
-import type { EmberCache, InvalidationTarget } from './caches/cache'
+import { MissingPlaceholderError, compileTemplate, escapeGlob } from './cache-key'
+import type { EmberCache, InvalidationReport, InvalidationTarget } from './caches/cache'
 import { InvalidOptionError, InvalidTargetError, PatternNotSupportedError } from './errors'
 
 // Invalidation targets: compiled once per write route, and run over several caches at once
 // (fastify.emberCache.invalidate, reply.cacheInvalidate). The write hook is in hooks/write.ts.
 
-export type TargetBuilder = (request: FastifyRequest) => InvalidationTarget
+/** A write route's target for one request; undefined when a placeholder has no value in it. */
+export type TargetBuilder = (request: FastifyRequest) => InvalidationTarget | undefined
 
 /**
- * Compiles a route's `invalidate` list once. `{name}` fills from params/query; an entry with
- * glob characters is a pattern; `tags:a,b` names tags; anything else is a key.
+ * Compiles a route's `invalidate` list once. `{name}` fills from the route's params and
+ * `{query.name}` from its query; an entry with glob characters is a pattern; `tags:a,b` names
+ * tags; anything else is a key. A placeholder that names no param fails registration.
  */
-export function compileTargets (list: string[], cache: EmberCache, where: string): TargetBuilder[] {
+export function compileTargets (list: string[], cache: EmberCache, where: string, params: ReadonlySet<string>): TargetBuilder[] {
   return list.map((text) => {
+    const invalid = (message: string): Error => new InvalidOptionError(where, JSON.stringify(text) + ': ' + message)
     if (text.startsWith('tags:')) {
-      const builders = text.slice(5).split(',').map((tag) => compileTemplate(tag.trim()))
-      return (request) => ({ tags: builders.map((build) => build(request)) })
+      const builders = text.slice(5).split(',').map((tag) => compileTemplate(tag.trim(), params, invalid))
+      return fillOrSkip(text, (request) => ({ tags: builders.map((build) => build(request)) }))
     }
     if (/[*?[]/.test(text.replace(/\{[^{}]+\}/g, ''))) {
       if (cache.kind === 'memcached') {
         throw new InvalidOptionError(where, 'pattern ' + JSON.stringify(text) + ' cannot be used with a Memcached cache (no pattern invalidation); use keys or tags:')
       }
       // Request values fill in as literals: a param of `*` must not widen the pattern.
-      const buildPattern = compileTemplate(text, escapeGlob)
-      return (request) => ({ pattern: buildPattern(request) })
+      const buildPattern = compileTemplate(text, params, invalid, escapeGlob)
+      return fillOrSkip(text, (request) => ({ pattern: buildPattern(request) }))
     }
-    const build = compileTemplate(text)
-    return (request) => ({ key: build(request) })
+    const build = compileTemplate(text, params, invalid)
+    return fillOrSkip(text, (request) => ({ key: build(request) }))
   })
 }
 
 /**
- * Invalidates on each cache. Backend failures are logged, not thrown: a request must not fail
- * because the cache is down. Mistakes in the target (bad shape, a pattern on Memcached) reject.
+ * A target whose template lacks a value in some request cannot name the right entries: it is
+ * skipped for that request, with one warning per target (not per request) so logs stay readable.
  */
-export async function invalidateAll (caches: Iterable<EmberCache>, target: InvalidationTarget, log: FastifyBaseLogger): Promise<void> {
-  const results = await Promise.allSettled([...caches].map((cache) => cache.invalidate(target)))
-  let usageError: unknown
-  for (const result of results) {
-    if (result.status === 'fulfilled') continue
-    if (result.reason instanceof InvalidTargetError || result.reason instanceof PatternNotSupportedError) usageError ??= result.reason
-    else logInvalidationFailure(log, result.reason)
+function fillOrSkip (text: string, build: (request: FastifyRequest) => InvalidationTarget): TargetBuilder {
+  let warned = false
+  return (request) => {
+    try {
+      return build(request)
+    } catch (err) {
+      if (!(err instanceof MissingPlaceholderError)) throw err
+      if (!warned) {
+        warned = true
+        request.log.warn({ target: text, placeholder: err.placeholder }, 'ember-cache: invalidation target skipped: a placeholder has no value in this request')
+      }
+      return undefined
+    }
   }
-  if (usageError !== undefined) throw usageError
 }
 
-export function logInvalidationFailure (log: FastifyBaseLogger, err: unknown): void {
-  log.warn({ err }, 'ember-cache: invalidation failed; entries may stay until they expire')
+/**
+ * Invalidates on each cache, all of them even when some fail, and says what each did. Backend
+ * failures are reported (and queued by the cache), not thrown: a request must not fail because
+ * a cache is down. A malformed target rejects: that is the caller's bug.
+ */
+export async function invalidateAll (caches: Iterable<EmberCache>, target: InvalidationTarget, log: FastifyBaseLogger): Promise<InvalidationReport> {
+  const list = [...caches]
+  const results = await Promise.allSettled(list.map((cache) => cache.invalidate(target)))
+  const report: InvalidationReport = { ok: true, done: [], queued: [], unsupported: [] }
+  for (let i = 0; i < results.length; i++) {
+    const result = results[i]
+    const name = list[i].name
+    if (result.status === 'fulfilled') {
+      report.done.push(name)
+      continue
+    }
+    const error = result.reason as Error
+    if (error instanceof InvalidTargetError) throw error
+    report.ok = false
+    if (error instanceof PatternNotSupportedError) report.unsupported.push({ cache: name, error })
+    else {
+      report.queued.push({ cache: name, error })
+      logInvalidationFailure(log, name, error)
+    }
+  }
+  return report
+}
+
+export function logInvalidationFailure (log: FastifyBaseLogger, cache: string, err: unknown): void {
+  log.warn({ cache, err }, 'ember-cache: invalidation failed; queued, and that cache serves no hits until it runs')
 }

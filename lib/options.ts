@@ -1,14 +1,19 @@
-import type { FastifyRequest } from 'fastify'
+import type { RouteGenericInterface } from 'fastify'
 import { EmberCache } from './caches/cache'
 import type { LocalCacheOptions, StaticCacheOptions } from './caches/local-cache'
 import type { RedisCacheOptions } from './caches/redis-cache'
 import type { MemcachedCacheOptions } from './caches/memcached-cache'
-import { compileTemplate, urlKey, type KeyBuilder, type VariantHeaders } from './cache-key'
+import { compileTemplate, urlKey, type KeyBuilder } from './cache-key'
 import { InvalidOptionError } from './errors'
 import {
-  checkBoolean, checkFunction, checkNonNegativeInteger, checkObject, checkSeconds,
+  ROUTE_DEFAULT_NAMES, TTL_FROM_RESPONSE, checkRouteDefaults, statusSet,
+  type CacheKeyRequest, type LooseRouteGeneric, type RouteDefaults
+} from './route-defaults'
+import {
+  checkBoolean, checkNonNegativeInteger, checkObject, checkSeconds,
   checkString, checkStringArray, describe, lowerCaseHeaders, rejectUnknown
 } from './validate'
+import type { VariantPlan } from './variant'
 
 export type CacheMode = 'static' | 'memory' | 'redis' | 'memcached'
 const MODES: ReadonlySet<string> = new Set(['static', 'memory', 'redis', 'memcached'])
@@ -55,69 +60,41 @@ export interface EmberCachePluginOptions {
    * ['x-request-id', 'request-id', 'x-correlation-id', 'traceparent', 'tracestate', 'server-timing'].
    */
   perRequestHeaders?: string[]
+  /**
+   * Caches used outside routes (cache-aside only) that the app should open in `onReady`,
+   * close in `onClose` and include in `fastify.emberCache.invalidate()`. Caches used by a route
+   * are managed anyway. Default [].
+   */
+  caches?: EmberCache[]
 }
 
-/** Route options: `config: { cache: { ... } }`. */
-export interface RouteCacheOptions {
+/**
+ * Route options: `config: { cache: { ... } }`. Every option that is not about one route only
+ * (all but mode, cache, invalidate, writeThrough and early) may also be given to the cache
+ * object as a default for its routes. The functions' request is typed with `RouteGeneric`
+ * when the options come from `cacheConfig<RouteGeneric>()`.
+ */
+export interface RouteCacheOptions<RouteGeneric extends RouteGenericInterface = LooseRouteGeneric> extends RouteDefaults<RouteGeneric> {
   /** Use the plugin's shared cache of this mode. */
   mode?: CacheMode
   /** Use this cache object (shared with other routes). */
   cache?: EmberCache
-  /**
-   * Seconds of freshness; 0 = never expires. `'from-response'` takes each response's own
-   * `s-maxage`, else `max-age` (RFC 9111 §5.2.2.10, §5.2.2.1), and falls back to the cache `ttl`,
-   * then the plugin `defaultTtl`, when it has neither; a response that says 0 is not stored.
-   * Default: cache `ttl`, then plugin `defaultTtl`.
-   */
-  ttl?: number | 'from-response'
-  /** Tags stored with the entry, for `invalidate({ tags })`. */
-  tags?: string[] | ((request: FastifyRequest) => string[])
-  /**
-   * Request headers that select a variant. Headers named in a response's own `Vary` are added
-   * automatically (except Accept-Encoding: the identity body is stored and compressed per
-   * response). Including `authorization` lets requests with credentials use the cache.
-   * Default: the cache's `varyHeaders`.
-   */
-  varyHeaders?: string[]
-  /** Replaces the computed key. */
-  keyFn?: (request: FastifyRequest) => string
-  /** Key template filled from params, then query: `'widget:{widgetId}'`. */
-  key?: string
-  /** Statuses that may be stored. Default: the plugin's. */
-  statusCodes?: number[]
-  /** Write routes: more targets to invalidate after a 2xx. `{name}` fills from params/query; `*` = pattern; `tags:a,b` = tags. */
+  /** Write routes: more targets to invalidate after a 2xx. `{name}` fills from params, `{query.name}` from the query; `*` = pattern; `tags:a,b` = tags. */
   invalidate?: string[]
   /** PUT/PATCH routes: store the 2xx response as the GET entry of the same URL. Default false. */
   writeThrough?: boolean
   /**
-   * Send `Cache-Control: private` instead of public. Also lets requests that carry
-   * `Authorization` use the cache (RFC 9111 §3.5), which they otherwise bypass: the route then
-   * vouches that its key (or varyHeaders) separates users. Default false.
-   */
-  private?: boolean
-  /** Seconds an expired entry is served while one refresh runs. Default: cache, then 0. */
-  staleWhileRevalidate?: number
-  /** Seconds an expired entry replaces an origin error. Default: cache, then 0. */
-  staleIfError?: number
-  /**
-   * Milliseconds the handler may take when an entry within `staleIfError` exists; past it, the
-   * stale entry is served and the late answer is dropped. 0 waits for the handler. Default 0.
-   */
-  staleIfErrorTimeout?: number
-  /** Honour request Cache-Control directives on this route. Default: the plugin's. */
-  respectRequestDirectives?: boolean
-  /** Stream payloads up to this many bytes are stored. Default: the plugin's. */
-  streamMaxBytes?: number
-  /**
-   * Look up in `onRequest` instead of `preHandler`: a hit skips every later hook of the route
-   * (preParsing, preValidation, preHandler) and validation. Only for public routes whose
-   * answer is the same for everyone (health, build info, static config): an auth check in
-   * one of those later hooks does NOT run on a hit. App-wide onRequest hooks and the route's
-   * own onRequest hooks still run first; requests with Authorization still bypass the cache
-   * unless the route opted in. Default false.
+   * Look up in `onRequest` instead of `preHandler`: a hit skips every later hook (preParsing,
+   * preValidation, preHandler) and validation. Only for public routes whose answer is the same
+   * for everyone (health, build info, static config). Refused on routes with their own
+   * preParsing/preValidation/preHandler hooks; app-wide hooks of those kinds do NOT run on a
+   * hit. App-wide and route onRequest hooks still run first. Default false.
    */
   early?: boolean
 }
+
+/** `request` as RouteCacheOptions' functions see it, for routes typed with their own generics. */
+export type { CacheKeyRequest }
 
 export type RouteCacheConfig = EmberCache | RouteCacheOptions
 
@@ -139,11 +116,7 @@ export interface ResolvedPluginOptions {
   streamMaxBytes: number
   surrogateKeyHeader: string | false
   perRequestHeaders: ReadonlySet<string>
-  /**
-   * Request headers learned from responses' Vary, per route config object and URL, so that a
-   * GET route and its automatic HEAD route (two RouteSettings) learn together.
-   */
-  learnedVary: WeakMap<object, Map<string, VariantHeaders>>
+  caches: EmberCache[]
 }
 
 /** Everything a cached route needs per request, computed once at route registration. */
@@ -154,19 +127,24 @@ export interface RouteSettings {
   ttl: number
   /** `ttl: 'from-response'`: take the TTL from the response's s-maxage / max-age. */
   ttlFromResponse: boolean
-  tags: string[] | ((request: FastifyRequest) => string[]) | undefined
-  /** The configured variant headers (route, else cache). */
+  tags: string[] | ((request: CacheKeyRequest<any>) => string[]) | undefined
+  /** The configured variant headers (route, else cache; authorization added for private routes). */
   varyHeaders: string[]
-  /** Configured variant headers plus those learned from responses' Vary: what lookups use. */
-  variantHeaders: VariantHeaders
+  /** What the route's variants are made of: origin and configured headers. */
+  variants: VariantPlan
+  /** The configured variant headers as a Vary value for responses, or undefined for none. */
+  vary: string | undefined
   /** RFC 9111 §3.5: requests with Authorization may use the cache (the route opted in). */
   allowsAuthorization: boolean
-  /** The request's key; for write routes, the key of the GET entry of the same URL. */
+  /** The request's key; for write routes, the key of the GET entry of the same URL. May throw MissingPlaceholderError. */
   keyOf: KeyBuilder
+  /** The route's params (for the placeholders of write targets). */
+  routeParams: ReadonlySet<string>
   statusCodes: Set<number>
   invalidate: string[]
   writeThrough: boolean
-  isPrivate: boolean
+  /** Cache-Control scope sent with our freshness: '' (none), 'public, ' or 'private, '. */
+  scope: string
   staleWhileRevalidate: number
   staleIfError: number
   staleIfErrorTimeout: number
@@ -185,20 +163,16 @@ export interface RouteSettings {
 
 const PLUGIN_OPTIONS: ReadonlySet<string> = new Set([
   'enabled', 'defaultTtl', 'header', 'statusCodes', 'keyPrefix', 'memory', 'static', 'redis', 'memcached',
-  'respectRequestDirectives', 'cacheStatus', 'debug', 'collapseWait', 'streamMaxBytes', 'surrogateKeyHeader', 'perRequestHeaders'
+  'respectRequestDirectives', 'cacheStatus', 'debug', 'collapseWait', 'streamMaxBytes', 'surrogateKeyHeader', 'perRequestHeaders',
+  'caches'
 ])
-const ROUTE_OPTIONS: ReadonlySet<string> = new Set([
-  'mode', 'cache', 'ttl', 'tags', 'varyHeaders', 'keyFn', 'key', 'statusCodes', 'invalidate', 'writeThrough',
-  'private', 'staleWhileRevalidate', 'staleIfError', 'staleIfErrorTimeout', 'respectRequestDirectives', 'streamMaxBytes',
-  'early'
-])
+const ROUTE_OPTIONS: ReadonlySet<string> = new Set(['mode', 'cache', 'invalidate', 'writeThrough', 'early', ...ROUTE_DEFAULT_NAMES])
 // RFC 9110 §15.3.7: a 206 holds part of a representation; storing it as the whole would be wrong.
 const DEFAULT_STATUS_CODES = [200, 201, 202, 203, 204, 205, 207, 208, 226]
 const DEFAULT_TTL = 60
 const DEFAULT_PER_REQUEST_HEADERS = ['x-request-id', 'request-id', 'x-correlation-id', 'traceparent', 'tracestate', 'server-timing']
 const DEFAULT_COLLAPSE_WAIT = 5000
 const DEFAULT_SURROGATE_KEY_HEADER = 'cache-tag'
-const TTL_FROM_RESPONSE = 'from-response'
 
 export function resolvePluginOptions (options: EmberCachePluginOptions | undefined): ResolvedPluginOptions {
   checkObject('options', options)
@@ -215,6 +189,9 @@ export function resolvePluginOptions (options: EmberCachePluginOptions | undefin
   checkNonNegativeInteger('collapseWait', opts.collapseWait)
   checkNonNegativeInteger('streamMaxBytes', opts.streamMaxBytes)
   checkHeaderName('surrogateKeyHeader', opts.surrogateKeyHeader)
+  if (opts.caches !== undefined && (!Array.isArray(opts.caches) || opts.caches.some((cache) => !(cache instanceof EmberCache)))) {
+    throw new InvalidOptionError('caches', 'expected an array of cache objects (MemoryCache, StaticCache, RedisCache, MemcachedCache), got ' + describe(opts.caches))
+  }
   return {
     enabled: opts.enabled ?? true,
     defaultTtl: opts.defaultTtl ?? DEFAULT_TTL,
@@ -234,8 +211,16 @@ export function resolvePluginOptions (options: EmberCachePluginOptions | undefin
       ? DEFAULT_SURROGATE_KEY_HEADER
       : opts.surrogateKeyHeader === false ? false : opts.surrogateKeyHeader.toLowerCase(),
     perRequestHeaders: new Set(lowerCaseHeaders('perRequestHeaders', opts.perRequestHeaders) ?? DEFAULT_PER_REQUEST_HEADERS),
-    learnedVary: new WeakMap()
+    caches: opts.caches ?? []
   }
+}
+
+/** The route being registered, as the onRoute hook sees it. */
+export interface RouteInfo {
+  /** "METHODS url", for error messages. */
+  label: string
+  /** The route's path, for its param names. */
+  params: ReadonlySet<string>
 }
 
 /**
@@ -244,12 +229,12 @@ export function resolvePluginOptions (options: EmberCachePluginOptions | undefin
  */
 export function resolveRouteOptions (
   config: unknown,
-  routeLabel: string,
+  routeInfo: RouteInfo,
   plugin: ResolvedPluginOptions,
   cacheForMode: (mode: CacheMode, where: string) => EmberCache
 ): RouteSettings {
-  const where = routeLabel + ' config.cache'
-  const route: RouteCacheOptions = config instanceof EmberCache ? { cache: config } : checkRouteObject(where, config)
+  const where = routeInfo.label + ' config.cache'
+  const route: RouteCacheOptions<any> = config instanceof EmberCache ? { cache: config } : checkRouteObject(where, config)
   rejectUnknown(where + '.', route, ROUTE_OPTIONS)
 
   let cache: EmberCache
@@ -265,59 +250,62 @@ export function resolveRouteOptions (
     }
     cache = cacheForMode(route.mode, where + '.mode')
   }
+  checkRouteDefaults(where + '.', route)
+  checkStringArray(where + '.invalidate', route.invalidate)
+  checkBoolean(where + '.writeThrough', route.writeThrough)
+  checkBoolean(where + '.early', route.early)
 
-  const ttlFromResponse = route.ttl === TTL_FROM_RESPONSE
-  if (!ttlFromResponse && route.ttl !== undefined && (typeof route.ttl !== 'number' || !Number.isFinite(route.ttl) || route.ttl < 0)) {
-    throw new InvalidOptionError(where + '.ttl', "expected a number of seconds >= 0 or 'from-response', got " + describe(route.ttl))
-  }
+  // route > cache object: what the route does not say, its cache's defaults say.
+  const defaults = cache.defaults
+  const pick = <K extends keyof RouteDefaults<any>>(name: K): RouteDefaults<any>[K] => route[name] ?? defaults[name]
+  // key and keyFn replace each other: the route's pair wins as a whole over the cache's.
+  const keySource = route.key !== undefined || route.keyFn !== undefined ? route : defaults
+
+  const ttlOption = pick('ttl')
+  const ttlFromResponse = ttlOption === TTL_FROM_RESPONSE
   const isStatic = cache.kind === 'static'
   if (isStatic && route.ttl !== undefined && route.ttl !== 0) {
     throw new InvalidOptionError(where + '.ttl', 'static caches never expire; use mode memory for a TTL')
   }
-  if (route.tags !== undefined && typeof route.tags !== 'function') checkStringArray(where + '.tags', route.tags)
-  checkFunction(where + '.keyFn', route.keyFn)
-  checkString(where + '.key', route.key)
-  if (route.keyFn !== undefined && route.key !== undefined) throw new InvalidOptionError(where + '.key', 'give either key or keyFn, not both')
-  checkStringArray(where + '.invalidate', route.invalidate)
-  checkBoolean(where + '.writeThrough', route.writeThrough)
-  checkBoolean(where + '.private', route.private)
-  checkSeconds(where + '.staleWhileRevalidate', route.staleWhileRevalidate)
-  checkSeconds(where + '.staleIfError', route.staleIfError)
-  checkNonNegativeInteger(where + '.staleIfErrorTimeout', route.staleIfErrorTimeout)
-  checkBoolean(where + '.respectRequestDirectives', route.respectRequestDirectives)
-  checkNonNegativeInteger(where + '.streamMaxBytes', route.streamMaxBytes)
-  checkBoolean(where + '.early', route.early)
+  const isPrivate = pick('private') ?? false
+  const isPublic = pick('public') ?? false
+  if (isPrivate && isPublic) throw new InvalidOptionError(where + '.public', 'a response cannot be both public and private (one of them comes from the cache object)')
+  const hasKeyFn = keySource.keyFn !== undefined
 
-  let varyHeaders = lowerCaseHeaders(where + '.varyHeaders', route.varyHeaders) ?? cache.varyHeaders ?? []
-  // A private route keyed by URL alone would hand one user's answer to another: without a
-  // keyFn/key of its own, it keeps one variant per credential.
-  if (route.private === true && route.keyFn === undefined && route.key === undefined && !varyHeaders.includes('authorization')) {
-    varyHeaders = [...varyHeaders, 'authorization']
-  }
+  let varyHeaders = lowerCaseHeaders(where + '.varyHeaders', route.varyHeaders) ?? defaults.varyHeaders ?? []
+  // A private route keyed by URL (or a URL template) would hand one user's answer to another:
+  // without a keyFn that separates callers, it keeps one variant per credential.
+  if (isPrivate && !hasKeyFn && !varyHeaders.includes('authorization')) varyHeaders = [...varyHeaders, 'authorization']
+  // Routes keyed per caller: their answers must not be stored by shared caches in front.
+  const perCaller = isPrivate || hasKeyFn || varyHeaders.includes('authorization') || varyHeaders.includes('cookie')
 
-  if (route.early === true) checkEarly(where, route, varyHeaders)
+  const early = route.early ?? false
+  if (early) checkEarly(where, isPrivate, varyHeaders, pick('staleIfErrorTimeout') ?? 0)
 
+  const ttl = isStatic ? 0 : (typeof ttlOption === 'number' ? ttlOption : undefined) ?? cache.ttl ?? plugin.defaultTtl
   return {
     cache,
     isStatic,
-    ttl: isStatic ? 0 : (ttlFromResponse ? undefined : route.ttl as number | undefined) ?? cache.ttl ?? plugin.defaultTtl,
+    ttl,
     ttlFromResponse,
-    tags: route.tags,
+    tags: pick('tags'),
     varyHeaders,
-    variantHeaders: sharedVariantHeaders(plugin, config as object, routeLabel, varyHeaders),
-    allowsAuthorization: route.private === true || route.keyFn !== undefined || route.key !== undefined || varyHeaders.includes('authorization'),
-    keyOf: keyBuilder(route),
-    statusCodes: statusSet(where + '.statusCodes', route.statusCodes) ?? plugin.statusCodes,
+    variants: { origin: !(pick('shareAcrossHosts') ?? false), names: varyHeaders },
+    vary: varyHeaders.length === 0 ? undefined : varyHeaders.join(', '),
+    allowsAuthorization: isPrivate || hasKeyFn || varyHeaders.includes('authorization'),
+    keyOf: keyBuilder(keySource, routeInfo.params, where),
+    routeParams: routeInfo.params,
+    statusCodes: statusSet(where + '.statusCodes', pick('statusCodes')) ?? plugin.statusCodes,
     invalidate: route.invalidate ?? [],
     writeThrough: route.writeThrough ?? false,
-    isPrivate: route.private ?? false,
-    staleWhileRevalidate: route.staleWhileRevalidate ?? cache.staleWhileRevalidate ?? 0,
-    staleIfError: route.staleIfError ?? cache.staleIfError ?? 0,
-    staleIfErrorTimeout: route.staleIfErrorTimeout ?? 0,
+    scope: isPublic ? 'public, ' : perCaller ? 'private, ' : '',
+    staleWhileRevalidate: pick('staleWhileRevalidate') ?? 0,
+    staleIfError: pick('staleIfError') ?? 0,
+    staleIfErrorTimeout: pick('staleIfErrorTimeout') ?? 0,
     maxEntryBytes: cache.maxEntryBytes,
-    streamMaxBytes: route.streamMaxBytes ?? plugin.streamMaxBytes,
-    respectRequestDirectives: route.respectRequestDirectives ?? plugin.respectRequestDirectives,
-    early: route.early ?? false,
+    streamMaxBytes: pick('streamMaxBytes') ?? plugin.streamMaxBytes,
+    respectRequestDirectives: pick('respectRequestDirectives') ?? plugin.respectRequestDirectives,
+    early,
     header: plugin.header,
     cacheStatus: plugin.cacheStatus,
     debug: plugin.debug,
@@ -328,35 +316,15 @@ export function resolveRouteOptions (
 }
 
 /**
- * One learned-Vary list per route config object and URL. Fastify gives the automatic HEAD
- * route the same config object as its GET route, so both look up the same variants.
- */
-function sharedVariantHeaders (plugin: ResolvedPluginOptions, config: object, routeLabel: string, configured: string[]): VariantHeaders {
-  let byUrl = plugin.learnedVary.get(config)
-  if (byUrl === undefined) {
-    byUrl = new Map()
-    plugin.learnedVary.set(config, byUrl)
-  }
-  // The label is "METHODS url"; GET and HEAD differ only in the methods part.
-  const url = routeLabel.slice(routeLabel.indexOf(' ') + 1)
-  let headers = byUrl.get(url)
-  if (headers === undefined) {
-    headers = { names: configured }
-    byUrl.set(url, headers)
-  }
-  return headers
-}
-
-/**
  * `early` answers before preValidation/preHandler auth runs, so it is refused where the route
  * says its answers belong to one caller, and where a timer would start counting before the
  * handler (staleIfErrorTimeout would then fire during the route's own hooks).
  */
-function checkEarly (where: string, route: RouteCacheOptions, varyHeaders: string[]): void {
-  if (route.private === true || varyHeaders.includes('authorization')) {
+function checkEarly (where: string, isPrivate: boolean, varyHeaders: string[], staleIfErrorTimeout: number): void {
+  if (isPrivate || varyHeaders.includes('authorization')) {
     throw new InvalidOptionError(where + '.early', 'serves hits before preValidation/preHandler auth runs, so it is for public routes only; this route caches per caller (private or varyHeaders: authorization)')
   }
-  if ((route.staleIfErrorTimeout ?? 0) > 0) {
+  if (staleIfErrorTimeout > 0) {
     throw new InvalidOptionError(where + '.early', 'cannot be combined with staleIfErrorTimeout: the timeout would count the route\'s own hooks, not only the handler')
   }
 }
@@ -369,8 +337,8 @@ function checkRouteObject (where: string, config: unknown): RouteCacheOptions {
 }
 
 /** The key of the GET entry a request reads or writes: HEAD and write methods map to GET. */
-function keyBuilder (route: RouteCacheOptions): KeyBuilder {
-  const keyFn = route.keyFn
+function keyBuilder (source: RouteDefaults<any>, params: ReadonlySet<string>, where: string): KeyBuilder {
+  const keyFn = source.keyFn
   if (keyFn !== undefined) {
     return (request) => {
       const key = keyFn(request)
@@ -378,16 +346,8 @@ function keyBuilder (route: RouteCacheOptions): KeyBuilder {
       return key
     }
   }
-  if (route.key !== undefined) return compileTemplate(route.key)
+  if (source.key !== undefined) return compileTemplate(source.key, params, (message) => new InvalidOptionError(where + '.key', message))
   return (request) => urlKey('GET', request.url)
-}
-
-function statusSet (name: string, value: unknown): Set<number> | undefined {
-  if (value === undefined) return undefined
-  if (!Array.isArray(value) || value.length === 0 || value.some((code) => !Number.isInteger(code) || code < 100 || code > 599)) {
-    throw new InvalidOptionError(name, 'expected a non-empty array of HTTP status codes, got ' + describe(value))
-  }
-  return new Set(value as number[])
 }
 
 function checkHeaderName (name: string, value: unknown): void {

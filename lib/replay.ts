@@ -100,7 +100,7 @@ function replayHeaders (
   }
   headers.age = String(age)
   const remaining = remainingSeconds(entry, now)
-  if (entry.headers['cache-control'] === undefined) headers['cache-control'] = freshnessHeader(remaining, entry.ttl, settings.isPrivate)
+  if (entry.headers['cache-control'] === undefined) headers['cache-control'] = freshnessHeader(entry.ttl, settings.scope)
   if (settings.header !== false) headers[settings.header] = shortStatus
   if (settings.cacheStatus !== false) headers['cache-status'] = cacheStatusValue(settings, cacheStatus + '; ttl=' + remaining, key)
   return { headers, hasArrays }

@@ -5,7 +5,8 @@ import t from 'tap'
 import memjs from 'memjs'
 import { MemcachedCache } from '../lib/index'
 import { memcachedCommand, startMemcached, type MemcachedServer } from './helpers/servers'
-import { buildApp, freshPrefix, runBackendSuite, xCache } from './helpers/backend-suite'
+import { INJECT_VARIANT, buildApp, freshPrefix, runBackendSuite, xCache } from './helpers/backend-suite'
+import { entryKey, writeEntry } from './helpers/memcached-raw'
 
 t.test('MemcachedCache on two servers', async (t) => {
   const first: MemcachedServer = await startMemcached()
@@ -28,11 +29,11 @@ t.test('MemcachedCache on two servers', async (t) => {
     shared: true,
     patterns: false,
     fillLock: false,
-    writeRaw: async (keyPrefix, key, bytes) => { await raw.set(keyPrefix + key, bytes, { expires: 0 }) },
-    backendTtl: async (keyPrefix, key) => {
+    writeRaw: async (keyPrefix, key, variant, bytes) => { await writeEntry(raw, keyPrefix, key, variant, bytes) },
+    backendTtl: async (keyPrefix, key, variant) => {
       // The t flag: remaining seconds, -1 for no expiry.
       for (const server of servers.split(',')) {
-        const reply = await metaGet(server, keyPrefix + key, ' t')
+        const reply = await metaGet(server, entryKey(keyPrefix, key, variant), ' t')
         const found = /^HD t(-?\d+)/m.exec(reply)
         if (found !== null) return Number(found[1])
       }
@@ -51,7 +52,7 @@ t.test('MemcachedCache on two servers', async (t) => {
     const held = [0, 0]
     for (let i = 1; i <= 40; i++) {
       for (const [n, server] of [first, second].entries()) {
-        if (/^HD/m.test(await metaGet(server.servers, `${keyPrefix}GET:/items/${i}`))) held[n]++
+        if (/^HD/m.test(await metaGet(server.servers, entryKey(keyPrefix, `GET:/items/${i}`, INJECT_VARIANT)))) held[n]++
       }
     }
     t.ok(held[0] > 0 && held[1] > 0, `each server holds entries: ${held.join(' + ')}`)

@@ -4,14 +4,15 @@ import t from 'tap'
 import { StaticCache } from '../lib/index'
 import { emberApp } from './helpers/apps'
 
-t.test('early: a hit is answered from onRequest; preValidation, preHandler and the handler do not run', async (t) => {
+t.test('early: a hit is answered from onRequest; app-wide preValidation, preHandler and the handler do not run', async (t) => {
   const app = await emberApp(t)
   const ran = { onRequest: 0, preValidation: 0, preHandler: 0, handler: 0 }
   app.addHook('onRequest', async () => { ran.onRequest++ })
+  // App-wide hooks cannot be seen when the route registers: they are skipped on a hit (README).
+  app.addHook('preValidation', async () => { ran.preValidation++ })
+  app.addHook('preHandler', async () => { ran.preHandler++ })
   app.get('/build', {
-    config: { cache: { mode: 'static', early: true } },
-    preValidation: async () => { ran.preValidation++ },
-    preHandler: async () => { ran.preHandler++ }
+    config: { cache: { mode: 'static', early: true } }
   }, async () => { ran.handler++; return { version: '1.2.3' } })
 
   const miss = await app.inject('/build')
@@ -43,14 +44,29 @@ t.test('early: the route\'s own onRequest hooks run before the lookup, so they c
   t.equal(handlerRuns, 1)
 })
 
-t.test('early: a miss that a later hook rejects is not stored', async (t) => {
+t.test('early: refused on a route with its own preParsing, preValidation or preHandler hook (a hit would skip it)', async (t) => {
+  for (const hook of ['preParsing', 'preValidation', 'preHandler'] as const) {
+    const app = await emberApp(t)
+    const err = await (async () => {
+      app.get('/x', { config: { cache: { mode: 'memory', early: true } }, [hook]: async () => {} }, async () => 'x')
+      await app.ready()
+    })().then(() => undefined, (error: unknown) => error)
+    t.match(err, { code: 'FST_EMBER_CACHE_INVALID_OPTION', message: new RegExp('GET /x config.cache.early": the route has its own ' + hook) }, hook + ' refused')
+  }
+  const app = await emberApp(t)
+  app.get('/y', { config: { cache: { mode: 'memory', early: true } }, preHandler: [] }, async () => 'y')
+  await app.ready()
+  t.pass('an empty hook list is no hook')
+})
+
+t.test('early: a miss that a later app-wide hook rejects is not stored', async (t) => {
   const app = await emberApp(t)
   let handlerRuns = 0
+  app.addHook('preHandler', async (request, reply) => {
+    if (request.headers['x-api-key'] !== 'good') await reply.code(401).send({ error: 'unauthorized' })
+  })
   app.get('/gated', {
-    config: { cache: { mode: 'memory', early: true } },
-    preHandler: async (request, reply) => {
-      if (request.headers['x-api-key'] !== 'good') await reply.code(401).send({ error: 'unauthorized' })
-    }
+    config: { cache: { mode: 'memory', early: true } }
   }, async () => { handlerRuns++; return { secret: 1 } })
 
   const denied = await app.inject('/gated')

@@ -204,11 +204,11 @@ t.test('a keyFn returning a non-string serves the request without cache', async 
   t.equal(calls(), 2)
 })
 
-t.test('key templates fill from params, then query', async (t) => {
+t.test('key templates fill {name} from params and {query.name} from the query', async (t) => {
   const cache = new MemoryCache()
   const app = await emberApp(t)
   let calls = 0
-  app.get('/widgets/:widgetId', { config: { cache: { cache, key: 'widget:{widgetId}:{lang}' } } }, async (request) => ({ n: ++calls, url: request.url }))
+  app.get('/widgets/:widgetId', { config: { cache: { cache, key: 'widget:{widgetId}:{query.lang}' } } }, async (request) => ({ n: ++calls, url: request.url }))
   const first = await app.inject('/widgets/5?lang=en&x=1')
   const second = await app.inject('/widgets/5?x=2&lang=en')
   t.equal(second.headers['x-cache'], 'HIT')

@@ -142,7 +142,7 @@ t.test('declared invalidate targets: patterns, keys and tags with {placeholders}
     config: {
       cache: {
         cache,
-        invalidate: ['GET:/users/{userId}/widgets*', 'tags:x', 'tags:user:{userId}', 'GET:/stats?team={team}']
+        invalidate: ['GET:/users/{userId}/widgets*', 'tags:x', 'tags:user:{userId}', 'GET:/stats?team={query.team}']
       }
     }
   }, async () => ({ created: true }))

@@ -5,23 +5,31 @@ import { MemoryCache, StaticCache, type RouteCacheConfig } from '../lib/index'
 import { countingApp as build, emberApp } from './helpers/apps'
 import { useClock } from './helpers/clock'
 
-t.test('RFC 9111 §5.2.2.9: a cached route sends Cache-Control: public, max-age=<ttl> on a miss', async (t) => {
+t.test('RFC 9111 §3.5: a cached route sends Cache-Control: max-age=<ttl>, never public by default', async (t) => {
   const { app } = await build(t, () => 'body', { mode: 'memory', ttl: 30 })
   const miss = await app.inject('/r')
   t.equal(miss.headers['x-cache'], 'MISS')
-  t.equal(miss.headers['cache-control'], 'public, max-age=30')
+  t.equal(miss.headers['cache-control'], 'max-age=30', 'public would let shared caches store answers to credentialed requests')
   t.equal(miss.headers.age, undefined, 'no Age on a response fresh from the origin')
 })
 
-t.test('RFC 9111 §5.2.2.1: on a hit, max-age is the remaining freshness', async (t) => {
+t.test('RFC 9111 §4.2.3: a hit keeps the entry\'s max-age and sends Age, so max-age - Age is the freshness left', async (t) => {
   const clock = useClock(t)
   const { app, calls } = await build(t, () => 'body', { mode: 'memory', ttl: 30 })
   await app.inject('/r')
   clock.advance(12)
   const hit = await app.inject('/r')
   t.equal(hit.headers['x-cache'], 'HIT')
-  t.equal(hit.headers['cache-control'], 'public, max-age=18')
+  t.equal(hit.headers['cache-control'], 'max-age=30', 'not 18: a cache in front subtracts Age itself')
+  t.equal(hit.headers.age, '12')
+  t.match(hit.headers['cache-status'], /; ttl=18$/, 'Cache-Status ttl is what is left (RFC 9211 §2.4)')
   t.equal(calls(), 1)
+})
+
+t.test('RFC 9111 §3.5: public: true sends public (for routes that want CDN storage)', async (t) => {
+  const { app } = await build(t, () => 'body', { mode: 'memory', ttl: 30, public: true })
+  t.equal((await app.inject('/r')).headers['cache-control'], 'public, max-age=30')
+  t.equal((await app.inject('/r')).headers['cache-control'], 'public, max-age=30')
 })
 
 t.test('RFC 9111 §5.2.2.7: private: true sends Cache-Control: private, max-age', async (t) => {
@@ -39,8 +47,8 @@ t.test('RFC 9111 §5.2.2.4: ttl 0 (never expires here) sends no-cache so clients
     const { app, calls } = await build(t, () => 'body', cache)
     const miss = await app.inject('/r')
     const hit = await app.inject('/r')
-    t.equal(miss.headers['cache-control'], 'public, no-cache')
-    t.equal(hit.headers['cache-control'], 'public, no-cache')
+    t.equal(miss.headers['cache-control'], 'no-cache')
+    t.equal(hit.headers['cache-control'], 'no-cache')
     t.equal(hit.headers['x-cache'], 'HIT')
     t.equal(calls(), 1)
   }
@@ -74,7 +82,7 @@ t.test('RFC 9111 §5.1: Age is 0 on the first hit and grows with the entry', asy
   clock.advance(30)
   const latest = await app.inject('/r')
   t.equal(latest.headers.age, '37')
-  t.equal(latest.headers['cache-control'], 'public, max-age=63')
+  t.equal(latest.headers['cache-control'], 'max-age=100', 'the lifetime; Age says how much of it is gone')
   t.equal(calls(), 1)
 })
 
@@ -126,7 +134,7 @@ t.test("RFC 9111 §4.2.1: ttl 'from-response' falls back to the cache ttl, then 
   const fromCache = await build(t, () => 'body', { cache: new MemoryCache({ ttl: 42 }), ttl: 'from-response' })
   const miss = await fromCache.app.inject('/r')
   t.match(miss.headers['cache-status'], /stored; ttl=42/)
-  t.equal(miss.headers['cache-control'], 'public, max-age=42')
+  t.equal(miss.headers['cache-control'], 'max-age=42')
   const fromPlugin = await build(t, () => 'body', { mode: 'memory', ttl: 'from-response' }, { defaultTtl: 17 })
   t.match((await fromPlugin.app.inject('/r')).headers['cache-status'], /stored; ttl=17/)
 })

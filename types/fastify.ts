@@ -1,12 +1,17 @@
 // Fastify type augmentation: what `config.cache`, `reply.cacheInvalidate` and
 // `fastify.emberCache` look like to TypeScript users of the plugin.
-import type { EmberCache, InvalidationTarget } from '../lib/caches/cache'
+import type { EmberCache, InvalidationReport, InvalidationTarget } from '../lib/caches/cache'
 import type { RouteCacheConfig } from '../lib/options'
 
 /** The `fastify.emberCache` decorator. */
 export interface EmberCacheDecorator {
-  /** Invalidates on every cache the plugin manages (every cache used by a route). */
-  invalidate: (target: InvalidationTarget) => Promise<void>
+  /**
+   * Invalidates on every cache the plugin manages (every cache used by a route, and the
+   * `caches` option's), all of them even when some fail; the report says what each did.
+   */
+  invalidate: (target: InvalidationTarget) => Promise<InvalidationReport>
+  /** Clears every managed cache (each under its own prefix only); the report says what each did. */
+  clear: () => Promise<InvalidationReport>
   /** Every cache the plugin manages. */
   readonly caches: EmberCache[]
 }
@@ -18,7 +23,7 @@ declare module 'fastify' {
   }
   interface FastifyReply {
     /** Invalidates on the route's cache, or on every managed cache when the route has none. */
-    cacheInvalidate: (target: InvalidationTarget) => Promise<void>
+    cacheInvalidate: (target: InvalidationTarget) => Promise<InvalidationReport>
   }
   interface FastifyInstance {
     emberCache: EmberCacheDecorator

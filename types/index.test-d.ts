@@ -2,7 +2,7 @@ import Fastify, { type FastifyReply } from 'fastify'
 import { expectAssignable, expectError, expectType } from 'tsd'
 import emberCache, {
   emberCache as named, MemoryCache, StaticCache, RedisCache, MemcachedCache, PatternNotSupportedError,
-  type EmberCachePluginOptions, type RouteCacheOptions
+  type EmberCachePluginOptions, type RouteCacheOptions, type InvalidationReport
 } from '..'
 
 const app = Fastify()
@@ -27,7 +27,7 @@ expectError(app.get('/e', { config: { cache: { mode: 'disk' } } }, async () => '
 app.put('/f/:id', { config: { cache: { cache: memory, key: 'f:{id}', writeThrough: true, invalidate: ['tags:f'] } } }, async () => 'f')
 
 app.get('/g', async (request, reply) => {
-  expectType<(target: Parameters<FastifyReply['cacheInvalidate']>[0]) => Promise<void>>(reply.cacheInvalidate)
+  expectType<(target: Parameters<FastifyReply['cacheInvalidate']>[0]) => Promise<InvalidationReport>>(reply.cacheInvalidate)
   await reply.cacheInvalidate({ key: 'GET:/a' })
   await reply.cacheInvalidate({ pattern: 'GET:/a*' })
   await reply.cacheInvalidate({ tags: ['me'] })
@@ -36,7 +36,7 @@ app.get('/g', async (request, reply) => {
   return 'g'
 })
 
-expectType<Promise<void>>(app.emberCache.invalidate({ tags: 'x' }))
+expectType<Promise<InvalidationReport>>(app.emberCache.invalidate({ tags: 'x' }))
 expectType<Promise<number | undefined>>(memory.get<number>('n'))
 expectType<Promise<string>>(memory.wrap('k', async () => 'v', { ttl: 5 }))
 expectAssignable<EmberCachePluginOptions>({ statusCodes: [200, 404] })
@@ -48,3 +48,13 @@ app.get('/build-info', { config: { cache: { mode: 'static', early: true } } }, a
 expectError(app.get('/early-bad', { config: { cache: { mode: 'static', early: 'yes' } } }, async () => 'x'))
 expectError(app.get('/i', { config: { cache: { cache: memory, ttl: 'forever' } } }, async () => 'i'))
 expectType<RedisCache>(new RedisCache({ clusterNodes: [{ host: '127.0.0.1', port: 7000 }], lock: { ttl: 2000, wait: 2000, poll: 10 } }))
+
+// Issue 13: route defaults on cache objects (keyFn, key, private, public, ...), typed.
+expectType<MemoryCache>(new MemoryCache({ ttl: 30, keyFn: (request) => 'user:' + String(request.headers['x-user']), private: true }))
+expectType<RedisCache>(new RedisCache({ url: 'redis://127.0.0.1:6379', keyFn: (request) => request.url, tags: ['t'], statusCodes: [200], shareAcrossHosts: true }))
+expectType<MemcachedCache>(new MemcachedCache({ servers: 'a:11211', key: 'k:{id}', public: true }))
+expectError(new MemoryCache({ keyFn: 'nope' }))
+app.get('/pub', { config: { cache: { mode: 'memory', public: true, shareAcrossHosts: true } } }, async () => 'p')
+expectType<Promise<InvalidationReport>>(app.emberCache.clear())
+expectType<Promise<void>>(memory.clear())
+app.register(emberCache, { caches: [memory] })

@@ -1,28 +1,26 @@
 import type { FastifyBaseLogger } from 'fastify'
 import { ENTRY_VALUE, NO_TAGS, freshUntil, type CacheEntry } from '../entry'
 import { InvalidTargetError } from '../errors'
+import { ROUTE_DEFAULT_NAMES, checkRouteDefaults, type RouteDefaults } from '../route-defaults'
 import { SingleFlight } from '../single-flight'
 import {
   checkObject, checkPositiveInteger, checkSeconds, checkString, lowerCaseHeaders, rejectUnknown, describe
 } from '../validate'
 
-/** Options every cache object accepts. Route options override them, they override the plugin's. */
-export interface CacheOptions {
-  /** Freshness in seconds for routes using this cache; 0 = never expires. Default: plugin `defaultTtl`. */
-  ttl?: number
+/**
+ * Options every cache object accepts: its own settings, plus defaults for every route that uses
+ * it (route options override them, they override the plugin's).
+ */
+export interface CacheOptions extends RouteDefaults<any> {
+  /** Names the cache in logs, Cache-Status details, invalidation reports and stats. Default: kind, prefix and server. */
+  name?: string
   /** Prepended to every stored key; users invalidate with unprefixed keys. Default '' (in-process), 'ember:' (remote). */
   keyPrefix?: string
-  /** Request headers that select a variant of each entry. Default: none. */
-  varyHeaders?: string[]
-  /** Seconds an expired entry may be served while one refresh runs (RFC 5861). Default 0. */
-  staleWhileRevalidate?: number
-  /** Seconds an expired entry may replace an origin error (RFC 5861). Default 0. */
-  staleIfError?: number
   /** Largest body stored, in bytes; larger responses are served but not stored. Default 5 MiB. */
   maxEntryBytes?: number
 }
 
-export const CACHE_OPTION_NAMES = ['ttl', 'keyPrefix', 'varyHeaders', 'staleWhileRevalidate', 'staleIfError', 'maxEntryBytes'] as const
+export const CACHE_OPTION_NAMES = ['name', 'keyPrefix', 'maxEntryBytes', ...ROUTE_DEFAULT_NAMES] as const
 
 /** What to invalidate: a key (string), keys, a glob pattern, or tags. */
 export type InvalidationTarget =
@@ -32,6 +30,21 @@ export type InvalidationTarget =
   | { pattern: string }
   | { tags: string | string[] }
 
+/** What `fastify.emberCache.invalidate()` and `reply.cacheInvalidate()` did, per cache. */
+export interface InvalidationReport {
+  /** True when every cache did it. */
+  ok: boolean
+  /** Names of the caches that did it. */
+  done: string[]
+  /**
+   * Caches whose backend failed. The invalidation is queued and retried, in order, before that
+   * cache serves another hit.
+   */
+  queued: Array<{ cache: string, error: Error }>
+  /** Caches that cannot do this kind of invalidation (a pattern on Memcached). */
+  unsupported: Array<{ cache: string, error: Error }>
+}
+
 export interface SetOptions {
   /** Seconds; defaults to the cache's ttl, then 60. 0 = never expires. */
   ttl?: number
@@ -40,15 +53,26 @@ export interface SetOptions {
 
 /**
  * Cross-instance single-flight: before running the handler on a miss, an instance takes a short
- * lock per key; the others wait for the entry it stores. Fail-open at every step.
+ * lock per key and variant; the others poll for the entry it stores. Fail-open at every step.
  */
 export interface FillLock {
   /** A token when this instance may run the handler; undefined when another instance holds the lock. */
   acquire: (key: string, variant: string) => Promise<string | undefined>
   /** Releases a lock taken with `acquire` (only if it is still ours). Never throws. */
   release: (key: string, variant: string, token: string) => void
-  /** Waits for the lock holder's entry; undefined when it did not come in time (then run the handler). */
-  waitForEntry: (key: string, variant: string) => Promise<CacheEntry | undefined>
+  /** True while some instance holds the lock. May reject (then run the handler). */
+  isHeld: (key: string, variant: string) => Promise<boolean>
+  /** Milliseconds a waiter polls for the holder's entry before running the handler itself. */
+  readonly wait: number
+  /** Milliseconds between two polls. */
+  readonly poll: number
+}
+
+/** What a collapsed request receives from the one that ran the handler. */
+export interface SharedAnswer {
+  entry: CacheEntry
+  /** The variant the entry was stored under. */
+  variant: string
 }
 
 /** Returned by `lookup` when the backend could not be asked: serve without cache. */
@@ -89,60 +113,86 @@ export abstract class EmberCache {
   abstract readonly kind: string
   /** True when entries live in this process: lookups answer synchronously. */
   abstract readonly inProcess: boolean
-  readonly ttl: number | undefined
   readonly keyPrefix: string
-  readonly varyHeaders: string[] | undefined
-  readonly staleWhileRevalidate: number | undefined
-  readonly staleIfError: number | undefined
   readonly maxEntryBytes: number
+  /** Defaults for the routes using this cache (route options win). */
+  readonly defaults: Readonly<RouteDefaults<any>>
   /**
    * Bumped by every invalidation. A miss remembers it when it starts, and does not store its
    * result if it changed meanwhile: an invalidation must win over a slower, older response.
    */
   epoch = 0
-  /** Concurrent misses per key, collapsed into one origin call. */
-  readonly flights = new SingleFlight<CacheEntry>()
+  /** Concurrent misses per key and variant, collapsed into one origin call. */
+  readonly flights = new SingleFlight<SharedAnswer>()
+  /** Concurrent wrap() calls per key, collapsed into one run of their function. */
+  private readonly wrapFlights = new SingleFlight<CacheEntry>()
   /** Set by shared backends that can collapse misses across instances (RedisCache). */
   fillLock: FillLock | undefined = undefined
   protected log: FastifyBaseLogger = silentLogger
+  private readonly givenName: string | undefined
   private users = 0
-  private opening: Promise<void> | undefined
+  /** Set while the backend is open (or opening); undefined before the first use and after close(). */
+  protected opening: Promise<void> | undefined
 
   constructor (where: string, options: CacheOptions | undefined, allowed: readonly string[], defaultPrefix: string) {
     checkObject(where, options)
     const opts = options ?? {}
     rejectUnknown(where + '.', opts, new Set([...CACHE_OPTION_NAMES, ...allowed]))
-    checkSeconds(where + '.ttl', opts.ttl)
+    checkString(where + '.name', opts.name)
     checkString(where + '.keyPrefix', opts.keyPrefix)
-    checkSeconds(where + '.staleWhileRevalidate', opts.staleWhileRevalidate)
-    checkSeconds(where + '.staleIfError', opts.staleIfError)
     checkPositiveInteger(where + '.maxEntryBytes', opts.maxEntryBytes)
-    this.ttl = opts.ttl
+    checkRouteDefaults(where + '.', opts)
+    this.givenName = opts.name
     this.keyPrefix = opts.keyPrefix ?? defaultPrefix
-    this.varyHeaders = lowerCaseHeaders(where + '.varyHeaders', opts.varyHeaders)
-    this.staleWhileRevalidate = opts.staleWhileRevalidate
-    this.staleIfError = opts.staleIfError
     this.maxEntryBytes = opts.maxEntryBytes ?? DEFAULT_MAX_ENTRY_BYTES
+    const defaults: RouteDefaults<any> = {}
+    for (const name of ROUTE_DEFAULT_NAMES) {
+      if (opts[name] !== undefined) (defaults as Record<string, unknown>)[name] = opts[name]
+    }
+    if (defaults.varyHeaders !== undefined) defaults.varyHeaders = lowerCaseHeaders(where + '.varyHeaders', defaults.varyHeaders)
+    this.defaults = Object.freeze(defaults)
+  }
+
+  /** Names the cache in logs and reports: the `name` option, else kind, prefix and server. */
+  get name (): string {
+    return this.givenName ?? this.defaultName()
+  }
+
+  protected defaultName (): string {
+    return this.keyPrefix === '' ? this.kind : this.kind + ':' + this.keyPrefix
+  }
+
+  /** Freshness in seconds for routes without their own; undefined when the cache sets none. */
+  get ttl (): number | undefined {
+    return typeof this.defaults.ttl === 'number' ? this.defaults.ttl : undefined
   }
 
   /**
-   * Opens the backend. Counted: a cache shared by several routes or apps opens once and
-   * closes when its last user closes it. The plugin calls this from `onReady`.
+   * Opens the backend for a user (the plugin calls this from `onReady` for every cache a route
+   * uses). Counted: a cache shared by several routes or apps opens once and closes when its
+   * last user closes it. Cache-aside calls open the cache by themselves, on first use.
    */
   async connect (log?: FastifyBaseLogger): Promise<void> {
     if (log !== undefined) this.log = log
     this.users++
-    if (this.opening === undefined) this.opening = this.open()
-    await this.opening
+    await this.ensureOpen()
   }
 
-  /** Releases one user; the backend closes with the last. The plugin calls this from `onClose`. */
+  /** Releases one user; the backend closes with the last (or at once when nobody connected). */
   async close (): Promise<void> {
-    if (this.users === 0) return
-    this.users--
-    if (this.users > 0) return
+    if (this.users > 0) {
+      this.users--
+      if (this.users > 0) return
+    }
+    if (this.opening === undefined) return
     this.opening = undefined
     await this.shutdown()
+  }
+
+  /** Opens the backend once; the same promise for every caller until close(). */
+  protected ensureOpen (): Promise<void> {
+    this.opening ??= this.open()
+    return this.opening
   }
 
   protected async open (): Promise<void> {}
@@ -159,21 +209,50 @@ export abstract class EmberCache {
   /** Removes every entry stored with any of these tags. */
   protected abstract removeTags (tags: string[]): void | Promise<void>
 
+  /** Removes every entry under this cache's prefix, never anything else on the same server. */
+  protected abstract removeAll (): void | Promise<void>
+
   /**
    * Invalidates by key (all variants), glob pattern, or tags. Rejects when the backend fails
-   * (route-level invalidation logs that instead of failing the request).
+   * (InvalidationFailedError; remote caches then retry it before they serve another hit), and
+   * with PatternNotSupportedError for a pattern on a backend that has none.
    */
   async invalidate (target: InvalidationTarget): Promise<void> {
     const parsed = parseTarget(target)
+    this.checkSupported(parsed)
+    await this.ensureOpen()
+    await this.apply(parsed)
+  }
+
+  /** Removes every entry of this cache (under its prefix); nothing else on the backend. */
+  async clear (): Promise<void> {
+    const target: ParsedTarget = { clear: true }
+    this.checkSupported(target)
+    await this.ensureOpen()
+    await this.apply(target)
+  }
+
+  /** Runs one invalidation: the epoch moves first, so misses already running do not store. */
+  protected async apply (target: ParsedTarget): Promise<void> {
     this.epoch++
-    if (parsed.keys !== undefined) await this.removeKeys(parsed.keys)
-    else if (parsed.pattern !== undefined) await this.removePattern(parsed.pattern)
-    else await this.removeTags(parsed.tags as string[])
+    await this.runInvalidation(target)
+  }
+
+  /** Refuses what this backend cannot do, before anything runs (or is queued). */
+  protected checkSupported (_target: ParsedTarget): void {}
+
+  /** Sends one invalidation to the backend. */
+  protected async runInvalidation (target: ParsedTarget): Promise<void> {
+    if (target.keys !== undefined) await this.removeKeys(target.keys)
+    else if (target.pattern !== undefined) await this.removePattern(target.pattern)
+    else if (target.tags !== undefined) await this.removeTags(target.tags)
+    else await this.removeAll()
   }
 
   // Cache-aside API: JSON-compatible values, for work outside routes.
 
   async get<T = unknown> (key: string): Promise<T | undefined> {
+    await this.ensureOpen()
     const entry = await this.lookup(key, '')
     if (entry === undefined || entry === BYPASS || entry.kind !== ENTRY_VALUE) return undefined
     if (Date.now() >= freshUntil(entry)) return undefined
@@ -185,6 +264,7 @@ export abstract class EmberCache {
     checkSeconds('set() ttl', ttl)
     const json = JSON.stringify(value)
     if (json === undefined) throw new TypeError('set() value must be JSON-serializable, got ' + describe(value))
+    await this.ensureOpen()
     await this.store(key, '', {
       kind: ENTRY_VALUE,
       status: 0,
@@ -214,13 +294,13 @@ export abstract class EmberCache {
   async wrap<T> (key: string, fn: () => T | Promise<T>, options?: SetOptions): Promise<T> {
     const cached = await this.get<T>(key)
     if (cached !== undefined) return cached
-    const flightKey = '\u0001wrap\u0001' + key
-    const pending = this.flights.pending(flightKey)
+    const flightKey = key
+    const pending = this.wrapFlights.pending(flightKey)
     if (pending !== undefined) {
       const shared = await pending
       if (shared !== undefined) return JSON.parse(shared.body.toString('utf8')) as T
     }
-    const leads = this.flights.lead(flightKey)
+    const leads = this.wrapFlights.lead(flightKey)
     let sharedEntry: CacheEntry | undefined
     const epoch = this.epoch
     try {
@@ -230,12 +310,13 @@ export abstract class EmberCache {
       if (json !== undefined) sharedEntry = { kind: ENTRY_VALUE, body: Buffer.from(json) } as CacheEntry
       return value
     } finally {
-      if (leads) this.flights.settle(flightKey, sharedEntry)
+      if (leads) this.wrapFlights.settle(flightKey, sharedEntry)
     }
   }
 }
 
-interface ParsedTarget { keys?: string[], pattern?: string, tags?: string[] }
+/** One invalidation, checked: exactly one of its fields is set. */
+export interface ParsedTarget { keys?: string[], pattern?: string, tags?: string[], clear?: true }
 
 function parseTarget (target: InvalidationTarget): ParsedTarget {
   if (isText(target)) return { keys: [target] }

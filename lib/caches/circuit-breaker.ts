@@ -21,7 +21,7 @@ export class CircuitBreaker {
   private failures = 0
   private retryAt = 0
   private readonly threshold: number
-  private readonly cooldownMs: number
+  readonly cooldownMs: number
 
   constructor (private readonly name: string, private readonly log: () => FastifyBaseLogger, options: CircuitBreakerOptions = {}) {
     this.threshold = options.threshold ?? 3

@@ -89,6 +89,12 @@ export abstract class LocalCache extends EmberCache {
     }
   }
 
+  protected removeAll (): void {
+    this.entries.clear()
+    this.variantsByKey.clear()
+    this.idsByTag.clear()
+  }
+
   /** Number of entries held, variants included. */
   get size (): number {
     return this.entries.size

@@ -1,11 +1,11 @@
 import type { Redis, Cluster, RedisOptions, ClusterNode, ClusterOptions } from 'ioredis'
 import type * as IoredisModule from 'ioredis'
 import { randomUUID } from 'node:crypto'
-import { freshUntil, type CacheEntry } from '../entry'
+import type { CacheEntry } from '../entry'
 import { escapeGlob } from '../cache-key'
-import { InvalidOptionError } from '../errors'
+import { InvalidOptionError, InvalidTargetError } from '../errors'
 import { checkBoolean, checkObject, checkPositiveInteger, checkString, describe } from '../validate'
-import { BYPASS, type FillLock } from './cache'
+import type { FillLock, ParsedTarget } from './cache'
 import { RemoteCache, withTimeout, type RemoteCacheOptions } from './remote-cache'
 
 /**
@@ -173,7 +173,29 @@ export class RedisCache extends RemoteCache {
 
   protected async removePattern (pattern: string): Promise<void> {
     const match = escapeGlob(this.keyPrefix) + pattern
-    await this.guarded(() => Promise.all(this.masters().map((node) => this.scanAndUnlink(node, match))))
+    await this.guarded(() => Promise.all(this.masters().map((node) => this.scanAndUnlink(node, match, 'hash'))))
+  }
+
+  /** Every key under the prefix, whatever its type: entries, tag sets and fill locks. */
+  protected async removeAll (): Promise<void> {
+    const match = escapeGlob(this.keyPrefix) + '*'
+    await this.guarded(() => Promise.all(this.masters().map((node) => this.scanAndUnlink(node, match, undefined))))
+  }
+
+  protected override checkSupported (target: ParsedTarget): void {
+    if (target.clear === true && !this.canClear()) {
+      throw new InvalidTargetError('clear() on a RedisCache without a keyPrefix would remove every hash on the server; give the cache a keyPrefix of its own')
+    }
+  }
+
+  protected override canClear (): boolean {
+    return this.keyPrefix !== ''
+  }
+
+  protected override defaultName (): string {
+    const options = this.client.options as { host?: string, port?: number } | undefined
+    const where = this.client instanceof loadIoredis().Cluster ? 'cluster' : String(options?.host ?? '') + ':' + String(options?.port ?? '')
+    return 'redis:' + this.keyPrefix + '@' + where
   }
 
   protected async removeTags (tags: string[]): Promise<void> {
@@ -208,6 +230,8 @@ export class RedisCache extends RemoteCache {
   private buildFillLock ({ ttl, wait, poll }: Required<LockSettings>): FillLock {
     const lockKey = (key: string, variant: string): string => this.keyPrefix + key + LOCK_INFIX + variant
     return {
+      wait,
+      poll,
       acquire: async (key, variant) => {
         if (this.breaker.isOpen) return randomUUID() // backend down: nobody to collapse with
         const token = randomUUID()
@@ -219,22 +243,7 @@ export class RedisCache extends RemoteCache {
           // The lock expires by itself after `ttl`.
         })
       },
-      waitForEntry: async (key, variant) => {
-        const deadline = Date.now() + wait
-        while (Date.now() < deadline) {
-          await sleep(poll)
-          // Lock first, entry second: the holder stores before it releases, so once the lock is
-          // seen gone the entry is there. The other order lost the race when the holder stored
-          // and released between the two reads, and the handler ran twice.
-          const held = await this.bounded(this.client.exists(lockKey(key, variant))) === 1
-          const found = await this.lookup(key, variant)
-          if (found === BYPASS) return undefined
-          if (found !== undefined && Date.now() < freshUntil(found)) return found
-          // No lock and no entry: the holder's response could not be stored; run our own.
-          if (!held) return undefined
-        }
-        return undefined
-      }
+      isHeld: async (key, variant) => await this.bounded(this.client.exists(lockKey(key, variant))) === 1
     }
   }
 
@@ -247,10 +256,13 @@ export class RedisCache extends RemoteCache {
     return this.client instanceof loadIoredis().Cluster ? this.client.nodes('master') : [this.client]
   }
 
-  private async scanAndUnlink (node: Redis, match: string): Promise<void> {
+  /** SCAN (never KEYS) one node for `match`, of one type or any, and unlink what it finds. */
+  private async scanAndUnlink (node: Redis, match: string, type: 'hash' | undefined): Promise<void> {
     let cursor = '0'
     do {
-      const [next, keys] = await this.bounded(node.scan(cursor, 'MATCH', match, 'COUNT', this.scanCount, 'TYPE', 'hash'))
+      const [next, keys] = type === undefined
+        ? await this.bounded(node.scan(cursor, 'MATCH', match, 'COUNT', this.scanCount))
+        : await this.bounded(node.scan(cursor, 'MATCH', match, 'COUNT', this.scanCount, 'TYPE', type))
       cursor = next
       // Keys from one master may still sit in different slots: unlink them one by one, pipelined.
       if (keys.length > 0) await this.bounded(Promise.all(keys.map((key) => node.unlink(key))))
@@ -274,10 +286,6 @@ function lockOptions (lock: RedisCacheOptions['lock']): Required<LockSettings> |
 
 function isWrongType (err: unknown): boolean {
   return err instanceof Error && err.message.startsWith('WRONGTYPE')
-}
-
-function sleep (ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms))
 }
 
 function waitUntilReady (client: Redis | Cluster): Promise<void> {

@@ -1,7 +1,7 @@
 import { encodeEntry, retentionSeconds, type CacheEntry } from '../entry'
-import { BackendTimeoutError, CircuitOpenError } from '../errors'
+import { BackendTimeoutError, CircuitOpenError, InvalidationFailedError } from '../errors'
 import { checkObject, checkPositiveInteger } from '../validate'
-import { BYPASS, EmberCache, entryId, type CacheOptions, type LookupResult } from './cache'
+import { BYPASS, EmberCache, entryId, type CacheOptions, type LookupResult, type ParsedTarget } from './cache'
 import { CircuitBreaker, type CircuitBreakerOptions } from './circuit-breaker'
 import { DecodedEntries } from './decoded-entries'
 
@@ -17,6 +17,11 @@ export interface RemoteCacheOptions extends CacheOptions {
 export const REMOTE_OPTION_NAMES = ['commandTimeout', 'connectTimeout', 'circuitBreaker']
 const DEFAULT_COMMAND_TIMEOUT = 200
 const DEFAULT_CONNECT_TIMEOUT = 2000
+/**
+ * Invalidations kept while the backend is down. Past this, the queue becomes one clear() of the
+ * cache's prefix: more than was asked, never less.
+ */
+const MAX_QUEUED_INVALIDATIONS = 1000
 
 /**
  * A cache whose entries live in a server shared by every instance. Entries cross the wire as
@@ -30,6 +35,14 @@ export abstract class RemoteCache extends EmberCache {
   protected readonly breaker: CircuitBreaker
   /** The decoded form of recently read envelopes, reused while their bytes are unchanged. */
   private readonly decoded = new DecodedEntries()
+  /**
+   * Invalidations the backend did not take, oldest first. While any is queued the cache serves
+   * no hits and stores nothing: entries they remove must not be served after the backend is back.
+   */
+  private readonly queued: ParsedTarget[] = []
+  private lastFailure: unknown
+  private draining: Promise<boolean> | undefined
+  private retryTimer: NodeJS.Timeout | undefined
 
   constructor (where: string, options: RemoteCacheOptions | undefined, allowed: readonly string[]) {
     super(where, options, [...REMOTE_OPTION_NAMES, ...allowed], 'ember:')
@@ -61,6 +74,10 @@ export abstract class RemoteCache extends EmberCache {
   }
 
   async lookup (key: string, variant: string): Promise<LookupResult> {
+    if (this.queued.length > 0) {
+      this.drain().catch(() => {})
+      return BYPASS
+    }
     if (!this.breaker.allows()) return BYPASS
     try {
       let entry = this.decoded.decode(entryId(key, variant), await this.readBytes(key, variant))
@@ -74,7 +91,7 @@ export abstract class RemoteCache extends EmberCache {
   }
 
   async store (key: string, variant: string, entry: CacheEntry): Promise<void> {
-    if (!this.breaker.allows()) return
+    if (this.queued.length > 0 || !this.breaker.allows()) return
     try {
       // A copy: the entry given may be one that lookups hand out (decoded entries are shared).
       const stamped = entry.tags.length > 0 ? { ...entry, tagVersions: await this.currentTagVersions(entry) } : entry
@@ -83,6 +100,79 @@ export abstract class RemoteCache extends EmberCache {
     } catch (err) {
       this.breaker.failed(err)
     }
+  }
+
+  /**
+   * Runs an invalidation, or queues it when the backend fails (and behind any already queued,
+   * so that they run in order). Rejects with InvalidationFailedError while it stays queued.
+   */
+  protected override async apply (target: ParsedTarget): Promise<void> {
+    this.epoch++
+    if (this.queued.length === 0) {
+      try {
+        await this.runInvalidation(target)
+        return
+      } catch (err) {
+        this.lastFailure = err
+        this.enqueue(target)
+      }
+    } else {
+      this.enqueue(target)
+    }
+    if (await this.drain()) return
+    throw new InvalidationFailedError(this.name, describeFailure(this.lastFailure))
+  }
+
+  /** Number of invalidations waiting for the backend. */
+  get queuedInvalidations (): number {
+    return this.queued.length
+  }
+
+  private enqueue (target: ParsedTarget): void {
+    if (this.queued.length === 0) {
+      this.log.warn({ cache: this.name, err: this.lastFailure }, 'cache invalidation failed; queued, and no hits are served until it runs')
+    }
+    if (this.queued.length >= MAX_QUEUED_INVALIDATIONS && this.canClear()) {
+      this.queued.length = 0
+      target = { clear: true }
+    }
+    this.queued.push(target)
+  }
+
+  /** Runs the queued invalidations in order; true once none is left. One run at a time. */
+  private drain (): Promise<boolean> {
+    this.draining ??= this.replay().finally(() => { this.draining = undefined })
+    return this.draining
+  }
+
+  private async replay (): Promise<boolean> {
+    while (this.queued.length > 0) {
+      try {
+        await this.runInvalidation(this.queued[0])
+      } catch (err) {
+        this.lastFailure = err
+        this.scheduleRetry()
+        return false
+      }
+      this.queued.shift()
+    }
+    this.log.info({ cache: this.name }, 'queued invalidations ran; cache serving hits again')
+    return true
+  }
+
+  /** Retries the queue after the breaker's cooldown, without waiting for a request to ask. */
+  private scheduleRetry (): void {
+    if (this.retryTimer !== undefined || this.opening === undefined) return
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = undefined
+      if (this.queued.length > 0) this.drain().catch(() => {})
+    }, this.breaker.cooldownMs)
+    this.retryTimer.unref()
+  }
+
+  /** Whether clear() can stand in for a long queue (it needs a prefix of its own on Redis). */
+  protected canClear (): boolean {
+    return true
   }
 
   /** Runs an invalidation command, failing fast while the circuit is open. */
@@ -109,6 +199,12 @@ export abstract class RemoteCache extends EmberCache {
   }
 
   protected override async shutdown (): Promise<void> {
+    clearTimeout(this.retryTimer)
+    this.retryTimer = undefined
+    if (this.queued.length > 0) {
+      this.log.warn({ cache: this.name, queued: this.queued.length }, 'cache closed with invalidations still queued; entries they name stay until they expire')
+      this.queued.length = 0
+    }
     this.decoded.clear()
     await this.disconnectBackend()
   }
@@ -126,4 +222,8 @@ export function withTimeout<T> (promise: Promise<T>, ms: number, what: string): 
       reject(err)
     })
   })
+}
+
+function describeFailure (err: unknown): string {
+  return err instanceof Error ? err.message : String(err)
 }

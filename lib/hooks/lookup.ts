@@ -1,16 +1,17 @@
 import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
-import { variantOf } from '../cache-key'
+import { MissingPlaceholderError } from '../cache-key'
 import { BYPASS, type LookupResult } from '../caches/cache'
 import { ENTRY_RESPONSE, freshUntil } from '../entry'
 import { deltaSeconds, parseCacheControl, type Directives } from '../http-semantics'
 import type { RouteSettings } from '../options'
 import { setStatusHeaders } from '../replay'
+import { baseVariant } from '../variant'
 import { joinOrLead } from './collapse'
 import { startMiss } from './miss'
-import { type Refresher, REFRESH_HEADER } from './refresh'
+import { REFRESH_HEADER, REFRESH_ORIGIN_HEADER, type Refresher } from './refresh'
 import { BYPASSED, CacheRequest, setState, unexpected } from './request-state'
 import { serveEntry } from './serve'
-import { matchesVariant } from './variants'
+import { entryFitsVariant, readEntry } from './variants'
 
 // The lookup hook: preHandler (after every auth hook) or, with `early`, onRequest. It answers
 // from a usable entry, or lets the request through to the handler as a miss. Everything that
@@ -20,7 +21,9 @@ const EMPTY_DIRECTIVES: Directives = new Map()
 
 /** The hook that answers from the cache, or lets the request through as a miss. */
 export function buildLookupHook (settings: RouteSettings, refresh: Refresher, refreshToken: string) {
-  const { cache, variantHeaders, respectRequestDirectives, allowsAuthorization } = settings
+  const { respectRequestDirectives, allowsAuthorization } = settings
+  // One warning per route for requests a key template cannot key, not one per request.
+  let warnedMissing = false
 
   return function emberCacheLookup (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void {
     let directives = EMPTY_DIRECTIVES
@@ -33,25 +36,33 @@ export function buildLookupHook (settings: RouteSettings, refresh: Refresher, re
     try {
       state.key = settings.keyOf(request)
     } catch (err) {
+      if (err instanceof MissingPlaceholderError) {
+        if (!warnedMissing) {
+          warnedMissing = true
+          request.log.warn({ placeholder: err.placeholder }, 'ember-cache: the key template has no value for a placeholder in this request; serving without cache')
+        }
+        return bypass(state, reply, done, 'fwd=bypass; detail=key-incomplete')
+      }
       // A keyFn that throws on odd input must not fail the request or poison the cache.
       request.log.warn({ err }, 'ember-cache: key could not be computed; serving without cache')
       return bypass(state, reply, done)
     }
-    const names = variantHeaders.names
-    state.variant = names.length > 0 ? variantOf(request, names) : ''
+    const isRefresh = request.headers[REFRESH_HEADER] === refreshToken
+    // A refresh runs through inject (no TLS, another socket): it keeps the original request's origin.
+    state.baseVariant = baseVariant(request, settings.variants, isRefresh ? request.headers[REFRESH_ORIGIN_HEADER] as string : undefined)
+    state.variant = state.baseVariant
 
     // RFC 9111 §5.2.1.5: no-store: do not use or store a response for this request.
     if (directives.has('no-store')) return bypass(state, reply, done, 'fwd=request')
     // RFC 9111 §5.2.1.4: no-cache: do not answer from the cache without asking the origin.
-    const isRefresh = request.headers[REFRESH_HEADER] === refreshToken
     if (isRefresh || directives.has('no-cache')) {
       state.forward = isRefresh ? 'fwd=stale' : 'fwd=request'
       return startMiss(state, reply, done)
     }
 
-    const result = cache.lookup(state.key, state.variant)
-    if (cache.inProcess) return onLookup(state, reply, result as LookupResult, refresh, done)
-    ;(result as Promise<LookupResult>).then(
+    const result = readEntry(state)
+    if (!(result instanceof Promise)) return onLookup(state, reply, result, refresh, done)
+    result.then(
       (found) => onLookup(state, reply, found, refresh, done),
       done
     ).catch((err: unknown) => unexpected(state, reply, done, err))
@@ -63,7 +74,7 @@ function onLookup (state: CacheRequest, reply: FastifyReply, found: LookupResult
     state.backendDown = true
     return startMiss(state, reply, done)
   }
-  if (found === undefined || found.kind !== ENTRY_RESPONSE || !matchesVariant(state.settings, found, state.variant)) {
+  if (found === undefined || found.kind !== ENTRY_RESPONSE || !entryFitsVariant(found, state.variant)) {
     return joinOrLead(state, reply, done)
   }
   const { directives } = state
@@ -83,7 +94,7 @@ function onLookup (state: CacheRequest, reply: FastifyReply, found: LookupResult
   if (fresh) return serveEntry(state, reply, found, 'HIT', 'hit')
   // RFC 5861 §3: within stale-while-revalidate, answer now and refresh in the background.
   if (now < expiresAt + found.staleWhileRevalidate * 1000) {
-    refresh(state.request, state.settings, state.key + '\u0000' + state.variant)
+    refresh(state)
     return serveEntry(state, reply, found, 'STALE', 'hit; fwd=stale')
   }
   // RFC 9111 §5.2.1.2: max-stale[=N]: the client accepts an entry stale by up to N seconds.

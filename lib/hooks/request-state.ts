@@ -1,4 +1,5 @@
 import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
+import type { SharedAnswer } from '../caches/cache'
 import type { CacheEntry } from '../entry'
 import type { Directives } from '../http-semantics'
 import type { RouteSettings } from '../options'
@@ -21,7 +22,9 @@ export const MISSED = 3
 export class CacheRequest {
   phase = PENDING
   key = ''
-  /** The variant the response is stored under (configured headers, plus the response's Vary). */
+  /** The variant made of the route's plan: origin and configured headers. */
+  baseVariant = ''
+  /** The variant the entry was read at: the base, or the one a Vary pointer there selects. */
   variant = ''
   directives: Directives
   /** RFC 9211 fwd= reason of a miss: uri-miss, request (the client's no-cache), stale (a refresh). */
@@ -30,6 +33,8 @@ export class CacheRequest {
   flight = ''
   /** The cross-instance fill lock this request holds, or '' when none. */
   lockToken = ''
+  /** The variant the fill lock was taken for (reads may move `variant` meanwhile). */
+  lockVariant = ''
   /** The backend failed during the lookup: answer BYPASS and do not store. */
   backendDown = false
   /** An expired entry that may still replace an origin error (stale-if-error). */
@@ -48,14 +53,14 @@ export class CacheRequest {
   }
 
   /** Ends this request's flight: waiters get the entry, or undefined to run the handler themselves. */
-  settle (entry: CacheEntry | undefined): void {
+  settle (answer: SharedAnswer | undefined): void {
     const { cache } = this.settings
     if (this.flight !== '') {
-      cache.flights.settle(this.flight, entry)
+      cache.flights.settle(this.flight, answer)
       this.flight = ''
     }
     if (this.lockToken !== '') {
-      cache.fillLock?.release(this.key, this.variant, this.lockToken)
+      cache.fillLock?.release(this.key, this.lockVariant, this.lockToken)
       this.lockToken = ''
     }
   }

@@ -1,8 +1,8 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
-import { learnVariantHeaders, variantOf } from '../cache-key'
+import { varyPointer, type CacheEntry } from '../entry'
 import {
-  computeEtag, decodeContent, freshnessHeader, parseCacheControl, refusalReason, responseTtl,
-  storableHeaders, surrogateTags, variesOnEncoding, varyNames, varyWithoutEncoding
+  computeEtag, decodeContent, freshnessHeader, mergeVary, parseCacheControl, refusalReason, responseTtl,
+  storableHeaders, surrogateTags, variesOnEncoding, varyWithoutEncoding
 } from '../http-semantics'
 import type { RouteSettings } from '../options'
 import { setStatusHeaders } from '../replay'
@@ -10,6 +10,8 @@ import { MISSED, SERVED, stateOf, type CacheRequest } from './request-state'
 import { bodyOf, responseEntryOf, tagsOf } from './response-entry'
 import { notModified, replaceWithStale, type OnSendDone } from './serve'
 import { bufferStream, isStream } from './stream-buffer'
+import { extendVariant } from '../variant'
+import { learnedNames } from './variants'
 
 // The onSend hook of a cached read route: stores a storable miss, answers stale on origin
 // errors, and labels every response with its cache status.
@@ -33,7 +35,11 @@ export function buildStoreHook (settings: RouteSettings) {
     if (state?.phase === SERVED) return done(null, payload)
     // The surrogate-key header is for us, never for clients, whatever happens to the response.
     const surrogate = surrogateKeyHeader === false ? undefined : takeSurrogateTags(reply, surrogateKeyHeader)
-    if (state === null || state === undefined || state.phase !== MISSED) return done(null, payload)
+    if (state === null || state === undefined) return done(null, payload)
+    // RFC 9110 §12.5.5: the response names the request headers the route keys on, so caches in
+    // front keep one copy per value too. Hits replay it from the stored headers.
+    if (settings.vary !== undefined) reply.header('vary', mergeVary(reply.getHeader('vary'), settings.varyHeaders))
+    if (state.phase !== MISSED) return done(null, payload)
     // HEAD shares GET's entry but never stores (its payload is empty); it still says MISS.
     if (request.method !== 'GET') {
       state.settle(undefined)
@@ -95,25 +101,25 @@ function store (state: CacheRequest, out: Outgoing): void {
 
   const stored = storableHeaders(headers, settings.header, settings.perRequestHeaders)
   if (decoded) delete stored['content-encoding']
+  let learned: string[] = []
   if (stored.vary !== undefined) {
     // One string, so that hits find its parsed names in varyNames' memo without joining.
     const vary = decoded ? varyWithoutEncoding(stored.vary) : Array.isArray(stored.vary) ? stored.vary.join(', ') : stored.vary
     if (vary === undefined) delete stored.vary
     else {
       stored.vary = vary
-      // RFC 9111 §4.1: the response varies on these request headers; from now on the route's
-      // variants include them (Accept-Encoding excepted, see varyNames).
-      learnVariantHeaders(settings.variantHeaders, varyNames(vary))
+      // RFC 9111 §4.1: the response varies on these request headers too: it is stored under
+      // their values, and the key's base variant points there.
+      learned = learnedNames(vary, settings.varyHeaders)
     }
   }
-  const variantNames = settings.variantHeaders.names
-  const variant = variantNames.length === 0 ? '' : variantOf(request, variantNames)
+  const variant = learned.length === 0 ? state.baseVariant : extendVariant(state.baseVariant, request, learned)
   if (typeof stored.etag !== 'string') {
     stored.etag = computeEtag(identity)
     reply.header('etag', stored.etag)
   }
   const entry = responseEntryOf(settings, reply.statusCode, stored, identity, ttl, withSurrogateTags(tagsOf(request, settings), out.surrogate))
-  if (headers['cache-control'] === undefined) reply.header('cache-control', freshnessHeader(entry.ttl, entry.ttl, settings.isPrivate))
+  if (headers['cache-control'] === undefined) reply.header('cache-control', freshnessHeader(entry.ttl, settings.scope))
   const { cache } = settings
   // An invalidation that ran while the handler worked wins: this response may predate it.
   if (state.epoch !== cache.epoch) {
@@ -123,7 +129,7 @@ function store (state: CacheRequest, out: Outgoing): void {
   }
   // Waiters in this process get the entry now; other instances once it is stored.
   if (state.flight !== '') {
-    cache.flights.settle(state.flight, entry)
+    cache.flights.settle(state.flight, { entry, variant })
     state.flight = ''
   }
   setStatusHeaders(reply, settings, 'MISS', state.forward + '; stored; ttl=' + entry.ttl, state.key)
@@ -135,9 +141,20 @@ function store (state: CacheRequest, out: Outgoing): void {
     }
     out.done(null, out.payload)
   }
-  const storing = cache.store(state.key, variant, entry)
+  const storing = learned.length === 0
+    ? cache.store(state.key, variant, entry)
+    : storeWithPointer(state, variant, entry, learned)
   if (storing === undefined) after()
   else storing.then(after, after)
+}
+
+/** A response that varies on learned headers: its pointer at the base variant, and itself. */
+function storeWithPointer (state: CacheRequest, variant: string, entry: CacheEntry, learned: string[]): void | Promise<unknown> {
+  const { cache } = state.settings
+  const pointed = cache.store(state.key, state.baseVariant, varyPointer(learned, entry))
+  const stored = cache.store(state.key, variant, entry)
+  if (pointed === undefined && stored === undefined) return undefined
+  return Promise.all([pointed, stored])
 }
 
 function refuse (state: CacheRequest, reply: FastifyReply, reason: string, payload: unknown, done: OnSendDone): void {

@@ -1,9 +1,10 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
-import { variantOf } from '../cache-key'
+import { MissingPlaceholderError } from '../cache-key'
 import type { CacheEntry } from '../entry'
 import { computeEtag, parseCacheControl, refusalReason, storableHeaders } from '../http-semantics'
 import { logInvalidationFailure, type TargetBuilder } from '../invalidation'
 import type { RouteSettings } from '../options'
+import { baseVariant } from '../variant'
 import { bodyOf, responseEntryOf, tagsOf } from './response-entry'
 import type { OnSendDone } from './serve'
 
@@ -17,29 +18,42 @@ export function buildWriteHook (settings: RouteSettings, targets: TargetBuilder[
   return function emberCacheWrite (request: FastifyRequest, reply: FastifyReply, payload: unknown, done: OnSendDone): void {
     const status = reply.statusCode
     if (status < 200 || status >= 300) return done(null, payload)
-    let key: string
-    try {
-      key = settings.keyOf(request)
-    } catch (err) {
-      request.log.warn({ err }, 'ember-cache: key could not be computed; nothing invalidated')
-      return done(null, payload)
-    }
     const work: Array<Promise<void>> = []
-    const entry = writeThrough ? responseEntry(reply, payload, settings, request) : undefined
-    if (entry !== undefined) {
-      const variant = settings.varyHeaders.length > 0 ? variantOf(request, settings.varyHeaders) : ''
-      // Every other variant of the key (other varyHeaders values, Vary learned by the GET route)
-      // holds the old representation: drop them all, then store. invalidate() bumps the epoch,
-      // so older misses in flight do not overwrite what this write stores.
-      work.push(cache.invalidate({ key }).then(() => cache.store(key, variant, entry)))
-    } else {
-      work.push(cache.invalidate({ key }))
+    const key = ownKey(request, settings)
+    if (key !== undefined) {
+      const entry = writeThrough ? responseEntry(reply, payload, settings, request) : undefined
+      if (entry !== undefined) {
+        // Every other variant of the key (other varyHeaders values, hosts, Vary learned by the
+        // GET route) holds the old representation: drop them all, then store. invalidate()
+        // bumps the epoch, so older misses in flight do not overwrite what this write stores.
+        const variant = baseVariant(request, settings.variants)
+        work.push(cache.invalidate({ key }).then(() => cache.store(key, variant, entry)))
+      } else {
+        work.push(cache.invalidate({ key }))
+      }
     }
-    for (const target of targets) work.push(cache.invalidate(target(request)))
+    for (const build of targets) {
+      const target = build(request)
+      if (target !== undefined) work.push(cache.invalidate(target))
+    }
     Promise.all(work).then(() => done(null, payload), (err: unknown) => {
-      logInvalidationFailure(request.log, err)
+      // The cache queued what it could not do and serves no hits until it has run it; the
+      // write itself succeeded, so the client still gets its answer, told in Cache-Status.
+      logInvalidationFailure(request.log, cache.name, err)
+      if (settings.cacheStatus !== false) reply.header('cache-status', settings.cacheStatus + '; fwd=request; detail=invalidation-queued')
       done(null, payload)
     })
+  }
+}
+
+/** The key of the GET entry of the write's URL (or its template), undefined when it cannot be made. */
+function ownKey (request: FastifyRequest, settings: RouteSettings): string | undefined {
+  try {
+    return settings.keyOf(request)
+  } catch (err) {
+    if (err instanceof MissingPlaceholderError) request.log.warn({ placeholder: err.placeholder }, 'ember-cache: the key template has no value for a placeholder in this write; its own entry is not invalidated')
+    else request.log.warn({ err }, 'ember-cache: key could not be computed; its own entry is not invalidated')
+    return undefined
   }
 }
 

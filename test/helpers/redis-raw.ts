@@ -1,5 +1,5 @@
 // Raw access to what RedisCache stores, for the backend suite on a single server and on a
-// cluster alike: an entry is a hash with one field per variant ('' is the plain variant).
+// cluster alike: an entry is a hash with one field per variant ('' for cache-aside values).
 
 import type { Cluster, Redis } from 'ioredis'
 import type { BackendTraits } from './backend-suite'
@@ -7,7 +7,7 @@ import type { BackendTraits } from './backend-suite'
 /** writeRaw / backendTtl for RedisCache, through a client of the test's own. */
 export function redisRawTraits (raw: Redis | Cluster): Required<Pick<BackendTraits, 'writeRaw' | 'backendTtl'>> {
   return {
-    writeRaw: async (keyPrefix, key, bytes) => { await raw.hset(keyPrefix + key, '', bytes) },
+    writeRaw: async (keyPrefix, key, variant, bytes) => { await raw.hset(keyPrefix + key, variant, bytes) },
     backendTtl: async (keyPrefix, key) => {
       const ttl = await raw.ttl(keyPrefix + key)
       return ttl === -2 ? undefined : ttl

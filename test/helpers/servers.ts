@@ -11,7 +11,7 @@
 // Redis Cluster always spawns locally (step 3).
 
 import { spawn, execFile, type ChildProcess } from 'node:child_process'
-import { mkdtempSync, rmSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { createServer, connect as netConnect, type Socket } from 'node:net'
 import { connect as tlsConnect } from 'node:tls'
 import { tmpdir } from 'node:os'
@@ -461,6 +461,12 @@ class ManagedProcess {
   pause (): void {
     if (!this.running) throw new Error(`${this.spec.name} is not running`)
     this.child?.kill('SIGSTOP')
+    // kill() returns before the process has stopped: a command sent right after could still be
+    // answered. Wait (briefly, synchronously) until the kernel reports it stopped.
+    const pid = this.child?.pid
+    if (pid === undefined) return
+    const deadline = Date.now() + 1_000
+    while (Date.now() < deadline && processState(pid) !== 'T') { /* spin: a stop lands within microseconds */ }
   }
 
   resume (): void {
@@ -471,6 +477,16 @@ class ManagedProcess {
   async restart (): Promise<void> {
     if (this.running) await this.kill()
     await this.start()
+  }
+}
+
+/** The one-letter state of a process (R, S, T for stopped...) from /proc, or '' where there is none. */
+function processState (pid: number): string {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3)
+  } catch {
+    return ''
   }
 }
 

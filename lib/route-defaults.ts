@@ -1,0 +1,121 @@
+import type { FastifyRequest, RouteGenericInterface } from 'fastify'
+import { InvalidOptionError } from './errors'
+import {
+  checkBoolean, checkFunction, checkNonNegativeInteger, checkSeconds, checkString, checkStringArray, describe
+} from './validate'
+
+// Options that make sense for every route of a cache as well as for one route: a cache object
+// takes them as defaults for the routes using it (route > cache object > plugin > defaults).
+
+/**
+ * The request as the key and tag functions see it. By default params are strings and query
+ * values whatever the query parser made of them; `cacheConfig<RouteGeneric>()` types them
+ * with a route's own generics.
+ */
+export type CacheKeyRequest<RouteGeneric extends RouteGenericInterface = LooseRouteGeneric> = FastifyRequest<RouteGeneric>
+
+/** What a route without generics of its own looks like to keyFn / tags. */
+export interface LooseRouteGeneric extends RouteGenericInterface {
+  Params: Record<string, string>
+  Querystring: Record<string, any>
+}
+
+export interface RouteDefaults<RouteGeneric extends RouteGenericInterface = LooseRouteGeneric> {
+  /**
+   * Seconds of freshness; 0 = never expires. `'from-response'` takes each response's own
+   * `s-maxage`, else `max-age` (RFC 9111 §5.2.2.10, §5.2.2.1), and falls back to the cache `ttl`,
+   * then the plugin `defaultTtl`, when it has neither; a response that says 0 is not stored.
+   * Default: cache `ttl`, then plugin `defaultTtl`.
+   */
+  ttl?: number | 'from-response'
+  /** Tags stored with the entry, for `invalidate({ tags })`. Default: none. */
+  tags?: string[] | ((request: CacheKeyRequest<RouteGeneric>) => string[])
+  /**
+   * Request headers that select a variant; responses name them in `Vary`. Headers named in a
+   * response's own `Vary` select variants of that key too. Including `authorization` lets
+   * requests with credentials use the cache (one variant per credential). Default: none.
+   */
+  varyHeaders?: string[]
+  /**
+   * Replaces the computed key. The route then vouches that its key separates callers: requests
+   * with Authorization may use the cache and responses are sent `private`. Default: none.
+   */
+  keyFn?: (request: CacheKeyRequest<RouteGeneric>) => string
+  /**
+   * Key template: `'widget:{widgetId}'` fills from the route's params, `{query.page}` from the
+   * query string. A placeholder that names no route param fails registration; a request
+   * without a value for one is served without cache. Default: none (the URL key).
+   */
+  key?: string
+  /** Statuses that may be stored. Default: the plugin's (every 2xx but 206). */
+  statusCodes?: number[]
+  /**
+   * The route's answers belong to one caller: responses say `Cache-Control: private`, and
+   * requests with Authorization may use the cache, one variant per credential unless a keyFn
+   * separates callers. Default false.
+   */
+  private?: boolean
+  /**
+   * Send `Cache-Control: public`, which lets shared caches in front (CDNs) store responses to
+   * requests that carried credentials (RFC 9111 §3.5). Default false: no scope is sent, or
+   * `private` on routes keyed per caller.
+   */
+  public?: boolean
+  /**
+   * Requests for different hosts or protocols (as Fastify resolves `request.host` and
+   * `request.protocol`, forwarded headers included when trustProxy is on) share entries.
+   * Only for one site served under several names. Default false: each host has its own.
+   */
+  shareAcrossHosts?: boolean
+  /** Seconds an expired entry is served while one refresh runs (RFC 5861 §3). Default 0. */
+  staleWhileRevalidate?: number
+  /** Seconds an expired entry replaces an origin error (RFC 5861 §4). Default 0. */
+  staleIfError?: number
+  /**
+   * Milliseconds the handler may take when an entry within `staleIfError` exists; past it, the
+   * stale entry is served and the late answer is dropped. 0 waits for the handler. Default 0.
+   */
+  staleIfErrorTimeout?: number
+  /** Honour request Cache-Control directives. Default: the plugin's (true). */
+  respectRequestDirectives?: boolean
+  /** Stream payloads up to this many bytes are buffered and stored. Default: the plugin's (0). */
+  streamMaxBytes?: number
+}
+
+export const ROUTE_DEFAULT_NAMES = [
+  'ttl', 'tags', 'varyHeaders', 'keyFn', 'key', 'statusCodes', 'private', 'public', 'shareAcrossHosts',
+  'staleWhileRevalidate', 'staleIfError', 'staleIfErrorTimeout', 'respectRequestDirectives', 'streamMaxBytes'
+] as const
+
+export const TTL_FROM_RESPONSE = 'from-response'
+
+/** Validates route defaults given at `where` (a route's config.cache or a cache object). */
+export function checkRouteDefaults (where: string, options: RouteDefaults<any>): void {
+  const ttl = options.ttl
+  if (ttl !== undefined && ttl !== TTL_FROM_RESPONSE && (typeof ttl !== 'number' || !Number.isFinite(ttl) || ttl < 0)) {
+    throw new InvalidOptionError(where + 'ttl', "expected a number of seconds >= 0 or 'from-response', got " + describe(ttl))
+  }
+  if (options.tags !== undefined && typeof options.tags !== 'function') checkStringArray(where + 'tags', options.tags)
+  checkStringArray(where + 'varyHeaders', options.varyHeaders)
+  checkFunction(where + 'keyFn', options.keyFn)
+  checkString(where + 'key', options.key)
+  if (options.keyFn !== undefined && options.key !== undefined) throw new InvalidOptionError(where + 'key', 'give either key or keyFn, not both')
+  statusSet(where + 'statusCodes', options.statusCodes)
+  checkBoolean(where + 'private', options.private)
+  checkBoolean(where + 'public', options.public)
+  if (options.private === true && options.public === true) throw new InvalidOptionError(where + 'public', 'a response cannot be both public and private')
+  checkBoolean(where + 'shareAcrossHosts', options.shareAcrossHosts)
+  checkSeconds(where + 'staleWhileRevalidate', options.staleWhileRevalidate)
+  checkSeconds(where + 'staleIfError', options.staleIfError)
+  checkNonNegativeInteger(where + 'staleIfErrorTimeout', options.staleIfErrorTimeout)
+  checkBoolean(where + 'respectRequestDirectives', options.respectRequestDirectives)
+  checkNonNegativeInteger(where + 'streamMaxBytes', options.streamMaxBytes)
+}
+
+export function statusSet (name: string, value: unknown): Set<number> | undefined {
+  if (value === undefined) return undefined
+  if (!Array.isArray(value) || value.length === 0 || value.some((code) => !Number.isInteger(code) || code < 100 || code > 599)) {
+    throw new InvalidOptionError(name, 'expected a non-empty array of HTTP status codes, got ' + describe(value))
+  }
+  return new Set(value as number[])
+}

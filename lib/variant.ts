@@ -1,0 +1,65 @@
+import { createHash } from 'node:crypto'
+import type { FastifyRequest } from 'fastify'
+
+// A request's variant: which of the responses stored under one key it may be answered with.
+// Lines joined by '\n', in a fixed order:
+//   ':origin=' protocol '://' host     unless the route shares entries across hosts
+//   name '=' value                      one per configured vary header (varyHeaders)
+//   name '=' value                      one per header a key's stored response named in Vary
+// Header values cannot hold a newline and header names cannot hold ':', so no value can pass
+// for another line. Variants are kept apart from the key, so invalidating a key drops them all.
+
+/** What a route's variants are made of, fixed at registration. */
+export interface VariantPlan {
+  /** Requests for different hosts or protocols never share an entry. */
+  origin: boolean
+  /** Configured request headers, lower-case. */
+  names: readonly string[]
+}
+
+const ORIGIN = ':origin='
+
+/** The origin a request is for, as Fastify resolves it (forwarded headers with trustProxy). */
+export function originOf (request: FastifyRequest): string {
+  return request.protocol + '://' + String(request.host ?? '').toLowerCase()
+}
+
+/**
+ * The variant from the route's plan: origin and configured headers. `origin` replaces the
+ * request's own (a background refresh runs through inject, which has neither TLS nor the
+ * original socket).
+ */
+export function baseVariant (request: FastifyRequest, plan: VariantPlan, origin?: string): string {
+  let variant = plan.origin ? ORIGIN + (origin ?? originOf(request)) : ''
+  const names = plan.names
+  for (let i = 0; i < names.length; i++) variant = withHeader(variant, request, names[i])
+  return variant
+}
+
+/** `base` plus the values of the headers a stored response varies on (RFC 9111 §4.1). */
+export function extendVariant (base: string, request: FastifyRequest, names: readonly string[]): string {
+  let variant = base
+  for (let i = 0; i < names.length; i++) variant = withHeader(variant, request, names[i])
+  return variant
+}
+
+function withHeader (variant: string, request: FastifyRequest, name: string): string {
+  const raw = request.headers[name]
+  let value = raw === undefined ? '' : Array.isArray(raw) ? raw.join(',') : raw
+  // Credentials select a variant but are never written to the store in clear.
+  if ((name === 'authorization' || name === 'cookie') && value !== '') value = createHash('sha256').update(value).digest('base64url')
+  return (variant === '' ? '' : variant + '\n') + name + '=' + value
+}
+
+/**
+ * True when a variant was computed with `name` among its headers. A name right after the start
+ * or a newline and followed by `=` is a name, never part of a value. No allocation: runs on hits.
+ */
+export function variantHas (variant: string, name: string): boolean {
+  let at = variant.indexOf(name)
+  while (at !== -1) {
+    if ((at === 0 || variant.charCodeAt(at - 1) === 10) && variant.charCodeAt(at + name.length) === 61) return true
+    at = variant.indexOf(name, at + 1)
+  }
+  return false
+}
