@@ -1,7 +1,8 @@
 'use strict'
 
 // CommonJS entry. require('fastify-ember-cache') returns the plugin function itself, carrying
-// every named export, so `require`, `import emberCache from` and `import { emberCache }` all work.
+// every named export and `default`, so `require`, `import emberCache from` and
+// `import { emberCache }` all work. ESM imports go through index.mjs.
 const lib = require('./dist/lib/index.js')
 
 module.exports = lib.emberCache

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto'
 import fp from 'fastify-plugin'
-import type { FastifyInstance, FastifyReply } from 'fastify'
+import type { FastifyInstance, FastifyPluginAsync, FastifyReply } from 'fastify'
 import '../types/fastify'
 import type { EmberCacheDecorator } from '../types/fastify'
 import { EmberCache, type InvalidationReport, type InvalidationTarget } from './caches/cache'
@@ -153,21 +153,23 @@ function appendHook<T> (existing: T | T[] | undefined, hook: T): T[] {
   return Array.isArray(existing) ? [...existing, hook] : [existing, hook]
 }
 
-export const emberCache = fp(emberCachePlugin, {
+/** The plugin: `await app.register(emberCache, options)`. */
+export const emberCache: FastifyPluginAsync<EmberCachePluginOptions> = fp(emberCachePlugin, {
   fastify: '5.x',
   name: 'fastify-ember-cache'
 })
 
 export default emberCache
 export { EmberCache, MemoryCache, StaticCache, RedisCache, MemcachedCache }
-export { RemoteCache, type RemoteCacheOptions } from './caches/remote-cache'
-export type { CacheOptions, InvalidationTarget, InvalidationReport, SetOptions, LookupResult } from './caches/cache'
-export type { LocalCacheOptions, StaticCacheOptions } from './caches/local-cache'
-export type { RedisCacheOptions } from './caches/redis-cache'
-export type { MemcachedCacheOptions } from './caches/memcached-cache'
-export type { EmberCachePluginOptions, RouteCacheOptions, RouteCacheConfig, CacheMode, CacheKeyRequest } from './options'
-export type { RouteDefaults } from './route-defaults'
-export type { CacheEntry } from './entry'
-export type { EmberCacheDecorator } from '../types/fastify'
+export { RemoteCache, RemoteCacheOptions } from './caches/remote-cache'
+export { CacheOptions, InvalidationTarget, InvalidationReport, SetOptions, LookupResult } from './caches/cache'
+export { LocalCacheOptions, StaticCacheOptions } from './caches/local-cache'
+export { RedisCacheOptions } from './caches/redis-cache'
+export { MemcachedCacheOptions } from './caches/memcached-cache'
+export { EmberCachePluginOptions, RouteCacheOptions, RouteCacheConfig, CacheMode } from './options'
+export { RouteDefaults, CacheKeyRequest } from './route-defaults'
+export { cacheConfig } from './options'
+export { CacheEntry } from './entry'
+export { EmberCacheDecorator } from '../types/fastify'
 export { InvalidOptionError, InvalidTargetError, PatternNotSupportedError, BackendTimeoutError, CircuitOpenError, InvalidationFailedError } from './errors'
 export { urlKey } from './cache-key'

@@ -93,10 +93,19 @@ export interface RouteCacheOptions<RouteGeneric extends RouteGenericInterface = 
   early?: boolean
 }
 
-/** `request` as RouteCacheOptions' functions see it, for routes typed with their own generics. */
-export type { CacheKeyRequest }
-
 export type RouteCacheConfig = EmberCache | RouteCacheOptions
+
+/**
+ * Route options, checked strictly. Fastify infers a route's `config` type from the literal you
+ * write, so a typo such as `tll` inside `config: { cache: { ... } }` is not a type error unless
+ * the route has explicit generics; passed through this function it is ("'tll' does not exist in
+ * type 'RouteCacheOptions'"). With a route generic, keyFn / tags see the route's own types:
+ * `cacheConfig<{ Params: { id: string } }>({ mode: 'memory', tags: (request) => ['task:' + request.params.id] })`.
+ * Returns its argument.
+ */
+export function cacheConfig<RouteGeneric extends RouteGenericInterface = LooseRouteGeneric> (options: RouteCacheOptions<RouteGeneric>): RouteCacheConfig {
+  return options as RouteCacheOptions
+}
 
 /** Plugin options after validation and defaults. */
 export interface ResolvedPluginOptions {

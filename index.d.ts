@@ -1,0 +1,47 @@
+// Types for CommonJS consumers (index.js, whose module.exports is the plugin function with every
+// named export and `default` on it): `export =` of that function, merged with a namespace.
+// test/package-exports.test.ts checks this list against the build's exports.
+import * as lib from './dist/lib/index'
+
+type EmberCachePlugin = typeof lib.emberCache
+
+declare namespace emberCache {
+  export import BackendTimeoutError = lib.BackendTimeoutError
+  export import CacheEntry = lib.CacheEntry
+  export import CacheKeyRequest = lib.CacheKeyRequest
+  export import CacheMode = lib.CacheMode
+  export import CacheOptions = lib.CacheOptions
+  export import CircuitOpenError = lib.CircuitOpenError
+  export import EmberCache = lib.EmberCache
+  export import EmberCacheDecorator = lib.EmberCacheDecorator
+  export import EmberCachePluginOptions = lib.EmberCachePluginOptions
+  export import InvalidOptionError = lib.InvalidOptionError
+  export import InvalidTargetError = lib.InvalidTargetError
+  export import InvalidationFailedError = lib.InvalidationFailedError
+  export import InvalidationReport = lib.InvalidationReport
+  export import InvalidationTarget = lib.InvalidationTarget
+  export import LocalCacheOptions = lib.LocalCacheOptions
+  export import LookupResult = lib.LookupResult
+  export import MemcachedCache = lib.MemcachedCache
+  export import MemcachedCacheOptions = lib.MemcachedCacheOptions
+  export import MemoryCache = lib.MemoryCache
+  export import PatternNotSupportedError = lib.PatternNotSupportedError
+  export import RedisCache = lib.RedisCache
+  export import RedisCacheOptions = lib.RedisCacheOptions
+  export import RemoteCache = lib.RemoteCache
+  export import RemoteCacheOptions = lib.RemoteCacheOptions
+  export import RouteCacheConfig = lib.RouteCacheConfig
+  export import RouteCacheOptions = lib.RouteCacheOptions
+  export import RouteDefaults = lib.RouteDefaults
+  export import SetOptions = lib.SetOptions
+  export import StaticCache = lib.StaticCache
+  export import StaticCacheOptions = lib.StaticCacheOptions
+  export import urlKey = lib.urlKey
+  export import cacheConfig = lib.cacheConfig
+  export const emberCache: EmberCachePlugin
+  export { emberCache as default }
+}
+
+declare function emberCache (...params: Parameters<EmberCachePlugin>): ReturnType<EmberCachePlugin>
+
+export = emberCache
