@@ -36,6 +36,9 @@ declare namespace emberCache {
   export import SetOptions = lib.SetOptions
   export import StaticCache = lib.StaticCache
   export import StaticCacheOptions = lib.StaticCacheOptions
+  export import StoreCache = lib.StoreCache
+  export import StoreCacheOptions = lib.StoreCacheOptions
+  export import CacheStore = lib.CacheStore
   export import urlKey = lib.urlKey
   export import cacheConfig = lib.cacheConfig
   export const emberCache: EmberCachePlugin

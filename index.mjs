@@ -11,6 +11,7 @@ export const {
   RedisCache,
   MemcachedCache,
   RemoteCache,
+  StoreCache,
   InvalidOptionError,
   InvalidTargetError,
   PatternNotSupportedError,

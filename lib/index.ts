@@ -166,6 +166,7 @@ export { CacheOptions, InvalidationTarget, InvalidationReport, SetOptions, Looku
 export { LocalCacheOptions, StaticCacheOptions } from './caches/local-cache'
 export { RedisCacheOptions } from './caches/redis-cache'
 export { MemcachedCacheOptions } from './caches/memcached-cache'
+export { StoreCache, StoreCacheOptions, CacheStore } from './caches/store-cache'
 export { EmberCachePluginOptions, RouteCacheOptions, RouteCacheConfig, CacheMode } from './options'
 export { RouteDefaults, CacheKeyRequest } from './route-defaults'
 export { cacheConfig } from './options'

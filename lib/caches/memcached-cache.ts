@@ -1,10 +1,10 @@
 import { createHash } from 'node:crypto'
 import memjs from 'memjs'
-import type { CacheEntry } from '../entry'
 import { InvalidOptionError, PatternNotSupportedError } from '../errors'
 import { checkPositiveInteger, checkString, describe, checkObject } from '../validate'
 import type { ParsedTarget } from './cache'
-import { RemoteCache, withTimeout, type RemoteCacheOptions } from './remote-cache'
+import { withTimeout, type RemoteCacheOptions } from './remote-cache'
+import { VersionedCache } from './versioned-cache'
 
 export interface MemcachedCacheOptions extends RemoteCacheOptions {
   /** `'host1:11211,host2:11211'` or an array of `host:port`. Keys are spread across them. */
@@ -30,19 +30,14 @@ const MEMJS_TIMEOUT_FACTOR = 10
 // either hashed form is hashed too, so no key a caller chooses can land on another's record.
 const HASHED_ENTRY = 'sha256:'
 const VERSION_MARK = '!'
-/** The version every entry of the cache carries: clear() moves it on. */
-const NAMESPACE = 'ns'
 
 type MemjsClient = memjs.Client<string | Buffer, Buffer | null>
 
 /**
- * Entries in Memcached, shared by every instance. Memcached has no scan and no sets, so every
- * entry carries versions that invalidation moves on instead of deleting: the cache's namespace
- * (clear), its key's generation (invalidating the key drops every variant at once) and its tags'
- * versions. A lookup reads the entry, the namespace and the generation at once (one round trip);
- * a tagged entry costs one more for its tags. Pattern invalidation is refused with a typed error.
+ * Entries in Memcached, shared by every instance, with the version scheme of VersionedCache
+ * (Memcached has no scan and no sets). Pattern invalidation is refused with a typed error.
  */
-export class MemcachedCache extends RemoteCache {
+export class MemcachedCache extends VersionedCache {
   readonly kind = 'memcached'
   readonly servers: string
   private readonly clients: MemjsClient[]
@@ -75,49 +70,21 @@ export class MemcachedCache extends RemoteCache {
     }
   }
 
-  protected async readBytes (key: string, variant: string): Promise<Buffer | null> {
-    // Three gets in flight at once: one round trip (memjs pipelines on each connection).
-    const [stored, namespace, generation] = await Promise.all([
-      this.read(this.entryKey(key, variant)),
-      this.read(this.versionKey(NAMESPACE)),
-      this.read(this.versionKey(generationOf(key)))
-    ])
-    if (stored === null || namespace === null || generation === null) return null
-    return unwrapVersions(stored, namespace.toString('utf8') + '\n' + generation.toString('utf8'))
+  protected async read (storageKey: string): Promise<Buffer | null> {
+    const { value } = await this.command((client) => client.get(storageKey))
+    return value
   }
 
-  protected async writeBytes (key: string, variant: string, bytes: Buffer, retention: number): Promise<void> {
-    const [namespace, generation] = await Promise.all([this.version(NAMESPACE), this.version(generationOf(key))])
-    const value = wrapVersions(namespace + '\n' + generation, bytes)
-    await this.command((client) => client.set(this.entryKey(key, variant), value, { expires: expiryOf(retention) }))
+  protected async write (storageKey: string, value: Buffer, retention: number): Promise<void> {
+    await this.command((client) => client.set(storageKey, value, { expires: expiryOf(retention) }))
   }
 
-  /** Each tag has a version; an entry remembers the versions it saw and is stale once any moved on. */
-  protected override async currentTagVersions (entry: CacheEntry): Promise<string[]> {
-    return await Promise.all(entry.tags.map((tag) => this.version(tagOf(tag))))
-  }
-
-  protected override async tagsStillValid (entry: CacheEntry): Promise<boolean> {
-    const current = await Promise.all(entry.tags.map((tag) => this.read(this.versionKey(tagOf(tag)))))
-    return current.every((version, i) => version !== null && version.toString('utf8') === entry.tagVersions[i])
-  }
-
-  protected async removeKeys (keys: string[]): Promise<void> {
-    // A new generation orphans every variant of the key at once (they age out).
-    await this.guarded(() => Promise.all(keys.map((key) => this.bump(generationOf(key)))))
+  protected async writeIfAbsent (storageKey: string, value: Buffer): Promise<void> {
+    await this.command((client) => client.add(storageKey, value, { expires: 0 }))
   }
 
   protected removePattern (): never {
     throw new PatternNotSupportedError('MemcachedCache')
-  }
-
-  protected async removeTags (tags: string[]): Promise<void> {
-    await this.guarded(() => Promise.all(tags.map((tag) => this.bump(tagOf(tag)))))
-  }
-
-  /** A new namespace version: every entry stored before is a miss from now on. No flush_all. */
-  protected async removeAll (): Promise<void> {
-    await this.guarded(() => this.bump(NAMESPACE))
   }
 
   protected override checkSupported (target: ParsedTarget): void {
@@ -142,30 +109,6 @@ export class MemcachedCache extends RemoteCache {
     }
   }
 
-  /**
-   * The current value of a version (namespace, key generation or tag). One that was never moved
-   * on (or was evicted) gets a fresh random value: `add` keeps a concurrent writer's value, and
-   * a random value can never come back equal to one an old entry remembers.
-   */
-  private async version (name: string): Promise<string> {
-    const key = this.versionKey(name)
-    const value = await this.read(key)
-    if (value !== null) return value.toString('utf8')
-    await this.command((client) => client.add(key, randomVersion(), { expires: 0 }))
-    const again = await this.read(key)
-    if (again === null) throw new Error('memcached lost version ' + name)
-    return again.toString('utf8')
-  }
-
-  private async bump (name: string): Promise<void> {
-    await this.command((client) => client.set(this.versionKey(name), randomVersion(), { expires: 0 }))
-  }
-
-  private async read (key: string): Promise<Buffer | null> {
-    const { value } = await this.command((client) => client.get(key))
-    return value
-  }
-
   private command<T> (run: (client: MemjsClient) => Promise<T>): Promise<T> {
     const client = this.clients[this.turn]
     this.turn = (this.turn + 1) % this.clients.length
@@ -173,7 +116,7 @@ export class MemcachedCache extends RemoteCache {
   }
 
   /** Where an entry lives: readable when it can be, hashed when too long, odd or a variant. */
-  private entryKey (key: string, variant: string): string {
+  protected entryKey (key: string, variant: string): string {
     if (variant === '') {
       const raw = this.keyPrefix + key
       // isSafeKey admits ASCII only, so its length in characters is its length in bytes.
@@ -182,39 +125,13 @@ export class MemcachedCache extends RemoteCache {
     return this.keyPrefix + HASHED_ENTRY + hashOf('e\u0000' + key + '\u0000' + variant)
   }
 
-  private versionKey (name: string): string {
+  protected versionKey (name: string): string {
     return this.keyPrefix + VERSION_MARK + hashOf('v\u0000' + name)
   }
 }
 
-function generationOf (key: string): string {
-  return 'gen\u0000' + key
-}
-
-function tagOf (tag: string): string {
-  return 'tag\u0000' + tag
-}
-
 function hashOf (text: string): string {
   return createHash('sha256').update(text).digest('base64url')
-}
-
-/** An envelope behind the versions it was stored under: [length][versions][envelope]. */
-function wrapVersions (versions: string, envelope: Buffer): Buffer {
-  const text = Buffer.from(versions, 'utf8')
-  const out = Buffer.allocUnsafe(2 + text.length + envelope.length)
-  out.writeUInt16BE(text.length, 0)
-  text.copy(out, 2)
-  envelope.copy(out, 2 + text.length)
-  return out
-}
-
-/** The envelope when it was stored under exactly these versions; null otherwise (or foreign bytes). */
-function unwrapVersions (stored: Buffer, versions: string): Buffer | null {
-  if (stored.length < 2) return null
-  const length = stored.readUInt16BE(0)
-  if (2 + length > stored.length || stored.toString('utf8', 2, 2 + length) !== versions) return null
-  return stored.subarray(2 + length)
 }
 
 function serverList (options: MemcachedCacheOptions): string {
@@ -242,8 +159,4 @@ function isSafeKey (key: string): boolean {
 function expiryOf (retention: number): number {
   if (retention <= MAX_RELATIVE_EXPIRY) return retention
   return Math.floor(Date.now() / 1000) + retention
-}
-
-function randomVersion (): string {
-  return Date.now().toString(36) + Math.random().toString(36).slice(2)
 }
