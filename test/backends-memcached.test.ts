@@ -41,6 +41,30 @@ t.test('MemcachedCache on two servers', async (t) => {
     }
   })
 
+  t.test('memcached: regression: an entry given 1 s vanished at memcached\'s next clock tick, milliseconds later', async (t) => {
+    const keyPrefix = freshPrefix('tick')
+    const { app } = await buildApp(t, memcachedCache(keyPrefix))
+    const held = async (i: number): Promise<boolean> => {
+      for (const server of servers.split(',')) {
+        if (/^HD/m.test(await metaGet(server, entryKey(keyPrefix, `GET:/ttl1?i=${i}`, INJECT_VARIANT)))) return true
+      }
+      return false
+    }
+    // Five 1 s entries stored 200 ms apart, each checked when 0.9 s old. Memcached's clock ticks
+    // once a second, so a tick falls inside at least one entry's 0.9 s: with an expiry of 1 that
+    // entry was gone; with one second more every entry lives past a second.
+    const started = Date.now()
+    const at = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, Math.max(0, started + ms - Date.now())))
+    for (let i = 0; i < 5; i++) {
+      await at(i * 200)
+      t.equal(xCache(await app.inject(`/ttl1?i=${i}`)), 'MISS')
+    }
+    for (let i = 0; i < 5; i++) {
+      await at(i * 200 + 900)
+      t.ok(await held(i), `entry ${i} still held at 0.9 s (checked at ${Date.now() - started - i * 200} ms of age)`)
+    }
+  })
+
   t.test('memcached: entries are spread over both servers', { skip: second === undefined && 'MEMCACHED_URL in use' }, async (t) => {
     if (second === undefined) return
     const keyPrefix = freshPrefix('spread')

