@@ -1,111 +1,137 @@
 'use strict'
 
 const Fastify = require('fastify')
-const { emberCache, MemoryCache, StaticCache, RedisCache } = require('fastify-ember-cache')
-const { createDb } = require('./db')
+const { emberCache, MemoryCache, StaticCache, RedisCache, MemcachedCache } = require('fastify-ember-cache')
+const { openDb } = require('./db')
 
 /**
- * The example API. Every mode in one app:
- * - static:  GET /health (never changes while the process lives)
- * - memory:  GET /tasks, GET /tasks/:id (shared MemoryCache, tags, key template)
- * - { mode: 'memory' }: GET /reports
- * - per-user: GET /me/tasks (after an auth hook, one entry per user)
- * - writes:  POST/PUT/DELETE /tasks keep reads fresh declaratively
- * - redis:   GET /tasks-shared when REDIS_URL is set (shared by every instance)
+ * A small task tracker over SQLite, cached with every mode:
+ * - static:    GET /health                       (build info; `early`, public)
+ * - memory:    GET /reports/summary              ({ mode: 'memory' }, stale-while-revalidate)
+ * - tasks:     GET /projects/:projectId/tasks, GET /tasks/:taskId, GET /me/tasks (per user)
+ *              in Redis when REDIS_URL is set (shared by every instance), else in memory
+ * - projects:  GET /projects
+ *              in Memcached when MEMCACHED_SERVERS is set, else in memory
+ * Writes (authenticated) keep every cache fresh: each names the tags it changed, and
+ * app.emberCache.invalidate() reaches every cache the app uses. Admin routes need an admin token.
  */
 async function build (options = {}) {
   const app = Fastify({ logger: options.logger ?? false })
-  const db = createDb()
-  app.decorate('db', db)
+  const db = openDb(options.dbFile)
+  app.addHook('onClose', async () => db.close())
+
+  const tasksCache = options.redisUrl
+    ? new RedisCache({ url: options.redisUrl, keyPrefix: 'example:', ttl: 60, staleIfError: 300 })
+    : new MemoryCache({ name: 'tasks', ttl: 60, max: 10_000 })
+  const projectsCache = options.memcachedServers
+    ? new MemcachedCache({ servers: options.memcachedServers, keyPrefix: 'example:', ttl: 300 })
+    : new MemoryCache({ name: 'projects', ttl: 300 })
 
   await app.register(emberCache, { defaultTtl: 60 })
 
-  const taskCache = new MemoryCache({ ttl: 30, max: 10_000 })
-
-  // Auth runs before any cached answer: the cache lookup sits after every preHandler.
-  const requireUser = async (request, reply) => {
-    const user = request.headers['x-user']
-    if (typeof user !== 'string' || user.length === 0) {
-      return reply.code(401).send({ error: 'set an x-user header' })
-    }
+  // Auth: `Authorization: Bearer <token>`, a user from the database. The cache lookup runs after
+  // these preHandlers, so a request they reject never sees a cached body.
+  async function authenticate (request, reply) {
+    const match = /^Bearer (.+)$/.exec(request.headers.authorization ?? '')
+    const user = match === null ? undefined : db.userByToken(match[1])
+    if (user === undefined) return reply.code(401).send({ error: 'send Authorization: Bearer <token>' })
     request.user = user
   }
+  async function requireAdmin (request, reply) {
+    await authenticate(request, reply)
+    if (reply.sent) return
+    if (request.user.role !== 'admin') return reply.code(403).send({ error: 'admins only' })
+  }
+  /** A write changed these things: drop them from every cache the app uses. */
+  const changed = (tags) => app.emberCache.invalidate({ tags })
 
-  app.get('/health', { config: { cache: new StaticCache() } }, async () => {
-    return { status: 'ok', startedAt: new Date().toISOString() }
-  })
+  const startedAt = new Date().toISOString()
+  app.get('/health', { config: { cache: { cache: new StaticCache(), early: true } } }, async () => ({ status: 'ok', version: '1.0.0', startedAt }))
 
-  app.get('/tasks', { config: { cache: { cache: taskCache, tags: ['tasks'] } } }, async () => {
-    return db.list()
-  })
+  // Public data: `public` lets requests that carry a token (a logged-in client) share the entries.
+  app.get('/projects', { config: { cache: { cache: projectsCache, public: true, tags: ['projects'] } } }, async () => db.listProjects())
 
-  app.get('/tasks/:id', {
-    config: { cache: { cache: taskCache, key: 'task:{id}', tags: (request) => ['tasks', 'task:' + request.params.id] } }
+  app.get('/projects/:projectId/tasks', {
+    config: { cache: { cache: tasksCache, public: true, tags: (request) => ['project:' + request.params.projectId] } }
   }, async (request, reply) => {
-    const task = await db.get(Number(request.params.id))
+    if (db.getProject(Number(request.params.projectId)) === undefined) return reply.code(404).send({ error: 'no such project' })
+    return db.tasksOfProject(Number(request.params.projectId))
+  })
+
+  app.get('/tasks/:taskId', {
+    config: { cache: { cache: tasksCache, public: true, key: 'task:{taskId}', tags: (request) => ['task:' + request.params.taskId] } }
+  }, async (request, reply) => {
+    const task = db.getTask(Number(request.params.taskId))
     if (task === undefined) return reply.code(404).send({ error: 'no such task' })
+    // Surrogate key: the project's writes reach this entry too.
+    reply.header('cache-tag', 'project:' + task.projectId)
     return task
   })
 
-  app.get('/reports', { config: { cache: { mode: 'memory', ttl: 10 } } }, async () => {
-    return db.report()
-  })
-
+  // Per user: the keyFn separates users, so requests with Authorization may use the cache.
   app.get('/me/tasks', {
-    preHandler: requireUser,
-    config: { cache: { cache: taskCache, private: true, keyFn: (request) => 'me:' + request.headers['x-user'], tags: ['tasks'] } }
-  }, async (request) => {
-    return db.list(request.user)
+    preHandler: authenticate,
+    config: { cache: { cache: tasksCache, keyFn: (request) => 'me:' + request.user.id, tags: (request) => ['user:' + request.user.id] } }
+  }, async (request) => db.tasksOfOwner(request.user.id))
+
+  app.get('/reports/summary', { config: { cache: { mode: 'memory', ttl: 10, staleWhileRevalidate: 60, tags: ['summary'] } } }, async () => ({
+    ...db.summary(),
+    generatedAt: new Date().toISOString()
+  }))
+
+  app.post('/projects', { preHandler: authenticate }, async (request, reply) => {
+    const name = request.body?.name
+    if (typeof name !== 'string' || name.length === 0) return reply.code(400).send({ error: 'name is required' })
+    const project = db.createProject(name)
+    await changed(['projects'])
+    return reply.code(201).send(project)
   })
 
-  // Writes: each clears what it changes. POST clears every list; PUT writes the new task
-  // through to its GET entry; DELETE drops the task's entry and the lists.
-  app.post('/tasks', {
-    preHandler: requireUser,
-    config: { cache: { cache: taskCache, invalidate: ['tags:tasks'] } }
-  }, async (request, reply) => {
+  app.post('/projects/:projectId/tasks', { preHandler: authenticate }, async (request, reply) => {
+    const projectId = Number(request.params.projectId)
     const title = request.body?.title
-    if (typeof title !== 'string') return reply.code(400).send({ error: 'title is required' })
-    return reply.code(201).send(await db.create(title, request.user))
+    if (db.getProject(projectId) === undefined) return reply.code(404).send({ error: 'no such project' })
+    if (typeof title !== 'string' || title.length === 0) return reply.code(400).send({ error: 'title is required' })
+    const task = db.createTask(projectId, request.user.id, title)
+    await changed(['project:' + projectId, 'user:' + request.user.id, 'projects', 'summary'])
+    return reply.code(201).send(task)
   })
 
-  app.put('/tasks/:id', {
-    preHandler: requireUser,
-    config: {
-      cache: {
-        cache: taskCache,
-        key: 'task:{id}',
-        writeThrough: true,
-        tags: (request) => ['tasks', 'task:' + request.params.id],
-        invalidate: ['GET:/tasks', 'me:*']
-      }
-    }
+  // PATCH writes its answer through as the GET entry of the task (the next read is a hit);
+  // `public` says the answer is the same for everyone, so a credentialed write may store it.
+  app.patch('/tasks/:taskId', {
+    preHandler: authenticate,
+    config: { cache: { cache: tasksCache, public: true, key: 'task:{taskId}', writeThrough: true, tags: (request) => ['task:' + request.params.taskId] } }
   }, async (request, reply) => {
-    const task = await db.update(Number(request.params.id), request.body ?? {})
-    if (task === undefined) return reply.code(404).send({ error: 'no such task' })
+    const before = db.getTask(Number(request.params.taskId))
+    if (before === undefined) return reply.code(404).send({ error: 'no such task' })
+    const task = db.updateTask(before.id, request.body ?? {})
+    await changed(['project:' + task.projectId, 'user:' + task.ownerId, 'summary'])
     return task
   })
 
-  app.delete('/tasks/:id', {
-    preHandler: requireUser,
-    config: { cache: { cache: taskCache, key: 'task:{id}', invalidate: ['tags:tasks'] } }
+  app.delete('/tasks/:taskId', {
+    preHandler: authenticate,
+    config: { cache: { cache: tasksCache, key: 'task:{taskId}' } }
   }, async (request, reply) => {
-    await db.remove(Number(request.params.id))
+    const task = db.getTask(Number(request.params.taskId))
+    if (task === undefined) return reply.code(404).send({ error: 'no such task' })
+    db.deleteTask(task.id)
+    await changed(['project:' + task.projectId, 'user:' + task.ownerId, 'projects', 'summary'])
     return reply.code(204).send()
   })
 
-  // Imperative invalidation, for when a handler knows best.
-  app.post('/admin/flush', async (request, reply) => {
-    await reply.cacheInvalidate({ pattern: '*' })
-    return { flushed: true }
+  // Operations, for admins only: purge by key, pattern or tags, or everything.
+  app.post('/admin/cache/invalidate', { preHandler: requireAdmin }, async (request, reply) => {
+    const { key, pattern, tags } = request.body ?? {}
+    const target = key !== undefined ? { key } : pattern !== undefined ? { pattern } : tags !== undefined ? { tags } : undefined
+    if (target === undefined) return reply.code(400).send({ error: 'give key, pattern or tags' })
+    return app.emberCache.invalidate(target)
   })
+  app.post('/admin/cache/clear', { preHandler: requireAdmin }, async () => app.emberCache.clear())
 
-  app.get('/stats', async () => ({ queries: db.queries }))
-
-  if (options.redisUrl) {
-    const shared = new RedisCache({ url: options.redisUrl, ttl: 30, keyPrefix: 'example:' })
-    app.get('/tasks-shared', { config: { cache: { cache: shared, tags: ['tasks'] } } }, async () => db.list())
-  }
+  // How many queries reached the database: watch it stand still on hits.
+  app.get('/db-stats', async () => ({ queries: db.queries }))
 
   return app
 }

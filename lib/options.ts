@@ -301,7 +301,9 @@ export function resolveRouteOptions (
     varyHeaders,
     variants: { origin: !(pick('shareAcrossHosts') ?? false), names: varyHeaders },
     vary: varyHeaders.length === 0 ? undefined : varyHeaders.join(', '),
-    allowsAuthorization: isPrivate || hasKeyFn || varyHeaders.includes('authorization'),
+    // RFC 9111 §3.5: public (the route vouches its answers are everyone's) lets credentialed
+    // requests use the entries too, as do the per-caller keys.
+    allowsAuthorization: isPublic || isPrivate || hasKeyFn || varyHeaders.includes('authorization'),
     keyOf: keyBuilder(keySource, routeInfo.params, where),
     routeParams: routeInfo.params,
     statusCodes: statusSet(where + '.statusCodes', pick('statusCodes')) ?? plugin.statusCodes,

@@ -56,9 +56,10 @@ export interface RouteDefaults<RouteGeneric extends RouteGenericInterface = Loos
    */
   private?: boolean
   /**
-   * Send `Cache-Control: public`, which lets shared caches in front (CDNs) store responses to
-   * requests that carried credentials (RFC 9111 §3.5). Default false: no scope is sent, or
-   * `private` on routes keyed per caller.
+   * The route's answers are the same for everyone, credentials or not (RFC 9111 §3.5): responses
+   * say `Cache-Control: public`, so shared caches in front (CDNs) may store them, and requests
+   * with Authorization use this cache too (reads, and write-through of credentialed writes).
+   * Default false: no scope is sent, or `private` on routes keyed per caller.
    */
   public?: boolean
   /**

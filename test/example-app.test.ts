@@ -1,33 +1,139 @@
-// The example app is part of the README's set-up: it must keep working as documented.
-// It loads the package by name (the built dist/, so `npm test` builds first).
-import t from 'tap'
+// The example app is part of the README's set-up: it must keep working as documented. Driven
+// over real HTTP (listening on 127.0.0.1, fetch), embedded and with Redis and Memcached as its
+// shared caches across two instances. It loads the package by name (the built dist/).
+import t, { type Test } from 'tap'
+import { spawn } from 'node:child_process'
+import { request } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { mkdtempSync, rmSync } from 'node:fs'
 import { createRequire } from 'node:module'
+import { tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
 import type { FastifyInstance } from 'fastify'
+import { startMemcached, startRedis } from './helpers/servers'
 
-const { build } = createRequire(__filename)('../example-app/app.js') as { build: () => Promise<FastifyInstance> }
+const { build } = createRequire(__filename)('../example-app/app.js') as {
+  build: (options?: { redisUrl?: string, memcachedServers?: string, dbFile?: string }) => Promise<FastifyInstance>
+}
 
-t.test('example app: reads are cached, writes invalidate, auth runs before the cache', async (t) => {
-  const app = await build()
+interface Answer { status: number, cache: string | null, body: any }
+
+/**
+ * An instance listening on a free loopback port, closed when `t` ends. Requests carry the Host a
+ * load balancer would pass on (the public name), the same for every instance: entries are kept
+ * per host, and each instance's own port would otherwise make a host of its own.
+ */
+async function listening (t: Test, options: Parameters<typeof build>[0] = {}): Promise<(path: string, init?: { method?: string, token?: string, body?: unknown }) => Promise<Answer>> {
+  const app = await build(options)
   t.teardown(() => app.close())
-  const queries = async (): Promise<number> => (await app.inject('/stats')).json().queries
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  const { port } = app.server.address() as AddressInfo
+  return (path, init = {}) => new Promise((resolve, reject) => {
+    const headers: Record<string, string> = { host: 'tasks.example.com' }
+    if (init.token !== undefined) headers.authorization = 'Bearer ' + init.token
+    const payload = init.body === undefined ? undefined : JSON.stringify(init.body)
+    if (payload !== undefined) headers['content-type'] = 'application/json'
+    const req = request({ host: '127.0.0.1', port, path, method: init.method ?? 'GET', headers }, (res) => {
+      let text = ''
+      res.setEncoding('utf8')
+      res.on('data', (chunk: string) => { text += chunk })
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, cache: (res.headers['x-cache'] as string | undefined) ?? null, body: text === '' ? undefined : JSON.parse(text) }))
+    })
+    req.on('error', reject)
+    req.end(payload)
+  })
+}
 
-  const first = await app.inject('/tasks')
-  const second = await app.inject('/tasks')
-  t.equal(first.headers['x-cache'], 'MISS')
-  t.equal(second.headers['x-cache'], 'HIT')
-  t.equal(second.body, first.body)
-  t.equal(await queries(), 1, 'the second read did not query the store')
+t.test('example app, embedded: reads are cached, writes keep them fresh, auth runs before the cache', async (t) => {
+  const get = await listening(t)
+  const queries = async (): Promise<number> => (await get('/db-stats')).body.queries
 
-  t.equal((await app.inject('/me/tasks')).statusCode, 401, 'no user, no cached answer')
-  const created = await app.inject({ method: 'POST', url: '/tasks', headers: { 'x-user': 'ada' }, payload: { title: 'from the test' } })
-  t.equal(created.statusCode, 201)
-  const after = await app.inject('/tasks')
-  t.equal(after.headers['x-cache'], 'MISS', 'the POST invalidated the tasks tag')
-  t.match(after.body, /from the test/)
+  const first = await get('/projects/1/tasks')
+  const second = await get('/projects/1/tasks')
+  t.equal(first.cache, 'MISS')
+  t.equal(second.cache, 'HIT')
+  t.same(second.body, first.body)
+  t.equal(first.body.length, 3, 'seeded from SQLite')
+  const before = await queries()
+  await get('/projects/1/tasks')
+  t.equal(await queries(), before, 'a hit does not query the database')
 
-  const put = await app.inject({ method: 'PUT', url: '/tasks/1', headers: { 'x-user': 'ada' }, payload: { done: true } })
-  t.equal(put.statusCode, 200)
-  const read = await app.inject('/tasks/1')
-  t.equal(read.headers['x-cache'], 'HIT', 'the PUT wrote its answer through')
-  t.equal(read.json().done, true)
+  t.equal((await get('/me/tasks')).status, 401, 'no token, no cached answer')
+  t.equal((await get('/me/tasks', { token: 'wrong' })).status, 401)
+  const linus = await get('/me/tasks', { token: 'linus-token' })
+  const grace = await get('/me/tasks', { token: 'grace-token' })
+  t.ok(linus.body.every((task: { ownerId: number }) => task.ownerId === 2) && grace.body.every((task: { ownerId: number }) => task.ownerId === 3), 'each user gets their own tasks')
+  t.equal((await get('/me/tasks', { token: 'linus-token' })).cache, 'HIT', 'per user, cached')
+
+  const created = await get('/projects/1/tasks', { method: 'POST', token: 'linus-token', body: { title: 'from the test' } })
+  t.equal(created.status, 201)
+  const after = await get('/projects/1/tasks')
+  t.equal(after.cache, 'MISS', 'the POST invalidated tag project:1')
+  t.ok(after.body.some((task: { title: string }) => task.title === 'from the test'))
+  t.equal((await get('/me/tasks', { token: 'linus-token' })).cache, 'MISS', 'and tag user:2')
+  t.equal((await get('/projects')).body[0].tasks, 4, 'and the project counts')
+
+  t.equal((await get('/tasks/1')).cache, 'MISS')
+  const patched = await get('/tasks/1', { method: 'PATCH', token: 'ada-token', body: { done: true } })
+  t.equal(patched.status, 200)
+  const read = await get('/tasks/1')
+  t.equal(read.cache, 'HIT', 'the PATCH wrote its answer through')
+  t.equal(read.body.done, true)
+
+  t.equal((await get('/admin/cache/clear', { method: 'POST' })).status, 401, 'admin routes need a token')
+  t.equal((await get('/admin/cache/clear', { method: 'POST', token: 'linus-token' })).status, 403, 'an admin token')
+  const purge = await get('/admin/cache/invalidate', { method: 'POST', token: 'ada-token', body: { tags: ['projects'] } })
+  t.equal(purge.status, 200)
+  t.equal(purge.body.ok, true)
+  t.equal((await get('/projects')).cache, 'MISS', 'purged')
+  t.equal((await get('/health')).status, 200)
+  t.equal((await get('/health')).cache, 'HIT')
+})
+
+t.test('example app with REDIS_URL and MEMCACHED_SERVERS: two instances, one database, shared caches', async (t) => {
+  const redis = await startRedis()
+  t.teardown(() => redis.stop())
+  const memcached = await startMemcached()
+  t.teardown(() => memcached.stop())
+  const dir = mkdtempSync(join(tmpdir(), 'ember-example-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  await redis.flushAll()
+  await memcached.flushAll()
+  const options = { redisUrl: redis.url, memcachedServers: memcached.servers, dbFile: join(dir, 'tasks.db') }
+  const a = await listening(t, options)
+  const b = await listening(t, options)
+
+  t.equal((await a('/projects/2/tasks')).cache, 'MISS')
+  t.equal((await b('/projects/2/tasks')).cache, 'HIT', 'instance B reads what A stored in Redis')
+  t.equal((await a('/projects')).cache, 'MISS')
+  t.equal((await b('/projects')).cache, 'HIT', 'and what A stored in Memcached')
+
+  await a('/projects/2/tasks', { method: 'POST', token: 'grace-token', body: { title: 'shared write' } })
+  const fresh = await b('/projects/2/tasks')
+  t.equal(fresh.cache, 'MISS', 'a write on A is seen by B at once')
+  t.ok(fresh.body.some((task: { title: string }) => task.title === 'shared write'))
+  const projects = await b('/projects')
+  t.equal(projects.cache, 'MISS', 'the Memcached entry too')
+  t.equal(projects.body[1].tasks, 3)
+})
+
+t.test('example app: `node example-app/server.js` serves on the port it prints', async (t) => {
+  const child = spawn(process.execPath, [resolve(__dirname, '../example-app/server.js')], { env: { ...process.env, PORT: '0', REDIS_URL: '', MEMCACHED_SERVERS: '' }, stdio: ['ignore', 'pipe', 'pipe'] })
+  t.teardown(() => { child.kill('SIGTERM') })
+  let output = ''
+  const base = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('no address printed: ' + output)), 10_000)
+    child.stdout.on('data', (chunk: Buffer) => {
+      output += chunk.toString()
+      const match = /example on (http:\/\/127\.0\.0\.1:\d+)/.exec(output)
+      if (match !== null) {
+        clearTimeout(timer)
+        resolve(match[1])
+      }
+    })
+  })
+  const first = await fetch(base + '/projects/1/tasks')
+  const second = await fetch(base + '/projects/1/tasks')
+  t.equal(first.headers.get('x-cache'), 'MISS')
+  t.equal(second.headers.get('x-cache'), 'HIT')
 })

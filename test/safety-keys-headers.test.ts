@@ -225,3 +225,30 @@ t.test('the plugin caches option: a cache used only for cache-aside opens with t
   await app.close()
   await t.rejects(Promise.resolve().then(() => Fastify().register(emberCache, { caches: [{}] as unknown as EmberCache[] }).ready()), { message: /Invalid option "caches"/ })
 })
+
+t.test('RFC 9111 §3.5: public: true lets credentialed requests share the route\'s entries; without it they bypass', async (t) => {
+  const app = await emberApp(t)
+  let calls = 0
+  app.get('/catalog', { config: { cache: { mode: 'memory', public: true } } }, async () => ({ n: ++calls }))
+  app.get('/plain', { config: { cache: { mode: 'memory' } } }, async () => ({ n: ++calls }))
+  await app.inject('/catalog')
+  const withToken = await app.inject({ url: '/catalog', headers: { authorization: 'Bearer a' } })
+  t.equal(withToken.headers['x-cache'], 'HIT', 'the route vouches that its answer is everyone\'s')
+  t.equal(withToken.headers['cache-control'], 'public, max-age=60')
+  t.equal((await app.inject({ url: '/plain', headers: { authorization: 'Bearer a' } })).headers['x-cache'], 'BYPASS')
+})
+
+t.test('RFC 9111 §3.5: a credentialed write is written through only on a public route', async (t) => {
+  const app = await emberApp(t)
+  const cache = new MemoryCache()
+  app.get('/items/:id', { config: { cache: { cache, public: true } } }, async (request) => ({ id: (request.params as { id: string }).id, read: true }))
+  app.put('/items/:id', { config: { cache: { cache, writeThrough: true, public: true } } }, async (request) => ({ id: (request.params as { id: string }).id, written: true }))
+  app.put('/other/:id', { config: { cache: { cache, writeThrough: true } } }, async () => ({ written: true }))
+  app.get('/other/:id', { config: { cache } }, async () => ({ read: true }))
+  await app.inject({ method: 'PUT', url: '/items/1', headers: { authorization: 'Bearer w' } })
+  const read = await app.inject('/items/1')
+  t.equal(read.headers['x-cache'], 'HIT')
+  t.same(read.json(), { id: '1', written: true })
+  await app.inject({ method: 'PUT', url: '/other/1', headers: { authorization: 'Bearer w' } })
+  t.equal((await app.inject('/other/1')).headers['x-cache'], 'MISS', 'not public: the credentialed answer was not shared')
+})
