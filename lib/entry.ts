@@ -1,3 +1,5 @@
+import { FLAG_KEEP_STALE, FLAG_NO_CACHE, FLAG_STALE, KEEP_STALE_SECONDS } from './http-freshness'
+
 // The stored entry and its versioned binary envelope. This is the only place that turns an
 // entry into bytes and back: stores move bytes (remote) or entry objects (in-process).
 
@@ -19,10 +21,14 @@ export interface CacheEntry {
   status: number
   headers: StoredHeaders
   body: Buffer
-  /** Epoch milliseconds when the origin produced this entry. */
+  /** Epoch milliseconds when this entry was stored (its response arrived). */
   storedAt: number
-  /** Freshness lifetime in seconds; 0 means it never goes stale. */
+  /** Freshness lifetime in seconds; 0 means it never goes stale (unless flagged stale or no-cache). */
   ttl: number
+  /** Seconds the response was already old when stored: upstream Age and transit (RFC 9111 §4.2.3). */
+  initialAge: number
+  /** FLAG_* bits of http-freshness.ts (no-cache, must-revalidate, stale, computed ETag, keep stale). */
+  flags: number
   /** Seconds past freshness during which it may be served while one refresh runs. */
   staleWhileRevalidate: number
   /** Seconds past freshness during which it may replace an origin error. */
@@ -43,21 +49,31 @@ export const NO_TAGS = Object.freeze([]) as unknown as string[]
 
 const MAGIC_0 = 0xeb
 const MAGIC_1 = 0xca
-export const ENVELOPE_VERSION = 1
-// magic(2) version(1) kind(1) status(2) storedAt(8) ttl(4) swr(4) sie(4) tags(2) headers(2) body(4)
-// = 34. One short and encodeEntry silently drops the body's last bytes (Buffer#copy truncates).
-const FIXED_BYTES = 34
+/** Version 2 added initialAge and flags; a version 1 envelope reads as a miss. */
+export const ENVELOPE_VERSION = 2
+// magic(2) version(1) kind(1) status(2) storedAt(8) initialAge(8) flags(1) ttl(4) swr(4) sie(4)
+// tags(2) headers(2) body(4) = 43. One short and encodeEntry silently drops the body's last bytes
+// (Buffer#copy truncates).
+const FIXED_BYTES = 43
+const MAX_UINT32 = 0xffffffff
 
-/** Milliseconds after storedAt when the entry stops being fresh (Infinity for ttl 0). */
+const NEVER_FRESH = FLAG_NO_CACHE | FLAG_STALE
+
+/** Epoch ms when the entry stops being fresh: Infinity for ttl 0, at once when flagged no-cache or stale. */
 export function freshUntil (entry: CacheEntry): number {
-  return entry.ttl === 0 ? Infinity : entry.storedAt + entry.ttl * 1000
+  if ((entry.flags & NEVER_FRESH) !== 0) return entry.storedAt
+  return entry.ttl === 0 ? Infinity : entry.storedAt + (entry.ttl - entry.initialAge) * 1000
 }
 
-/** Seconds the backend must keep the entry: freshness plus the longest grace window. */
+/** Seconds the backend must keep the entry: freshness left plus the longest grace window (0 = forever). */
 export function retentionSeconds (entry: CacheEntry): number {
-  if (entry.ttl === 0) return 0
-  // Backends count whole seconds (Redis EXPIRE rejects 0.5; memjs truncates it to 0 = forever).
-  return Math.ceil(entry.ttl + Math.max(entry.staleWhileRevalidate, entry.staleIfError))
+  const neverFresh = (entry.flags & NEVER_FRESH) !== 0
+  if (entry.ttl === 0 && !neverFresh) return 0
+  const freshness = neverFresh ? 0 : Math.max(0, entry.ttl - entry.initialAge)
+  const grace = Math.max(entry.staleWhileRevalidate, entry.staleIfError, (entry.flags & FLAG_KEEP_STALE) !== 0 ? KEEP_STALE_SECONDS : 0)
+  // Backends count whole seconds (Redis EXPIRE rejects 0.5; memjs truncates it to 0 = forever),
+  // and 0 means forever to them: an entry with nothing left is kept one second.
+  return Math.max(1, Math.ceil(freshness + grace))
 }
 
 /** A Vary pointer for `names` (sorted, lower-case) that lives as long as `entry`. */
@@ -69,6 +85,8 @@ export function varyPointer (names: readonly string[], entry: CacheEntry): Cache
     body: Buffer.from(names.join(','), 'utf8'),
     storedAt: entry.storedAt,
     ttl: entry.ttl,
+    initialAge: entry.initialAge,
+    flags: entry.flags,
     staleWhileRevalidate: entry.staleWhileRevalidate,
     staleIfError: entry.staleIfError,
     tags: NO_TAGS,
@@ -130,8 +148,10 @@ export function encodeEntry (entry: CacheEntry): Buffer {
   out[offset++] = entry.kind
   offset = out.writeUInt16BE(entry.status, offset)
   offset = out.writeDoubleBE(entry.storedAt, offset)
+  offset = out.writeDoubleBE(entry.initialAge, offset)
+  out[offset++] = entry.flags
   // Whole seconds, rounded up: writeUInt32BE truncates, and a ttl of 0.5 read back as 0 never expires.
-  offset = out.writeUInt32BE(Math.ceil(entry.ttl), offset)
+  offset = out.writeUInt32BE(Math.min(Math.ceil(entry.ttl), MAX_UINT32), offset)
   offset = out.writeUInt32BE(Math.ceil(entry.staleWhileRevalidate), offset)
   offset = out.writeUInt32BE(Math.ceil(entry.staleIfError), offset)
   let part = 0
@@ -170,6 +190,8 @@ export function decodeEntry (data: Buffer | null | undefined, copyBody = true): 
     const kind = data[offset++]
     const status = data.readUInt16BE(offset); offset += 2
     const storedAt = data.readDoubleBE(offset); offset += 8
+    const initialAge = data.readDoubleBE(offset); offset += 8
+    const flags = data[offset++]
     const ttl = data.readUInt32BE(offset); offset += 4
     const staleWhileRevalidate = data.readUInt32BE(offset); offset += 4
     const staleIfError = data.readUInt32BE(offset); offset += 4
@@ -195,13 +217,13 @@ export function decodeEntry (data: Buffer | null | undefined, copyBody = true): 
     }
     const bodyLen = data.readUInt32BE(offset); offset += 4
     if (offset + bodyLen !== data.length) return undefined
-    if ((kind !== ENTRY_RESPONSE && kind !== ENTRY_VALUE && kind !== ENTRY_VARY) || !Number.isFinite(storedAt)) return undefined
+    if ((kind !== ENTRY_RESPONSE && kind !== ENTRY_VALUE && kind !== ENTRY_VARY) || !Number.isFinite(storedAt) || !(initialAge >= 0)) return undefined
     // reply.code() throws on a status outside 100-599: replaying one would fail the request.
     if (kind === ENTRY_RESPONSE && (status < 100 || status > 599)) return undefined
     // Copy so a pooled or shared input buffer cannot change the body later.
     const view = data.subarray(offset, offset + bodyLen)
     const body = copyBody ? Buffer.from(view) : view
-    return { kind, status, headers, body, storedAt, ttl, staleWhileRevalidate, staleIfError, tags, tagVersions }
+    return { kind, status, headers, body, storedAt, ttl, initialAge, flags, staleWhileRevalidate, staleIfError, tags, tagVersions }
   } catch {
     // A length field pointing past the end: RangeError from the reads above.
     return undefined

@@ -11,35 +11,88 @@ export type Directives = Map<string, string>
 const EMPTY_DIRECTIVES: Directives = new Map()
 
 // RFC 9110 §7.6.1: hop-by-hop fields are never stored. Set-Cookie is personal (RFC 9111 §7.3),
-// content-length and date are recomputed per response, age is ours to set on a hit.
+// content-length is recomputed per response, age is ours to set on a hit. A Date the handler
+// set (a proxied origin's) is kept: it says when the origin made the response (RFC 9110 §6.6.1).
 const NOT_STORED = new Set([
   'connection', 'keep-alive', 'proxy-authenticate', 'proxy-authorization', 'proxy-connection',
-  'te', 'trailer', 'transfer-encoding', 'upgrade', 'set-cookie', 'content-length', 'date', 'age'
+  'te', 'trailer', 'transfer-encoding', 'upgrade', 'set-cookie', 'content-length', 'age'
 ])
 
-/** RFC 9111 §5.2: Cache-Control is a comma list of `name` or `name=value` (value maybe quoted). */
+/** A directive given twice with different values: neither value is trusted (RFC 9111 §4.2.1). */
+export const CONFLICTING = '\u0000conflict'
+
+/**
+ * RFC 9111 §5.2: Cache-Control is a comma list of `name` or `name=value`, the value a token or a
+ * quoted-string (commas inside quotes do not split). Names are case-insensitive. An element that
+ * is not well formed (`max-age =3600`, `max-age= 3600`) is ignored. A directive repeated with
+ * another value is CONFLICTING: RFC 9111 §4.2.1 allows using the first or considering the
+ * response stale, and a cache that would rather serve nothing stale takes the latter.
+ */
 export function parseCacheControl (header: string | string[] | number | undefined): Directives {
   if (header === undefined) return EMPTY_DIRECTIVES
   const text = Array.isArray(header) ? header.join(',') : String(header)
   if (text.length === 0) return EMPTY_DIRECTIVES
   const directives: Directives = new Map()
-  for (const part of text.split(',')) {
-    const eq = part.indexOf('=')
-    const name = (eq === -1 ? part : part.slice(0, eq)).trim().toLowerCase()
-    if (name.length === 0) continue
-    let value = eq === -1 ? '' : part.slice(eq + 1).trim()
-    if (value.length >= 2 && value[0] === '"' && value[value.length - 1] === '"') value = value.slice(1, -1)
-    // RFC 9111 §4.2.1: when a directive repeats, the first occurrence wins.
-    if (!directives.has(name)) directives.set(name, value)
+  let i = 0
+  while (i < text.length) {
+    const element = readElement(text, i)
+    i = element.end + 1
+    if (element.name === undefined) continue
+    const previous = directives.get(element.name)
+    if (previous === undefined) directives.set(element.name, element.value)
+    else if (previous !== element.value) directives.set(element.name, CONFLICTING)
   }
   return directives
 }
+
+const TOKEN_CHAR = /[!#$%&'*+.^_`|~0-9A-Za-z-]/
+
+/** One list element from `start`: its name and value, or no name when malformed. `end` is its comma (or the end). */
+function readElement (text: string, start: number): { name: string | undefined, value: string, end: number } {
+  let i = start
+  while (i < text.length && (text[i] === ' ' || text[i] === '\t')) i++
+  const nameStart = i
+  while (i < text.length && TOKEN_CHAR.test(text[i])) i++
+  const name = text.slice(nameStart, i).toLowerCase()
+  let value = ''
+  let valid = name.length > 0
+  if (i < text.length && text[i] === '=') {
+    i++
+    if (text[i] === '"') {
+      // quoted-string (RFC 9110 §5.6.4), with backslash escapes
+      i++
+      let closed = false
+      while (i < text.length) {
+        const c = text[i]
+        if (c === '\\' && i + 1 < text.length) { value += text[i + 1]; i += 2; continue }
+        if (c === '"') { closed = true; i++; break }
+        value += c
+        i++
+      }
+      if (!closed) valid = false
+    } else {
+      const valueStart = i
+      while (i < text.length && TOKEN_CHAR.test(text[i])) i++
+      value = text.slice(valueStart, i)
+      if (value.length === 0) valid = false
+    }
+  }
+  // Only whitespace may follow, up to the next comma.
+  while (i < text.length && text[i] !== ',') {
+    if (text[i] !== ' ' && text[i] !== '\t') valid = false
+    i++
+  }
+  return { name: valid ? name : undefined, value, end: i }
+}
+
+/** RFC 9111 §1.2.2: delta-seconds beyond 2^31 are taken as 2^31 (about 68 years). */
+const MAX_DELTA_SECONDS = 2147483648
 
 /** A delta-seconds argument (RFC 9111 §1.2.2), or undefined when absent or not a number. */
 export function deltaSeconds (directives: Directives, name: string): number | undefined {
   const raw = directives.get(name)
   if (raw === undefined || !/^\d+$/.test(raw)) return undefined
-  return Number(raw)
+  return Math.min(Number(raw), MAX_DELTA_SECONDS)
 }
 
 /**
@@ -123,6 +176,23 @@ export function surrogateTags (value: string | number | string[]): string[] {
 export function responseTtl (directives: Directives): number | undefined {
   return deltaSeconds(directives, 's-maxage') ?? deltaSeconds(directives, 'max-age')
 }
+
+/**
+ * RFC 9111 §3.2, §4.3.4: a stored response's headers updated by a 304 (or HEAD) response: each
+ * field the new response carries replaces the stored one, except those a cache must not take
+ * from it: what is not stored at all, and the fields that describe the stored body itself
+ * (Content-Length, Content-Encoding, Content-Range, Content-MD5) or name it (ETag).
+ */
+export function updatedHeaders (stored: StoredHeaders, fresh: StoredHeaders): StoredHeaders {
+  const updated: StoredHeaders = { ...stored }
+  for (const name in fresh) {
+    if (KEPT_ON_UPDATE.has(name)) continue
+    updated[name] = fresh[name]
+  }
+  return updated
+}
+
+const KEPT_ON_UPDATE = new Set(['content-length', 'content-encoding', 'content-range', 'content-md5', 'etag'])
 
 /** Copies the headers worth replaying, with lower-case names and string values. */
 export function storableHeaders (headers: Record<string, unknown>, cacheHeaderName: string | false, perRequest: ReadonlySet<string>): StoredHeaders {

@@ -19,7 +19,8 @@ import { buildWriteHook } from './hooks/write'
 
 const kSettings = Symbol('ember-cache.settings')
 const READ_METHODS = new Set(['GET', 'HEAD'])
-const WRITE_METHODS = new Set(['POST', 'PUT', 'PATCH', 'DELETE'])
+// RFC 9110 §9.2.1: every method that is not safe may change what a read returns (RFC 9111 §4.4).
+const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE'])
 const WRITE_THROUGH_METHODS = new Set(['PUT', 'PATCH'])
 
 async function emberCachePlugin (fastify: FastifyInstance, options: EmberCachePluginOptions): Promise<void> {
@@ -96,7 +97,7 @@ async function emberCachePlugin (fastify: FastifyInstance, options: EmberCachePl
       routeOptions.onSend = appendHook(routeOptions.onSend, buildStoreHook(settings))
       return
     }
-    if (methods.every((m) => WRITE_METHODS.has(m))) {
+    if (methods.every((m) => !SAFE_METHODS.has(m))) {
       if (settings.writeThrough && !methods.every((m) => WRITE_THROUGH_METHODS.has(m))) {
         throw new InvalidOptionError(label + ' config.cache.writeThrough', 'only PUT and PATCH routes can write through')
       }
@@ -106,7 +107,7 @@ async function emberCachePlugin (fastify: FastifyInstance, options: EmberCachePl
       routeOptions.onSend = appendHook(routeOptions.onSend, buildWriteHook(settings, targets, settings.writeThrough))
       return
     }
-    throw new InvalidOptionError(label + ' config.cache', 'cached routes are either reads (GET, HEAD) or writes (POST, PUT, PATCH, DELETE), not ' + methods.join(', '))
+    throw new InvalidOptionError(label + ' config.cache', 'cached routes are either reads (GET, HEAD) or writes (any unsafe method: POST, PUT, PATCH, DELETE, ...), not ' + methods.join(', '))
   })
 
   fastify.addHook('onReady', async () => {

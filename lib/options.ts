@@ -113,6 +113,7 @@ export interface ResolvedPluginOptions {
   defaultTtl: number
   header: string | false
   statusCodes: Set<number>
+  statusCodesGiven: boolean
   keyPrefix: string | undefined
   memory: LocalCacheOptions | undefined
   static: StaticCacheOptions | undefined
@@ -123,6 +124,7 @@ export interface ResolvedPluginOptions {
   debug: boolean
   collapseWait: number
   streamMaxBytes: number
+  streamMaxBytesGiven: boolean
   surrogateKeyHeader: string | false
   perRequestHeaders: ReadonlySet<string>
   caches: EmberCache[]
@@ -134,8 +136,17 @@ export interface RouteSettings {
   isStatic: boolean
   /** Freshness in seconds; with `ttlFromResponse`, the fallback when the response sets none. */
   ttl: number
-  /** `ttl: 'from-response'`: take the TTL from the response's s-maxage / max-age. */
+  /**
+   * `ttl: 'from-response'`: a shared cache as RFC 9111 describes it: freshness, age and
+   * storability from the response's own headers, which are passed through unedited.
+   */
   ttlFromResponse: boolean
+  /** Heuristic freshness (RFC 9111 §4.2.2) for from-response routes. */
+  heuristicFreshness: boolean
+  /** Our token in Surrogate-Control targets, also sent upstream in Surrogate-Capability. */
+  surrogateToken: string
+  /** statusCodes were given (route, cache or plugin): they decide, not RFC 9111's defaults. */
+  statusCodesGiven: boolean
   tags: string[] | ((request: CacheKeyRequest<any>) => string[]) | undefined
   /** The configured variant headers (route, else cache; authorization added for private routes). */
   varyHeaders: string[]
@@ -206,6 +217,7 @@ export function resolvePluginOptions (options: EmberCachePluginOptions | undefin
     defaultTtl: opts.defaultTtl ?? DEFAULT_TTL,
     header: opts.header === undefined ? 'x-cache' : opts.header === false ? false : opts.header.toLowerCase(),
     statusCodes: statusSet('statusCodes', opts.statusCodes) ?? new Set(DEFAULT_STATUS_CODES),
+    statusCodesGiven: opts.statusCodes !== undefined,
     keyPrefix: opts.keyPrefix,
     memory: opts.memory,
     static: opts.static,
@@ -216,6 +228,7 @@ export function resolvePluginOptions (options: EmberCachePluginOptions | undefin
     debug: opts.debug ?? false,
     collapseWait: opts.collapseWait ?? DEFAULT_COLLAPSE_WAIT,
     streamMaxBytes: opts.streamMaxBytes ?? 0,
+    streamMaxBytesGiven: opts.streamMaxBytes !== undefined,
     surrogateKeyHeader: opts.surrogateKeyHeader === undefined
       ? DEFAULT_SURROGATE_KEY_HEADER
       : opts.surrogateKeyHeader === false ? false : opts.surrogateKeyHeader.toLowerCase(),
@@ -297,6 +310,9 @@ export function resolveRouteOptions (
     isStatic,
     ttl,
     ttlFromResponse,
+    heuristicFreshness: pick('heuristicFreshness') ?? false,
+    surrogateToken: plugin.cacheStatus === false ? 'ember' : plugin.cacheStatus,
+    statusCodesGiven: pick('statusCodes') !== undefined || plugin.statusCodesGiven,
     tags: pick('tags'),
     varyHeaders,
     variants: { origin: !(pick('shareAcrossHosts') ?? false), names: varyHeaders },
@@ -314,7 +330,8 @@ export function resolveRouteOptions (
     staleIfError: pick('staleIfError') ?? 0,
     staleIfErrorTimeout: pick('staleIfErrorTimeout') ?? 0,
     maxEntryBytes: cache.maxEntryBytes,
-    streamMaxBytes: pick('streamMaxBytes') ?? plugin.streamMaxBytes,
+    // Proxied bodies are streams: a from-response route stores them up to maxEntryBytes by default.
+    streamMaxBytes: pick('streamMaxBytes') ?? (ttlFromResponse && !plugin.streamMaxBytesGiven ? cache.maxEntryBytes : plugin.streamMaxBytes),
     respectRequestDirectives: pick('respectRequestDirectives') ?? plugin.respectRequestDirectives,
     early,
     header: plugin.header,

@@ -1,5 +1,6 @@
 import type { FastifyReply } from 'fastify'
-import type { CacheEntry } from './entry'
+import { freshUntil, type CacheEntry } from './entry'
+import { MAX_AGE_SECONDS } from './http-freshness'
 import { freshnessHeader } from './http-semantics'
 import type { RouteSettings } from './options'
 
@@ -41,7 +42,8 @@ export function setReplayHeaders (
   reply: FastifyReply, settings: RouteSettings, entry: CacheEntry, now: number,
   shortStatus: string, cacheStatus: string, key: string
 ): void {
-  const memoize = shortStatus === 'HIT' && cacheStatus === 'hit' && Number.isInteger(entry.ttl) && now >= entry.storedAt && Object.isExtensible(entry)
+  const memoize = shortStatus === 'HIT' && cacheStatus === 'hit' && Number.isInteger(entry.ttl) && Number.isInteger(entry.initialAge) &&
+    now >= entry.storedAt && Object.isExtensible(entry)
   const built = memoize
     ? hitHeaders(settings, entry, now, key)
     : replayHeaders(settings, entry, now, ageSeconds(entry, now), shortStatus, cacheStatus, key)
@@ -100,7 +102,8 @@ function replayHeaders (
   }
   headers.age = String(age)
   const remaining = remainingSeconds(entry, now)
-  if (entry.headers['cache-control'] === undefined) headers['cache-control'] = freshnessHeader(entry.ttl, settings.scope)
+  // A from-response route passes the response's own headers through, as a proxy cache does.
+  if (entry.headers['cache-control'] === undefined && !settings.ttlFromResponse) headers['cache-control'] = freshnessHeader(entry.ttl, settings.scope)
   if (settings.header !== false) headers[settings.header] = shortStatus
   if (settings.cacheStatus !== false) headers['cache-status'] = cacheStatusValue(settings, cacheStatus + '; ttl=' + remaining, key)
   return { headers, hasArrays }
@@ -112,12 +115,16 @@ function cacheStatusValue (settings: RouteSettings, detail: string, key: string 
   return settings.debug && key !== undefined ? value + '; key=' + JSON.stringify(key) : value
 }
 
-/** RFC 9111 §5.1: Age is how long ago the origin produced the response, in whole seconds. */
+/**
+ * RFC 9111 §4.2.3, §5.1: Age is how long ago the origin produced the response, in whole
+ * seconds: its age when stored plus the time it has been stored.
+ */
 export function ageSeconds (entry: CacheEntry, now: number): number {
-  return Math.max(0, Math.floor((now - entry.storedAt) / 1000))
+  return Math.min(MAX_AGE_SECONDS, Math.floor(entry.initialAge + Math.max(0, now - entry.storedAt) / 1000))
 }
 
-/** Whole seconds of freshness left, rounded up (0 for entries that never expire). */
+/** Whole seconds of freshness left, rounded up (0 for entries that never expire or are stale). */
 function remainingSeconds (entry: CacheEntry, now: number): number {
-  return entry.ttl === 0 ? 0 : Math.max(0, Math.ceil((entry.storedAt + entry.ttl * 1000 - now) / 1000))
+  const until = freshUntil(entry)
+  return until === Infinity ? 0 : Math.max(0, Math.ceil((until - now) / 1000))
 }

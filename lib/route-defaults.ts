@@ -77,15 +77,25 @@ export interface RouteDefaults<RouteGeneric extends RouteGenericInterface = Loos
    * stale entry is served and the late answer is dropped. 0 waits for the handler. Default 0.
    */
   staleIfErrorTimeout?: number
+  /**
+   * With `ttl: 'from-response'`: a response without explicit freshness but with Last-Modified is
+   * fresh for 10% of its age (at most a day), as RFC 9111 §4.2.2 allows. Default false: such a
+   * response is stored only to be revalidated.
+   */
+  heuristicFreshness?: boolean
   /** Honour request Cache-Control directives. Default: the plugin's (true). */
   respectRequestDirectives?: boolean
-  /** Stream payloads up to this many bytes are buffered and stored. Default: the plugin's (0). */
+  /**
+   * Stream payloads up to this many bytes are buffered and stored. Default: the plugin's (0);
+   * with `ttl: 'from-response'`, the cache's maxEntryBytes (proxied bodies are streams).
+   */
   streamMaxBytes?: number
 }
 
 export const ROUTE_DEFAULT_NAMES = [
   'ttl', 'tags', 'varyHeaders', 'keyFn', 'key', 'statusCodes', 'private', 'public', 'shareAcrossHosts',
-  'staleWhileRevalidate', 'staleIfError', 'staleIfErrorTimeout', 'respectRequestDirectives', 'streamMaxBytes'
+  'staleWhileRevalidate', 'staleIfError', 'staleIfErrorTimeout', 'respectRequestDirectives', 'streamMaxBytes',
+  'heuristicFreshness'
 ] as const
 
 export const TTL_FROM_RESPONSE = 'from-response'
@@ -110,6 +120,7 @@ export function checkRouteDefaults (where: string, options: RouteDefaults<any>):
   checkSeconds(where + 'staleIfError', options.staleIfError)
   checkNonNegativeInteger(where + 'staleIfErrorTimeout', options.staleIfErrorTimeout)
   checkBoolean(where + 'respectRequestDirectives', options.respectRequestDirectives)
+  checkBoolean(where + 'heuristicFreshness', options.heuristicFreshness)
   checkNonNegativeInteger(where + 'streamMaxBytes', options.streamMaxBytes)
 }
 

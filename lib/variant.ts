@@ -45,10 +45,19 @@ export function extendVariant (base: string, request: FastifyRequest, names: rea
 
 function withHeader (variant: string, request: FastifyRequest, name: string): string {
   const raw = request.headers[name]
-  let value = raw === undefined ? '' : Array.isArray(raw) ? raw.join(',') : raw
+  let value = raw === undefined ? '' : normalized(Array.isArray(raw) ? raw.join(',') : raw)
   // Credentials select a variant but are never written to the store in clear.
   if ((name === 'authorization' || name === 'cookie') && value !== '') value = createHash('sha256').update(value).digest('base64url')
   return (variant === '' ? '' : variant + '\n') + name + '=' + value
+}
+
+/**
+ * RFC 9110 §5.6.1: whitespace around the commas of a list is not part of its members, and
+ * several lines of a field are one list: `a, b`, `a,b` and two lines `a` and `b` select one variant.
+ */
+function normalized (value: string): string {
+  if (value.indexOf(',') === -1) return value.trim()
+  return value.split(',').map((member) => member.trim()).filter((member) => member !== '').join(',')
 }
 
 /**

@@ -154,6 +154,8 @@ t.test('values and responses do not mix: get() ignores a stored response', async
     body: Buffer.from('"response"'),
     storedAt: Date.now(),
     ttl: 60,
+    initialAge: 0,
+    flags: 0,
     staleWhileRevalidate: 0,
     staleIfError: 0,
     tags: [],

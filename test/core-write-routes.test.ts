@@ -103,7 +103,7 @@ t.test('a write on a StaticCache clears the static entry', async (t) => {
   t.same(after.json(), { version: 2 })
 })
 
-t.test('nothing is invalidated when the write fails', async (t) => {
+t.test('RFC 9111 §4.4: nothing is invalidated when the write fails (4xx, 5xx); a 3xx is a non-error and invalidates', async (t) => {
   const store = await build(t)
   const { app, cache, data } = store
   app.put('/items/:id', { config: { cache } }, async (request, reply) => {
@@ -115,7 +115,7 @@ t.test('nothing is invalidated when the write fails', async (t) => {
     return { ok: true }
   })
   await store.get('/items/1')
-  for (const fail of ['throw', '409', '302']) {
+  for (const fail of ['throw', '409']) {
     const res = await app.inject({ method: 'PUT', url: '/items/1', payload: { fail, name: 'bad-' + fail } })
     t.not(res.statusCode, 200, fail)
     const after = await store.get('/items/1')
@@ -123,6 +123,9 @@ t.test('nothing is invalidated when the write fails', async (t) => {
     t.same(after.body, { name: 'one' })
   }
   t.equal(store.reads(), 1)
+  const redirected = await app.inject({ method: 'PUT', url: '/items/1', payload: { fail: '302', name: 'moved' } })
+  t.equal(redirected.statusCode, 302)
+  t.equal((await store.get('/items/1')).status, 'MISS', 'a 302 to an unsafe method invalidates')
 })
 
 t.test('declared invalidate targets: patterns, keys and tags with {placeholders}', async (t) => {

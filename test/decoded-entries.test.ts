@@ -13,6 +13,8 @@ function envelope (body: Buffer, storedAt = 1_700_000_000_000): Buffer {
     body,
     storedAt,
     ttl: 30,
+    initialAge: 0,
+    flags: 0,
     staleWhileRevalidate: 0,
     staleIfError: 0,
     tags: [],

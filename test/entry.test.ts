@@ -10,6 +10,8 @@ function sample (overrides: Partial<CacheEntry> = {}): CacheEntry {
     body: randomBytes(1000),
     storedAt: 1_700_000_000_123.5,
     ttl: 30,
+    initialAge: 12.25,
+    flags: 5,
     staleWhileRevalidate: 5,
     staleIfError: 600,
     tags: ['tasks', 'tâche:1'],

@@ -113,6 +113,8 @@ t.test('RFC 9111 §4.1: an entry stored under a variant without its Vary header 
     body: Buffer.from('hello in fr'),
     storedAt: Date.now(),
     ttl: 60,
+    initialAge: 0,
+    flags: 0,
     staleWhileRevalidate: 0,
     staleIfError: 0,
     tags: [],

@@ -2,6 +2,7 @@ import type { FastifyBaseLogger } from 'fastify'
 import { ENTRY_VALUE, NO_TAGS, freshUntil, type CacheEntry } from '../entry'
 import { InvalidTargetError } from '../errors'
 import { ROUTE_DEFAULT_NAMES, checkRouteDefaults, type RouteDefaults } from '../route-defaults'
+import { InvalidationLog } from '../invalidation-log'
 import { SingleFlight } from '../single-flight'
 import {
   checkObject, checkPositiveInteger, checkSeconds, checkString, lowerCaseHeaders, rejectUnknown, describe
@@ -118,10 +119,11 @@ export abstract class EmberCache {
   /** Defaults for the routes using this cache (route options win). */
   readonly defaults: Readonly<RouteDefaults<any>>
   /**
-   * Bumped by every invalidation. A miss remembers it when it starts, and does not store its
-   * result if it changed meanwhile: an invalidation must win over a slower, older response.
+   * Recent invalidations. A miss notes the log's position when it starts, and does not store
+   * its result if an invalidation since then names its key, a tag of it, or a pattern matching
+   * it: an invalidation must win over a slower, older response.
    */
-  epoch = 0
+  readonly invalidations = new InvalidationLog()
   /** Concurrent misses per key and variant, collapsed into one origin call. */
   readonly flights = new SingleFlight<SharedAnswer>()
   /** Concurrent wrap() calls per key, collapsed into one run of their function. */
@@ -232,9 +234,9 @@ export abstract class EmberCache {
     await this.apply(target)
   }
 
-  /** Runs one invalidation: the epoch moves first, so misses already running do not store. */
+  /** Runs one invalidation, recorded first, so that misses already running do not store. */
   protected async apply (target: ParsedTarget): Promise<void> {
-    this.epoch++
+    this.invalidations.record(target)
     await this.runInvalidation(target)
   }
 
@@ -272,6 +274,8 @@ export abstract class EmberCache {
       body: Buffer.from(json, 'utf8'),
       storedAt: Date.now(),
       ttl,
+      initialAge: 0,
+      flags: 0,
       staleWhileRevalidate: 0,
       staleIfError: 0,
       tags: options?.tags ?? NO_TAGS,
@@ -302,10 +306,10 @@ export abstract class EmberCache {
     }
     const leads = this.wrapFlights.lead(flightKey)
     let sharedEntry: CacheEntry | undefined
-    const epoch = this.epoch
+    const mark = this.invalidations.mark()
     try {
       const value = await fn()
-      if (value !== undefined && epoch === this.epoch) await this.set(key, value, options)
+      if (value !== undefined && !this.invalidations.touches(mark, key, options?.tags ?? NO_TAGS)) await this.set(key, value, options)
       const json = JSON.stringify(value)
       if (json !== undefined) sharedEntry = { kind: ENTRY_VALUE, body: Buffer.from(json) } as CacheEntry
       return value

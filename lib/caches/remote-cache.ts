@@ -107,7 +107,7 @@ export abstract class RemoteCache extends EmberCache {
    * so that they run in order). Rejects with InvalidationFailedError while it stays queued.
    */
   protected override async apply (target: ParsedTarget): Promise<void> {
-    this.epoch++
+    this.invalidations.record(target)
     if (this.queued.length === 0) {
       try {
         await this.runInvalidation(target)

@@ -1,7 +1,8 @@
 import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
 import { MissingPlaceholderError } from '../cache-key'
 import { BYPASS, type LookupResult } from '../caches/cache'
-import { ENTRY_RESPONSE, freshUntil } from '../entry'
+import { ENTRY_RESPONSE, freshUntil, type CacheEntry } from '../entry'
+import { FLAG_MUST_REVALIDATE, FLAG_NO_CACHE } from '../http-freshness'
 import { deltaSeconds, parseCacheControl, type Directives } from '../http-semantics'
 import type { RouteSettings } from '../options'
 import { setStatusHeaders } from '../replay'
@@ -10,6 +11,7 @@ import { joinOrLead } from './collapse'
 import { startMiss } from './miss'
 import { REFRESH_HEADER, REFRESH_ORIGIN_HEADER, type Refresher } from './refresh'
 import { BYPASSED, CacheRequest, setState, unexpected } from './request-state'
+import { hasOriginValidators, startRevalidation } from './revalidate'
 import { serveEntry } from './serve'
 import { entryFitsVariant, readEntry } from './variants'
 
@@ -32,7 +34,10 @@ export function buildLookupHook (settings: RouteSettings, refresh: Refresher, re
     const state = new CacheRequest(settings, request, directives)
     setState(request, state)
     // RFC 9111 §3.5: a shared cache keeps out of credentialed requests unless the route opted in.
-    if (!allowsAuthorization && request.headers.authorization !== undefined) return bypass(state, reply, done, 'fwd=bypass; detail=authorization')
+    // A from-response route lets the response decide whether it may be stored (public, s-maxage,
+    // must-revalidate), but never answers a credentialed request from the cache.
+    const credentialed = !allowsAuthorization && request.headers.authorization !== undefined
+    if (credentialed && !settings.ttlFromResponse) return bypass(state, reply, done, 'fwd=bypass; detail=authorization')
     try {
       state.key = settings.keyOf(request)
     } catch (err) {
@@ -54,55 +59,75 @@ export function buildLookupHook (settings: RouteSettings, refresh: Refresher, re
 
     // RFC 9111 §5.2.1.5: no-store: do not use or store a response for this request.
     if (directives.has('no-store')) return bypass(state, reply, done, 'fwd=request')
-    // RFC 9111 §5.2.1.4: no-cache: do not answer from the cache without asking the origin.
-    if (isRefresh || directives.has('no-cache')) {
+    if (credentialed || isRefresh) {
+      state.credentialed = credentialed
       state.forward = isRefresh ? 'fwd=stale' : 'fwd=request'
       return startMiss(state, reply, done)
     }
-
+    // RFC 9111 §5.2.1.4: no-cache: do not answer from the cache without asking the origin. The
+    // entry is read anyway: with validators, the origin can confirm it instead of resending it.
+    const revalidateOnly = directives.has('no-cache')
+    if (revalidateOnly) state.forward = 'fwd=request'
     const result = readEntry(state)
-    if (!(result instanceof Promise)) return onLookup(state, reply, result, refresh, done)
+    if (!(result instanceof Promise)) return onLookup(state, reply, result, refresh, done, revalidateOnly)
     result.then(
-      (found) => onLookup(state, reply, found, refresh, done),
+      (found) => onLookup(state, reply, found, refresh, done, revalidateOnly),
       done
     ).catch((err: unknown) => unexpected(state, reply, done, err))
   }
 }
 
-function onLookup (state: CacheRequest, reply: FastifyReply, found: LookupResult, refresh: Refresher, done: HookHandlerDoneFunction): void {
+function onLookup (
+  state: CacheRequest, reply: FastifyReply, found: LookupResult, refresh: Refresher, done: HookHandlerDoneFunction, revalidateOnly: boolean
+): void {
   if (found === BYPASS) {
     state.backendDown = true
     return startMiss(state, reply, done)
   }
   if (found === undefined || found.kind !== ENTRY_RESPONSE || !entryFitsVariant(found, state.variant)) {
-    return joinOrLead(state, reply, done)
+    return revalidateOnly ? startMiss(state, reply, done) : joinOrLead(state, reply, done)
+  }
+  if (revalidateOnly) {
+    if (hasOriginValidators(found)) startRevalidation(state, found)
+    return startMiss(state, reply, done)
   }
   const { directives } = state
   const now = Date.now()
   const expiresAt = freshUntil(found)
   let fresh = now < expiresAt
   if (fresh && directives !== EMPTY_DIRECTIVES) {
+    const age = now - found.storedAt + found.initialAge * 1000
     // RFC 9111 §5.2.1.1: max-age=N: the client accepts nothing older than N seconds.
     const maxAge = deltaSeconds(directives, 'max-age')
-    if (maxAge !== undefined && now - found.storedAt > maxAge * 1000) fresh = false
+    if (maxAge !== undefined && age > maxAge * 1000) fresh = false
     // RFC 9111 §5.2.1.3: min-fresh=N: the client wants N more seconds of freshness.
     const minFresh = deltaSeconds(directives, 'min-fresh')
     if (minFresh !== undefined && expiresAt - now < minFresh * 1000) fresh = false
     // Fresh for us but not for this client: not a stale entry, so no stale-* rule applies.
-    if (!fresh) return joinOrLead(state, reply, done)
+    if (!fresh) return revalidateOrLead(state, reply, found, done)
   }
   if (fresh) return serveEntry(state, reply, found, 'HIT', 'hit')
-  // RFC 5861 §3: within stale-while-revalidate, answer now and refresh in the background.
-  if (now < expiresAt + found.staleWhileRevalidate * 1000) {
-    refresh(state)
-    return serveEntry(state, reply, found, 'STALE', 'hit; fwd=stale')
+  // RFC 9111 §5.2.2.2, §5.2.2.4: must-revalidate and no-cache entries are never used stale.
+  const mayServeStale = (found.flags & (FLAG_MUST_REVALIDATE | FLAG_NO_CACHE)) === 0
+  if (mayServeStale) {
+    // RFC 5861 §3: within stale-while-revalidate, answer now and refresh in the background.
+    if (now < expiresAt + found.staleWhileRevalidate * 1000) {
+      refresh(state)
+      return serveEntry(state, reply, found, 'STALE', 'hit; fwd=stale')
+    }
+    // RFC 9111 §5.2.1.2: max-stale[=N]: the client accepts an entry stale by up to N seconds.
+    if (directives.has('max-stale')) {
+      const maxStale = deltaSeconds(directives, 'max-stale')
+      if (maxStale === undefined || now - expiresAt <= maxStale * 1000) return serveEntry(state, reply, found, 'STALE', 'hit; fwd=stale')
+    }
+    if (now < expiresAt + found.staleIfError * 1000) state.stale = found
   }
-  // RFC 9111 §5.2.1.2: max-stale[=N]: the client accepts an entry stale by up to N seconds.
-  if (directives.has('max-stale')) {
-    const maxStale = deltaSeconds(directives, 'max-stale')
-    if (maxStale === undefined || now - expiresAt <= maxStale * 1000) return serveEntry(state, reply, found, 'STALE', 'hit; fwd=stale')
-  }
-  if (now < expiresAt + found.staleIfError * 1000) state.stale = found
+  revalidateOrLead(state, reply, found, done)
+}
+
+/** RFC 9111 §4.3.1: an entry with the origin's validators is revalidated rather than fetched again. */
+function revalidateOrLead (state: CacheRequest, reply: FastifyReply, entry: CacheEntry, done: HookHandlerDoneFunction): void {
+  if (hasOriginValidators(entry)) startRevalidation(state, entry)
   joinOrLead(state, reply, done)
 }
 

@@ -8,7 +8,16 @@ import { serveEntry } from './serve'
  */
 export function startMiss (state: CacheRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void {
   state.phase = MISSED
-  state.epoch = state.settings.cache.epoch
+  state.mark = state.settings.cache.invalidations.mark()
+  state.requestTime = Date.now()
+  // Edge Architecture 1.0: a proxy cache tells the origin it reads Surrogate-Control (with
+  // reply-from, the upstream sees this header; an ordinary handler may ignore it).
+  if (state.settings.ttlFromResponse) {
+    const headers = state.request.headers
+    const ours = state.settings.surrogateToken + '="Surrogate/1.0"'
+    const given = headers['surrogate-capability']
+    headers['surrogate-capability'] = given === undefined ? ours : given + ', ' + ours
+  }
   const { stale } = state
   if (stale !== undefined && state.settings.staleIfErrorTimeout > 0) {
     // RFC 5861 §4 counts an origin that does not answer in time as an error too. "Answered" is

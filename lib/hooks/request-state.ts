@@ -41,8 +41,23 @@ export class CacheRequest {
   stale: CacheEntry | undefined = undefined
   /** Serves `stale` when the handler takes longer than staleIfErrorTimeout. */
   timer: NodeJS.Timeout | undefined = undefined
-  /** cache.epoch when the miss started: a changed epoch means an invalidation won the race. */
-  epoch = 0
+  /** The cache's invalidation log position when the miss started (an invalidation since wins the race). */
+  mark = 0
+  /** Epoch ms when the request went to the handler (the request_time of RFC 9111 §4.2.3). */
+  requestTime = 0
+  /**
+   * A stored entry being revalidated: the handler got a conditional request for it, and a 304
+   * refreshes it (RFC 9111 §4.3). The client's own conditionals are answered by us afterwards.
+   */
+  revalidating: CacheEntry | undefined = undefined
+  /** The client's If-None-Match / If-Modified-Since, replaced by ours while revalidating. */
+  clientIfNoneMatch: string | undefined = undefined
+  clientIfModifiedSince: string | undefined = undefined
+  /**
+   * The request carried Authorization on a route that did not opt in, with `ttl: 'from-response'`:
+   * its response is stored only if it says a shared cache may (RFC 9111 §3.5).
+   */
+  credentialed = false
 
   constructor (readonly settings: RouteSettings, readonly request: FastifyRequest, directives: Directives) {
     this.directives = directives

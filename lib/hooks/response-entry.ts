@@ -5,17 +5,28 @@ import type { RouteSettings } from '../options'
 // Turning a response into an entry: shared by the store hook (GET misses) and write-through
 // (PUT/PATCH answers stored as the GET entry).
 
-/** A response entry with the route's freshness and stale windows. */
-export function responseEntryOf (settings: RouteSettings, status: number, headers: CacheEntry['headers'], body: Buffer, ttl: number, tags: string[]): CacheEntry {
+/** How an entry keeps its freshness: a StoreDecision's numbers. */
+export interface Freshness {
+  ttl: number
+  initialAge: number
+  flags: number
+  staleWhileRevalidate: number
+  staleIfError: number
+}
+
+/** A response entry, fresh from now, with the freshness decided for it. */
+export function responseEntryOf (_settings: RouteSettings, status: number, headers: CacheEntry['headers'], body: Buffer, freshness: Freshness, tags: string[]): CacheEntry {
   return {
     kind: ENTRY_RESPONSE,
     status,
     headers,
     body,
     storedAt: Date.now(),
-    ttl,
-    staleWhileRevalidate: settings.staleWhileRevalidate,
-    staleIfError: settings.staleIfError,
+    ttl: freshness.ttl,
+    initialAge: freshness.initialAge,
+    flags: freshness.flags,
+    staleWhileRevalidate: freshness.staleWhileRevalidate,
+    staleIfError: freshness.staleIfError,
     tags,
     tagVersions: NO_TAGS
   }

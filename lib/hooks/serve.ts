@@ -1,10 +1,11 @@
-import type { FastifyReply, FastifyRequest } from 'fastify'
+import type { FastifyReply } from 'fastify'
 import type { CacheEntry } from '../entry'
 import { ifNoneMatchHits, notModifiedSince } from '../http-semantics'
+import { contentRange, ifRangeHolds, parseRange } from '../http-range'
 import { ageSeconds, setHeaderCopies, setReplayHeaders, setStatusHeaders } from '../replay'
 import { SERVED, type CacheRequest } from './request-state'
 
-// Answers built from a stored entry: hits, stale answers and collapsed answers.
+// Answers built from a stored entry: hits, stale answers, collapsed answers, revalidated ones.
 
 export type OnSendDone = (err: Error | null, payload?: unknown) => void
 
@@ -13,19 +14,46 @@ export function serveEntry (state: CacheRequest, reply: FastifyReply, entry: Cac
   state.phase = SERVED
   reply.code(entry.status)
   setReplayHeaders(reply, state.settings, entry, Date.now(), shortStatus, cacheStatus, state.key)
-  if (notModified(state.request, entry.headers)) {
+  if (notModified(state, entry.headers)) {
     reply.code(304).send()
     return
   }
-  reply.send(entry.body)
+  const range = rangeOf(state, entry)
+  if (range === undefined) {
+    reply.send(entry.body)
+    return
+  }
+  reply.code(range.status).header('content-range', range.contentRange).send(range.body)
 }
 
-/** RFC 9110 §13.2.2: If-None-Match takes precedence; If-Modified-Since only without it. */
-export function notModified (request: FastifyRequest, headers: Record<string, unknown>): boolean {
-  const ifNoneMatch = request.headers['if-none-match']
+/**
+ * RFC 9110 §13.2.2: If-None-Match takes precedence; If-Modified-Since only without it. The
+ * client's own conditionals: while we revalidate, the request carries ours instead.
+ */
+export function notModified (state: CacheRequest, headers: Record<string, unknown>): boolean {
+  const revalidating = state.revalidating !== undefined
+  const ifNoneMatch = revalidating ? state.clientIfNoneMatch : state.request.headers['if-none-match']
   if (ifNoneMatch !== undefined) return typeof headers.etag === 'string' && ifNoneMatchHits(ifNoneMatch, headers.etag)
-  const ifModifiedSince = request.headers['if-modified-since']
-  return ifModifiedSince !== undefined && notModifiedSince(ifModifiedSince, headers['last-modified'] as string | undefined)
+  const ifModifiedSince = revalidating ? state.clientIfModifiedSince : state.request.headers['if-modified-since']
+  // RFC 9111 §4.3.2: without Last-Modified, the stored response's Date stands in for it.
+  return ifModifiedSince !== undefined && notModifiedSince(ifModifiedSince, (headers['last-modified'] ?? headers.date) as string | undefined)
+}
+
+/**
+ * RFC 9110 §14: a Range request on a stored full 200 (GET) gets a 206 of that range, or a 416
+ * when it asks past the end; undefined serves the whole representation (no Range, several
+ * ranges, an If-Range that names another representation).
+ */
+function rangeOf (state: CacheRequest, entry: CacheEntry): { status: number, contentRange: string, body: Buffer } | undefined {
+  const header = state.request.headers.range
+  if (header === undefined || entry.status !== 200 || state.request.method !== 'GET') return undefined
+  const ifRange = state.request.headers['if-range']
+  if (!ifRangeHolds(typeof ifRange === 'string' ? ifRange : undefined, entry.headers.etag, entry.headers['last-modified'])) return undefined
+  const size = entry.body.length
+  const range = parseRange(header, size)
+  if (range === undefined) return undefined
+  if (range === 'unsatisfiable') return { status: 416, contentRange: contentRange(undefined, size), body: Buffer.alloc(0) }
+  return { status: 206, contentRange: contentRange(range, size), body: entry.body.subarray(range.start, range.end + 1) }
 }
 
 /** RFC 5861 §4: replaces an origin error, already on its way through onSend, with a stale entry. */

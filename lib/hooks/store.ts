@@ -1,20 +1,23 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
-import { varyPointer, type CacheEntry } from '../entry'
+import { freshUntil, varyPointer, type CacheEntry } from '../entry'
+import { FLAG_COMPUTED_ETAG } from '../http-freshness'
 import {
-  computeEtag, decodeContent, freshnessHeader, mergeVary, parseCacheControl, refusalReason, responseTtl,
+  computeEtag, decodeContent, freshnessHeader, mergeVary, parseCacheControl,
   storableHeaders, surrogateTags, variesOnEncoding, varyWithoutEncoding
 } from '../http-semantics'
 import type { RouteSettings } from '../options'
 import { setStatusHeaders } from '../replay'
+import { extendVariant } from '../variant'
 import { MISSED, SERVED, stateOf, type CacheRequest } from './request-state'
 import { bodyOf, responseEntryOf, tagsOf } from './response-entry'
+import { finishRevalidation } from './revalidate'
 import { notModified, replaceWithStale, type OnSendDone } from './serve'
+import { fixedDecision, responseDecision, type StoreDecision } from './storability'
 import { bufferStream, isStream } from './stream-buffer'
-import { extendVariant } from '../variant'
 import { learnedNames } from './variants'
 
-// The onSend hook of a cached read route: stores a storable miss, answers stale on origin
-// errors, and labels every response with its cache status.
+// The onSend hook of a cached read route: stores a storable miss, freshens a revalidated
+// entry, answers stale on origin errors, and labels every response with its cache status.
 
 /** What the store step needs besides the request state: the response as it leaves. */
 interface Outgoing {
@@ -24,17 +27,21 @@ interface Outgoing {
   body: Buffer
   /** Tags from the surrogate-key header, if the handler set one. */
   surrogate: string[] | undefined
+  /** The Surrogate-Control header (for us, never sent on): from-response routes only. */
+  surrogateControl: unknown
   done: OnSendDone
 }
 
 /** The onSend hook of a GET route: store a cacheable miss, answer stale on origin errors. */
 export function buildStoreHook (settings: RouteSettings) {
-  const { surrogateKeyHeader } = settings
+  const { surrogateKeyHeader, ttlFromResponse } = settings
   return function emberCacheStore (request: FastifyRequest, reply: FastifyReply, payload: unknown, done: OnSendDone): void {
     const state = stateOf(request)
     if (state?.phase === SERVED) return done(null, payload)
     // The surrogate-key header is for us, never for clients, whatever happens to the response.
-    const surrogate = surrogateKeyHeader === false ? undefined : takeSurrogateTags(reply, surrogateKeyHeader)
+    const surrogate = surrogateKeyHeader === false ? undefined : takeHeader(reply, surrogateKeyHeader, surrogateTags)
+    // So is Surrogate-Control on a proxy cache (Edge Architecture 1.0: surrogates remove it).
+    const surrogateControl = ttlFromResponse ? takeHeader(reply, 'surrogate-control', (value) => value) : undefined
     if (state === null || state === undefined) return done(null, payload)
     // RFC 9110 §12.5.5: the response names the request headers the route keys on, so caches in
     // front keep one copy per value too. Hits replay it from the stored headers.
@@ -42,6 +49,7 @@ export function buildStoreHook (settings: RouteSettings) {
     if (state.phase !== MISSED) return done(null, payload)
     // HEAD shares GET's entry but never stores (its payload is empty); it still says MISS.
     if (request.method !== 'GET') {
+      if (state.revalidating !== undefined && reply.statusCode === 304) return finishRevalidation(state, reply, reply.getHeaders(), done)
       state.settle(undefined)
       if (state.backendDown) setStatusHeaders(reply, settings, 'BYPASS', 'fwd=bypass', state.key)
       else setStatusHeaders(reply, settings, 'MISS', state.forward + '; detail=head', state.key)
@@ -57,16 +65,18 @@ export function buildStoreHook (settings: RouteSettings) {
       setStatusHeaders(reply, settings, 'BYPASS', 'fwd=bypass', state.key)
       return done(null, payload)
     }
+    // RFC 9111 §4.3.4: the handler confirmed our stale entry: freshen it, answer from it.
+    if (state.revalidating !== undefined && reply.statusCode === 304) return finishRevalidation(state, reply, reply.getHeaders(), done)
     if (isStream(payload)) {
       if (settings.streamMaxBytes === 0) return refuse(state, reply, 'stream', payload, done)
       return bufferStream(payload, settings.streamMaxBytes, (body, replay) => {
         if (body === undefined) return refuse(state, reply, 'stream-too-large', replay, done)
-        store(state, { reply, payload: body, body, surrogate, done })
+        store(state, { reply, payload: body, body, surrogate, surrogateControl, done })
       })
     }
     const body = bodyOf(payload)
     if (body === undefined) return refuse(state, reply, 'payload', payload, done)
-    store(state, { reply, payload, body, surrogate, done })
+    store(state, { reply, payload, body, surrogate, surrogateControl, done })
   }
 }
 
@@ -74,8 +84,11 @@ function store (state: CacheRequest, out: Outgoing): void {
   const { settings, request } = state
   const { reply } = out
   const headers = reply.getHeaders()
-  const responseDirectives = parseCacheControl(headers['cache-control'])
-  let reason = refusalReason(reply.statusCode, settings.statusCodes, headers, responseDirectives)
+  const cacheControl = parseCacheControl(headers['cache-control'])
+  const decision: StoreDecision = settings.ttlFromResponse
+    ? responseDecision(state, reply.statusCode, headers, cacheControl, out.surrogateControl)
+    : fixedDecision(state, reply.statusCode, headers, cacheControl)
+  let reason = decision.refusal
   // A compression hook that ran before ours (@fastify/compress registered first) coded the body
   // for this client: the entry keeps the identity body, which compression serves to anyone.
   let identity = out.body
@@ -90,13 +103,6 @@ function store (state: CacheRequest, out: Outgoing): void {
     }
   }
   if (reason === undefined && identity.length > settings.maxEntryBytes) reason = 'too-large'
-  let ttl = settings.ttl
-  if (reason === undefined && settings.ttlFromResponse) {
-    const fromResponse = responseTtl(responseDirectives)
-    // ttl 0 means "never expires" here, the opposite of what max-age=0 asks for.
-    if (fromResponse === 0) reason = 'zero-freshness'
-    else if (fromResponse !== undefined) ttl = fromResponse
-  }
   if (reason !== undefined) return refuse(state, reply, reason, out.payload, out.done)
 
   const stored = storableHeaders(headers, settings.header, settings.perRequestHeaders)
@@ -114,28 +120,32 @@ function store (state: CacheRequest, out: Outgoing): void {
     }
   }
   const variant = learned.length === 0 ? state.baseVariant : extendVariant(state.baseVariant, request, learned)
-  if (typeof stored.etag !== 'string') {
+  // A validator of our own, for routes whose responses we may edit (not a proxy's).
+  if (typeof stored.etag !== 'string' && !settings.ttlFromResponse) {
     stored.etag = computeEtag(identity)
+    decision.flags |= FLAG_COMPUTED_ETAG
     reply.header('etag', stored.etag)
   }
-  const entry = responseEntryOf(settings, reply.statusCode, stored, identity, ttl, withSurrogateTags(tagsOf(request, settings), out.surrogate))
-  if (headers['cache-control'] === undefined) reply.header('cache-control', freshnessHeader(entry.ttl, settings.scope))
+  const entry = responseEntryOf(settings, reply.statusCode, stored, identity, decision, withSurrogateTags(tagsOf(request, settings), out.surrogate))
+  if (headers['cache-control'] === undefined && !settings.ttlFromResponse) reply.header('cache-control', freshnessHeader(entry.ttl, settings.scope))
   const { cache } = settings
-  // An invalidation that ran while the handler worked wins: this response may predate it.
-  if (state.epoch !== cache.epoch) {
+  // An invalidation of this key (or its tags, or everything) that ran while the handler worked
+  // wins: this response may predate it.
+  if (cache.invalidations.touches(state.mark, state.key, entry.tags)) {
     state.settle(undefined)
     setStatusHeaders(reply, settings, 'MISS', state.forward + '; detail=invalidated', state.key)
     return out.done(null, out.payload)
   }
-  // Waiters in this process get the entry now; other instances once it is stored.
+  // Waiters in this process get the entry now (unless it may not be used as it is); other
+  // instances once it is stored.
   if (state.flight !== '') {
-    cache.flights.settle(state.flight, { entry, variant })
+    cache.flights.settle(state.flight, Date.now() < freshUntil(entry) ? { entry, variant } : undefined)
     state.flight = ''
   }
   setStatusHeaders(reply, settings, 'MISS', state.forward + '; stored; ttl=' + entry.ttl, state.key)
   const after = (): void => {
     state.settle(undefined)
-    if (notModified(request, stored)) {
+    if (notModified(state, stored)) {
       reply.code(304)
       return out.done(null, null)
     }
@@ -163,12 +173,12 @@ function refuse (state: CacheRequest, reply: FastifyReply, reason: string, paylo
   done(null, payload)
 }
 
-/** Reads and removes the surrogate-key header; undefined when the handler set none. */
-function takeSurrogateTags (reply: FastifyReply, name: string): string[] | undefined {
+/** Reads and removes a header meant for the cache; undefined when the handler set none. */
+function takeHeader<T> (reply: FastifyReply, name: string, parse: (value: string | number | string[]) => T): T | undefined {
   const value = reply.getHeader(name)
   if (value === undefined) return undefined
   reply.removeHeader(name)
-  return surrogateTags(value)
+  return parse(value)
 }
 
 function withSurrogateTags (tags: string[], surrogate: string[] | undefined): string[] {

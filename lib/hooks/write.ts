@@ -1,36 +1,43 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
-import { MissingPlaceholderError } from '../cache-key'
+import { MissingPlaceholderError, urlKey } from '../cache-key'
 import type { CacheEntry } from '../entry'
+import { FLAG_COMPUTED_ETAG } from '../http-freshness'
 import { computeEtag, parseCacheControl, refusalReason, storableHeaders } from '../http-semantics'
 import { logInvalidationFailure, type TargetBuilder } from '../invalidation'
 import type { RouteSettings } from '../options'
-import { baseVariant } from '../variant'
+import { baseVariant, originOf } from '../variant'
 import { bodyOf, responseEntryOf, tagsOf } from './response-entry'
 import type { OnSendDone } from './serve'
 
 /**
- * The onSend hook of a write route (POST/PUT/PATCH/DELETE): after a 2xx answer, invalidate the
- * GET entry of the same URL and the declared targets; with writeThrough, store the answer as
- * that GET entry instead. Nothing happens when the handler failed.
+ * The onSend hook of a write route (any unsafe method): after a non-error answer (2xx, 3xx;
+ * RFC 9111 §4.4), invalidate the GET entry of the same URL, those its Location and
+ * Content-Location name on the same origin, and the declared targets; with writeThrough, a 2xx
+ * is stored as the GET entry instead. Nothing happens when the handler failed.
  */
 export function buildWriteHook (settings: RouteSettings, targets: TargetBuilder[], writeThrough: boolean) {
   const { cache } = settings
   return function emberCacheWrite (request: FastifyRequest, reply: FastifyReply, payload: unknown, done: OnSendDone): void {
     const status = reply.statusCode
-    if (status < 200 || status >= 300) return done(null, payload)
+    if (status < 200 || status >= 400) return done(null, payload)
     const work: Array<Promise<void>> = []
     const key = ownKey(request, settings)
     if (key !== undefined) {
-      const entry = writeThrough ? responseEntry(reply, payload, settings, request) : undefined
+      const entry = writeThrough && status < 300 ? responseEntry(reply, payload, settings, request) : undefined
       if (entry !== undefined) {
         // Every other variant of the key (other varyHeaders values, hosts, Vary learned by the
         // GET route) holds the old representation: drop them all, then store. invalidate()
-        // bumps the epoch, so older misses in flight do not overwrite what this write stores.
+        // is recorded first, so older misses in flight do not overwrite what this write stores.
         const variant = baseVariant(request, settings.variants)
         work.push(cache.invalidate({ key }).then(() => cache.store(key, variant, entry)))
       } else {
         work.push(cache.invalidate({ key }))
       }
+    }
+    // RFC 9111 §4.4: the URIs in Location and Content-Location, when on our origin.
+    for (const name of ['location', 'content-location']) {
+      const target = sameOriginKey(request, reply.getHeader(name))
+      if (target !== undefined && target !== key) work.push(cache.invalidate({ key: target }))
     }
     for (const build of targets) {
       const target = build(request)
@@ -44,6 +51,21 @@ export function buildWriteHook (settings: RouteSettings, targets: TargetBuilder[
       done(null, payload)
     })
   }
+}
+
+/** The GET key of a Location/Content-Location URI on the request's own origin, or undefined. */
+function sameOriginKey (request: FastifyRequest, value: unknown): string | undefined {
+  if (typeof value !== 'string' || value === '') return undefined
+  let base: URL
+  let target: URL
+  try {
+    base = new URL(request.url, originOf(request))
+    target = new URL(value, base)
+  } catch {
+    return undefined
+  }
+  if (target.origin !== base.origin) return undefined
+  return urlKey('GET', target.pathname + target.search)
 }
 
 /** The key of the GET entry of the write's URL (or its template), undefined when it cannot be made. */
@@ -68,7 +90,13 @@ function responseEntry (reply: FastifyReply, payload: unknown, settings: RouteSe
   const headers = reply.getHeaders()
   if (refusalReason(reply.statusCode, settings.statusCodes, headers, parseCacheControl(headers['cache-control'])) !== undefined) return undefined
   const stored = storableHeaders(headers, settings.header, settings.perRequestHeaders)
-  if (typeof stored.etag !== 'string') stored.etag = computeEtag(body)
+  let flags = 0
+  if (typeof stored.etag !== 'string') {
+    stored.etag = computeEtag(body)
+    flags = FLAG_COMPUTED_ETAG
+  }
   // A 201 Created to a PUT is a 200 to the GET that reads it back.
-  return responseEntryOf(settings, 200, stored, body, settings.ttl, tagsOf(request, settings))
+  return responseEntryOf(settings, 200, stored, body, {
+    ttl: settings.ttl, initialAge: 0, flags, staleWhileRevalidate: settings.staleWhileRevalidate, staleIfError: settings.staleIfError
+  }, tagsOf(request, settings))
 }

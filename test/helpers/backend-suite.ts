@@ -427,6 +427,8 @@ export function runBackendSuite (t: Test, name: string, makeCache: MakeCache, tr
         body: Buffer.from(JSON.stringify({ n })),
         storedAt: at,
         ttl: 60,
+        initialAge: 0,
+        flags: 0,
         staleWhileRevalidate: 0,
         staleIfError: 0,
         tags: [],

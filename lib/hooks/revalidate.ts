@@ -1,0 +1,81 @@
+import type { FastifyReply } from 'fastify'
+import type { CacheEntry } from '../entry'
+import { FLAG_COMPUTED_ETAG } from '../http-freshness'
+import { parseCacheControl, storableHeaders, updatedHeaders } from '../http-semantics'
+import { setReplayHeaders } from '../replay'
+import type { CacheRequest } from './request-state'
+import { responseEntryOf } from './response-entry'
+import { notModified, type OnSendDone } from './serve'
+import { fixedDecision, responseDecision } from './storability'
+
+// Revalidation (RFC 9111 §4.3): a stored entry that may not be used as it is, but has the
+// origin's validators, is not refetched: the handler gets a conditional request, and a 304
+// freshens the entry, whose body the client then gets (or a 304 of its own). Handlers behind
+// reply-from forward the conditionals upstream; an ordinary handler may answer 304 when
+// `request.headers['if-none-match']` names its current ETag.
+
+/** True when the entry carries a validator the origin gave (ours would mean nothing to it). */
+export function hasOriginValidators (entry: CacheEntry): boolean {
+  return (typeof entry.headers.etag === 'string' && (entry.flags & FLAG_COMPUTED_ETAG) === 0) ||
+    typeof entry.headers['last-modified'] === 'string'
+}
+
+/**
+ * Sends the handler a conditional request for `entry`: its validators replace the client's
+ * (kept in the state: we answer them ourselves), so that a 304 is always about our entry.
+ */
+export function startRevalidation (state: CacheRequest, entry: CacheEntry): void {
+  const headers = state.request.headers
+  state.revalidating = entry
+  state.clientIfNoneMatch = headers['if-none-match']
+  state.clientIfModifiedSince = headers['if-modified-since']
+  const etag = (entry.flags & FLAG_COMPUTED_ETAG) === 0 ? entry.headers.etag : undefined
+  if (typeof etag === 'string') headers['if-none-match'] = etag
+  else delete headers['if-none-match']
+  const lastModified = entry.headers['last-modified']
+  if (typeof lastModified === 'string') headers['if-modified-since'] = lastModified
+  else delete headers['if-modified-since']
+}
+
+/**
+ * The handler answered 304 to our conditional request: store the freshened entry (RFC 9111
+ * §4.3.4) and answer the client with it. The request carried only our entry's validators, so
+ * the 304 confirms that entry; its stored ETag stays (a 304 must not replace it).
+ */
+export function finishRevalidation (state: CacheRequest, reply: FastifyReply, fresh: Record<string, unknown>, done: OnSendDone): void {
+  const { settings } = state
+  const stale = state.revalidating as CacheEntry
+  const freshHeaders = storableHeaders(fresh, settings.header, settings.perRequestHeaders)
+  const headers = updatedHeaders(stale.headers, freshHeaders)
+  const cacheControl = parseCacheControl(headers['cache-control'])
+  const decision = settings.ttlFromResponse
+    ? responseDecision(state, stale.status, headers, cacheControl, fresh['surrogate-control'])
+    : fixedDecision(state, stale.status, headers, cacheControl)
+  const entry = responseEntryOf(settings, stale.status, headers, stale.body, decision, stale.tags)
+  entry.flags |= stale.flags & FLAG_COMPUTED_ETAG
+  let detail = 'fwd=stale; fwd-status=304'
+  if (decision.refusal === undefined) {
+    if (state.flight !== '') {
+      settings.cache.flights.settle(state.flight, { entry, variant: state.variant })
+      state.flight = ''
+    }
+    const storing = settings.cache.store(state.key, state.variant, entry)
+    detail += '; stored'
+    if (storing !== undefined) storing.catch(() => {})
+  }
+  state.settle(undefined)
+  answer(state, reply, entry, detail, done)
+}
+
+/** The client's answer from a revalidated entry: its body, or a 304 when its own conditionals match. */
+function answer (state: CacheRequest, reply: FastifyReply, entry: CacheEntry, detail: string, done: OnSendDone): void {
+  reply.removeHeader('content-length')
+  reply.removeHeader('transfer-encoding')
+  reply.code(entry.status)
+  setReplayHeaders(reply, state.settings, entry, Date.now(), 'REVALIDATED', detail, state.key)
+  if (notModified(state, entry.headers)) {
+    reply.code(304)
+    return done(null, null)
+  }
+  done(null, state.request.method === 'HEAD' ? null : entry.body)
+}
