@@ -4,6 +4,7 @@
 //
 //   npm run test:http-cache                  # build, run, print, write conformance/results/
 //   node conformance/run.mjs --id <test-id>  # one test, with the suite's request/response dump
+//   node conformance/run.mjs --summary       # print our counts as JSON, write nothing (tests)
 //
 // The suite's origin server and the proxy each run in their own process on a free 127.0.0.1
 // port; the suite's client runs at its default concurrency. We only drive the suite: its code
@@ -20,6 +21,7 @@ const here = dirname(fileURLToPath(import.meta.url))
 const root = join(here, '..')
 const suiteDir = dirname(createRequire(import.meta.url).resolve('http-cache-tests/package.json'))
 const onlyId = process.argv.includes('--id') ? process.argv[process.argv.indexOf('--id') + 1] : ''
+const summaryOnly = process.argv.includes('--summary')
 
 function freePort () {
   return new Promise((resolve, reject) => {
@@ -116,6 +118,10 @@ async function report (ours) {
   const failed = all.filter((test) => ['required', 'optimal'].includes(kindOf(test)) && determineTestResult(suites, test.id, ours)[2] !== '✅')
     .map((test) => ({ id: test.id, kind: kindOf(test), suite: test.suite, name: test.name, result: ours[test.id] === undefined ? 'untested' : ours[test.id] === true ? 'dependency failed' : ours[test.id][1] }))
 
+  if (summaryOnly) {
+    console.log(JSON.stringify({ totals, ours: rows[0], best: { required: Math.max(...rows.slice(1).map((row) => row.required)), optimal: Math.max(...rows.slice(1).map((row) => row.optimal)) }, failed: failed.map((test) => test.id) }))
+    return
+  }
   let md = `| cache | version | required (of ${totals.required}) | optimal (of ${totals.optimal}) |\n| --- | --- | --: | --: |\n`
   for (const row of rows) md += `| ${row.name} | ${row.version} | ${row.required} | ${row.optimal} |\n`
   console.log(md)

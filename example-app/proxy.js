@@ -16,7 +16,7 @@ async function buildProxy (options = {}) {
   // A cache passes an origin's 503 on; reply-from would otherwise retry GETs that get one.
   await app.register(replyFrom, { base: options.upstream, retryMethods: [] })
 
-  const cache = new MemoryCache({ ttl: 'from-response', max: 50_000 })
+  const cache = new MemoryCache({ ttl: 'from-response', max: 50_000, heuristicFreshness: options.heuristicFreshness ?? false })
   const forward = (request, reply) => reply.from(request.url)
   // Reads are cached as the upstream's headers say; every unsafe method invalidates what it
   // touches (RFC 9111 §4.4), custom ones such as M-SEARCH included once Fastify knows them.
@@ -28,7 +28,7 @@ async function buildProxy (options = {}) {
 }
 
 async function main () {
-  const app = await buildProxy({ upstream: process.env.UPSTREAM ?? 'http://127.0.0.1:8000', logger: process.env.LOG === '1' })
+  const app = await buildProxy({ upstream: process.env.UPSTREAM ?? 'http://127.0.0.1:8000', logger: process.env.LOG === '1', heuristicFreshness: process.env.HEURISTIC === '1' })
   await app.listen({ port: Number(process.env.PORT ?? 3001), host: process.env.HOST ?? '127.0.0.1' })
   console.log('caching proxy on http://127.0.0.1:' + app.server.address().port + ' for ' + (process.env.UPSTREAM ?? 'http://127.0.0.1:8000'))
   for (const signal of ['SIGINT', 'SIGTERM']) process.once(signal, () => { app.close().then(() => process.exit(0)) })
