@@ -17,6 +17,9 @@ const CONFIGS = [
   { name: 'ember-memory', script: 'ember-memory.js', origin: 'once', xCache: 'HIT', vs: 'lru-hook', what: 'ours: memory hit' },
   { name: 'ember-early', script: 'ember-early.js', origin: 'once', xCache: 'HIT', vs: 'lru-onrequest', what: 'ours: static hit, early: true (lookup in onRequest)' },
   { name: 'ember-redis', script: 'ember-redis.js', needs: ['redis'], origin: 'once', xCache: 'HIT', vs: 'ioredis-hook-autopipeline', what: 'ours: Redis hit' },
+  { name: 'ember-redis-l1', script: 'ember-redis.js', needs: ['redis'], origin: 'once', xCache: 'HIT', env: { L1: '1' }, vs: 'ember-memory', what: 'ours: Redis with an in-process tier (l1), hit' },
+  { name: 'ember-redis-miss', script: 'ember-redis.js', needs: ['redis'], unique: true, origin: 'every', xCache: 'MISS', what: 'ours: Redis miss + store, new key per request' },
+  { name: 'ember-redis-l1-miss', script: 'ember-redis.js', needs: ['redis'], unique: true, origin: 'every', xCache: 'MISS', env: { L1: '1' }, vs: 'ember-redis-miss', what: 'ours: Redis with l1, miss + store (and the bus message), new key per request' },
   { name: 'ember-memcached', script: 'ember-memcached.js', needs: ['memcached'], origin: 'once', xCache: 'HIT', vs: 'memjs-hook', what: 'ours: Memcached hit' },
   { name: 'plain-miss', script: 'plain.js', unique: true, origin: 'every', what: 'plain route, new query string per request' },
   { name: 'ember-miss', script: 'ember-memory.js', unique: true, origin: 'every', xCache: 'MISS', vs: 'plain-miss', what: 'ours: memory miss + store, new key per request' },
@@ -58,7 +61,11 @@ const TARGETS = [
   ['ember-uncached', 'plain', 0.98],
   ['ember-miss', 'plain-miss', 0.9],
   // Ours: the same bar against a hand-written hook that stores every miss doing the same work.
-  ['ember-miss', 'lru-hook-http-miss', 0.9, 'us (equal work)']
+  ['ember-miss', 'lru-hook-http-miss', 0.9, 'us (equal work)'],
+  // Issue 15: the in-process tier of a shared cache.
+  ['ember-redis-l1', 'ember-memory', 0.95, 'issue 15'],
+  ['ember-redis-l1', 'ember-redis', 1.6, 'issue 15'],
+  ['ember-redis-l1-miss', 'ember-redis-miss', 0.95, 'issue 15']
 ]
 
 module.exports = { CONFIGS, REFERENCE, TARGETS }

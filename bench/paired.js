@@ -94,7 +94,9 @@ async function judge (a, b, { min, source }, env, options) {
       for (const side of order) samples[side] = await measure([a, b][side], servers[side], options.duration, options)
       const [sa, sb] = samples
       if (sa === undefined || sb === undefined || sb.rps === 0) continue
-      const pair = { ratio: sa.rps / sb.rps, aFirst: order[0] === 0, process: result.processes, a: sa.rps, b: sb.rps, noisy: sa.noisy || sb.noisy, problem: sa.problem ?? sb.problem }
+      // cpuRatio: B's server CPU per request over A's (above 1: A does a request with less CPU).
+      const cpuRatio = sa.serverUsPerRequest > 0 && sb.serverUsPerRequest > 0 ? sb.serverUsPerRequest / sa.serverUsPerRequest : undefined
+      const pair = { ratio: sa.rps / sb.rps, cpuRatio, usA: sa.serverUsPerRequest, usB: sb.serverUsPerRequest, aFirst: order[0] === 0, process: result.processes, a: sa.rps, b: sb.rps, noisy: sa.noisy || sb.noisy, problem: sa.problem ?? sb.problem }
       result.pairs.push(pair)
       console.log(`  ${a.name} / ${b.name}  pair ${i + 1}/${options.pairs}  ${fmtInt(sa.rps).padStart(7)} / ${fmtInt(sb.rps).padStart(7)} req/s  = ${pair.ratio.toFixed(3)}` +
         (pair.noisy ? '  (noisy)' : '') + (pair.problem === undefined ? '' : '  ! ' + pair.problem))
@@ -122,6 +124,14 @@ async function judge (a, b, { min, source }, env, options) {
   ;[result.low, result.high] = intervalOf(used)
   result.rpsA = median(used.map((pair) => pair.a))
   result.rpsB = median(used.map((pair) => pair.b))
+  // The same judgement on server CPU per request, which the load generator cannot cap.
+  const withCpu = used.filter((pair) => pair.cpuRatio !== undefined).map((pair) => ({ ...pair, ratio: pair.cpuRatio }))
+  if (withCpu.length > 0) {
+    result.cpuRatio = ratioOf(withCpu)
+    ;[result.cpuLow, result.cpuHigh] = intervalOf(withCpu)
+    result.usA = median(used.map((pair) => pair.usA).filter((us) => us !== undefined))
+    result.usB = median(used.map((pair) => pair.usB).filter((us) => us !== undefined))
+  }
   result.verdict = verdictOf(result, min)
   result.problems = [...new Set(result.pairs.map((pair) => pair.problem).filter(Boolean))]
   return result
@@ -235,7 +245,7 @@ function toMarkdown (report) {
     'ratio: geometric mean of the median A/B req/s ratio of the pairs where A went first and of those where B did (both shown); ' +
     '90% interval: of that ratio, resampling whole process pairs; a bar inside it is "unclear". q1-q3: the middle half of all pair ratios. req/s: each side\'s own median. ' +
     `A pair during which other processes used more than ${NOISY_PCT}% of a core is left out when at least half are quiet.`, '')
-  lines.push('| target | ratio | 90% interval | A first / B first | q1-q3 | needed | | req/s A / B | pairs | set by |', '|---|--:|--:|--:|--:|--:|---|--:|---|---|')
+  lines.push('| target | ratio | 90% interval | A first / B first | q1-q3 | needed | | req/s A / B | CPU ratio (90%) | µs/req A / B | pairs | set by |', '|---|--:|--:|--:|--:|--:|---|--:|--:|--:|---|---|')
   for (const t of report.targets) {
     if (t.broken !== undefined || t.ratio === undefined) {
       lines.push(`| ${t.name} / ${t.against} | - | - | - | - | ${needed(t)} | n/a | - | - | BROKEN: ${escapeCell(t.broken ?? 'no pairs')} |`)
@@ -245,7 +255,9 @@ function toMarkdown (report) {
     const flag = t.problems.length > 0 ? ' (!)' : ''
     const orders = `${t.aFirst?.toFixed(2) ?? '-'} / ${t.bFirst?.toFixed(2) ?? '-'}`
     const interval = t.low === undefined ? '-' : `${t.low.toFixed(2)}-${t.high.toFixed(2)}`
-    lines.push(`| ${t.name} / ${t.against}${flag} | ${t.ratio.toFixed(2)}x | ${interval} | ${orders} | ${t.q1.toFixed(2)}-${t.q3.toFixed(2)} | ${needed(t)} | ${verdict} | ${fmtInt(t.rpsA)} / ${fmtInt(t.rpsB)} | ${t.basis} | ${t.source} |`)
+    const cpu = t.cpuRatio === undefined ? '-' : `${t.cpuRatio.toFixed(2)}x` + (t.cpuLow === undefined ? '' : ` (${t.cpuLow.toFixed(2)}-${t.cpuHigh.toFixed(2)})`)
+    const us = t.usA === undefined ? '-' : `${t.usA.toFixed(1)} / ${t.usB.toFixed(1)}`
+    lines.push(`| ${t.name} / ${t.against}${flag} | ${t.ratio.toFixed(2)}x | ${interval} | ${orders} | ${t.q1.toFixed(2)}-${t.q3.toFixed(2)} | ${needed(t)} | ${verdict} | ${fmtInt(t.rpsA)} / ${fmtInt(t.rpsB)} | ${cpu} | ${us} | ${t.basis} | ${t.source} |`)
   }
   const flagged = report.targets.filter((t) => t.problems?.length > 0)
   if (flagged.length > 0) {

@@ -76,6 +76,33 @@ export function retentionSeconds (entry: CacheEntry): number {
   return Math.max(1, Math.ceil(freshness + grace))
 }
 
+/** The stale-while-revalidate window of a softly invalidated entry: until it would have gone anyway. */
+export const SOFT_STALE_WINDOW = MAX_UINT32
+
+/**
+ * A softly invalidated copy of an entry: stale from now (FLAG_STALE), and servable stale while
+ * one refresh runs until its retention ends, whatever its own window was.
+ */
+export function softened (entry: CacheEntry): CacheEntry {
+  return { ...entry, flags: entry.flags | FLAG_STALE, staleWhileRevalidate: SOFT_STALE_WINDOW }
+}
+
+/** Byte offsets in the envelope of the fields soft invalidation rewrites in place (also in RedisCache's script). */
+export const ENVELOPE_FLAGS_OFFSET = 22
+export const ENVELOPE_SWR_OFFSET = 27
+
+/**
+ * A softly invalidated copy of a response envelope (bytes, for backends that keep bytes), or
+ * the bytes as they are when they are not a response envelope of this version.
+ */
+export function softenedEnvelope (bytes: Buffer): Buffer {
+  if (bytes.length < FIXED_BYTES || bytes[0] !== MAGIC_0 || bytes[1] !== MAGIC_1 || bytes[2] !== ENVELOPE_VERSION || bytes[3] !== ENTRY_RESPONSE) return bytes
+  const copy = Buffer.from(bytes)
+  copy[ENVELOPE_FLAGS_OFFSET] |= FLAG_STALE
+  copy.writeUInt32BE(SOFT_STALE_WINDOW, ENVELOPE_SWR_OFFSET)
+  return copy
+}
+
 /** A Vary pointer for `names` (sorted, lower-case) that lives as long as `entry`. */
 export function varyPointer (names: readonly string[], entry: CacheEntry): CacheEntry {
   return {

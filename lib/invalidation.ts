@@ -12,26 +12,38 @@ export type TargetBuilder = (request: FastifyRequest) => InvalidationTarget | un
 /**
  * Compiles a route's `invalidate` list once. `{name}` fills from the route's params and
  * `{query.name}` from its query; an entry with glob characters is a pattern; `tags:a,b` names
- * tags; anything else is a key. A placeholder that names no param fails registration.
+ * tags; anything else is a key. A leading `soft:` marks the entries stale instead of removing
+ * them. A placeholder that names no param fails registration.
  */
 export function compileTargets (list: string[], cache: EmberCache, where: string, params: ReadonlySet<string>): TargetBuilder[] {
-  return list.map((text) => {
-    const invalid = (message: string): Error => new InvalidOptionError(where, JSON.stringify(text) + ': ' + message)
-    if (text.startsWith('tags:')) {
-      const builders = text.slice(5).split(',').map((tag) => compileTemplate(tag.trim(), params, invalid))
-      return fillOrSkip(text, (request) => ({ tags: builders.map((build) => build(request)) }))
+  return list.map((entry) => {
+    if (!entry.startsWith(SOFT_PREFIX)) return compileTarget(entry, cache, where, params)
+    const build = compileTarget(entry.slice(SOFT_PREFIX.length), cache, where, params)
+    return (request) => {
+      const target = build(request)
+      return target === undefined ? undefined : { ...(target as object), soft: true } as InvalidationTarget
     }
-    if (/[*?[]/.test(text.replace(/\{[^{}]+\}/g, ''))) {
-      if (cache.kind === 'memcached') {
-        throw new InvalidOptionError(where, 'pattern ' + JSON.stringify(text) + ' cannot be used with a Memcached cache (no pattern invalidation); use keys or tags:')
-      }
-      // Request values fill in as literals: a param of `*` must not widen the pattern.
-      const buildPattern = compileTemplate(text, params, invalid, escapeGlob)
-      return fillOrSkip(text, (request) => ({ pattern: buildPattern(request) }))
-    }
-    const build = compileTemplate(text, params, invalid)
-    return fillOrSkip(text, (request) => ({ key: build(request) }))
   })
+}
+
+const SOFT_PREFIX = 'soft:'
+
+function compileTarget (text: string, cache: EmberCache, where: string, params: ReadonlySet<string>): TargetBuilder {
+  const invalid = (message: string): Error => new InvalidOptionError(where, JSON.stringify(text) + ': ' + message)
+  if (text.startsWith('tags:')) {
+    const builders = text.slice(5).split(',').map((tag) => compileTemplate(tag.trim(), params, invalid))
+    return fillOrSkip(text, (request) => ({ tags: builders.map((build) => build(request)) }))
+  }
+  if (/[*?[]/.test(text.replace(/\{[^{}]+\}/g, ''))) {
+    if (cache.kind === 'memcached') {
+      throw new InvalidOptionError(where, 'pattern ' + JSON.stringify(text) + ' cannot be used with a Memcached cache (no pattern invalidation); use keys or tags:')
+    }
+    // Request values fill in as literals: a param of `*` must not widen the pattern.
+    const buildPattern = compileTemplate(text, params, invalid, escapeGlob)
+    return fillOrSkip(text, (request) => ({ pattern: buildPattern(request) }))
+  }
+  const build = compileTemplate(text, params, invalid)
+  return fillOrSkip(text, (request) => ({ key: build(request) }))
 }
 
 /**

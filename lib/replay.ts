@@ -23,11 +23,14 @@ interface BuiltHeaders {
 interface HitHeadersMemo extends BuiltHeaders {
   /** The route they were built for: the status header names and scope are per route. */
   settings: RouteSettings
+  /** The Cache-Status detail they carry (`hit`, or `hit; detail=l1`). */
+  cacheStatus: string
   /** Whole seconds since the entry was stored (its Age) when they were built. */
   age: number
 }
 
 type MemoBag = Partial<Record<typeof kHitHeaders, HitHeadersMemo>>
+const HIT_FROM_L1 = 'hit; detail=l1'
 
 /**
  * Sets the headers of an answer from an entry: stored headers, Age, Cache-Control and status
@@ -42,10 +45,10 @@ export function setReplayHeaders (
   reply: FastifyReply, settings: RouteSettings, entry: CacheEntry, now: number,
   shortStatus: string, cacheStatus: string, key: string
 ): void {
-  const memoize = shortStatus === 'HIT' && cacheStatus === 'hit' && Number.isInteger(entry.ttl) && Number.isInteger(entry.initialAge) &&
+  const memoize = shortStatus === 'HIT' && (cacheStatus === 'hit' || cacheStatus === HIT_FROM_L1) && Number.isInteger(entry.ttl) && Number.isInteger(entry.initialAge) &&
     now >= entry.storedAt && Object.isExtensible(entry)
   const built = memoize
-    ? hitHeaders(settings, entry, now, key)
+    ? hitHeaders(settings, entry, now, cacheStatus, key)
     : replayHeaders(settings, entry, now, ageSeconds(entry, now), shortStatus, cacheStatus, key)
   if (built.hasArrays) setHeaderCopies(reply, built.headers)
   else reply.headers(built.headers)
@@ -70,19 +73,20 @@ export function setStatusHeaders (reply: FastifyReply, settings: RouteSettings, 
 }
 
 /** The plain-hit headers of `entry` for this second of its age, built once per second. */
-function hitHeaders (settings: RouteSettings, entry: CacheEntry, now: number, key: string): HitHeadersMemo {
+function hitHeaders (settings: RouteSettings, entry: CacheEntry, now: number, cacheStatus: string, key: string): HitHeadersMemo {
   const age = ageSeconds(entry, now)
   const bag = entry as MemoBag
   const memo = bag[kHitHeaders]
-  if (memo !== undefined && memo.age === age && memo.settings === settings) return memo
-  const { headers, hasArrays } = replayHeaders(settings, entry, now, age, 'HIT', 'hit', key)
+  if (memo !== undefined && memo.age === age && memo.settings === settings && memo.cacheStatus === cacheStatus) return memo
+  const { headers, hasArrays } = replayHeaders(settings, entry, now, age, 'HIT', cacheStatus, key)
   if (memo === undefined) {
-    const built = { settings, age, headers, hasArrays }
+    const built = { settings, cacheStatus, age, headers, hasArrays }
     // Non-enumerable: code that copies or encodes the entry never sees it.
     Object.defineProperty(bag, kHitHeaders, { value: built, writable: false })
     return built
   }
   memo.settings = settings
+  memo.cacheStatus = cacheStatus
   memo.age = age
   memo.headers = headers
   memo.hasArrays = hasArrays

@@ -26,10 +26,10 @@ export const CACHE_OPTION_NAMES = ['name', 'keyPrefix', 'maxEntryBytes', ...ROUT
 /** What to invalidate: a key (string), keys, a glob pattern, or tags. */
 export type InvalidationTarget =
   | string
-  | { key: string | string[] }
-  | { keys: string[] }
-  | { pattern: string }
-  | { tags: string | string[] }
+  | { key: string | string[], soft?: boolean }
+  | { keys: string[], soft?: boolean }
+  | { pattern: string, soft?: boolean }
+  | { tags: string | string[], soft?: boolean }
 
 /** What `fastify.emberCache.invalidate()` and `reply.cacheInvalidate()` did, per cache. */
 export interface InvalidationReport {
@@ -75,6 +75,9 @@ export interface SharedAnswer {
   /** The variant the entry was stored under. */
   variant: string
 }
+
+/** What a shared backend hands a miss when it starts, to check when it stores (opaque). */
+export type Fence = unknown
 
 /** Returned by `lookup` when the backend could not be asked: serve without cache. */
 export const BYPASS: unique symbol = Symbol('ember-cache.bypass')
@@ -202,8 +205,21 @@ export abstract class EmberCache {
 
   /** Reads the entry for a key and variant. Never throws: a failing backend answers BYPASS. */
   abstract lookup (key: string, variant: string): LookupResult | Promise<LookupResult>
-  /** Stores an entry. Never throws: a failing backend drops the write. */
-  abstract store (key: string, variant: string, entry: CacheEntry): void | Promise<void>
+  /**
+   * Stores an entry. Never throws: a failing backend drops the write. With the `fence` of a
+   * miss (beginFill), a shared backend stores only if no instance invalidated the key (or a tag
+   * or pattern of it) since; false says it did not.
+   */
+  abstract store (key: string, variant: string, entry: CacheEntry, fence?: Fence): void | boolean | Promise<void | boolean>
+
+  /**
+   * Starts a miss that may store under `key` with `tags`: what the store later checks so that
+   * an invalidation anywhere in the fleet wins the race (see store). Undefined for caches that
+   * live in one process (their invalidation log is enough).
+   */
+  beginFill (_key: string, _tags: readonly string[]): Fence | Promise<Fence> | undefined {
+    return undefined
+  }
   /** Removes keys with all their variants. */
   protected abstract removeKeys (keys: string[]): void | Promise<void>
   /** Removes every key matching a glob (Redis MATCH syntax), with all variants. */
@@ -213,6 +229,15 @@ export abstract class EmberCache {
 
   /** Removes every entry under this cache's prefix, never anything else on the same server. */
   protected abstract removeAll (): void | Promise<void>
+
+  /**
+   * Soft invalidation: the entries a target names become stale instead of going, so the next
+   * request is answered at once (STALE) while one background refresh runs. A backend that
+   * cannot mark entries removes them.
+   */
+  protected async markStale (target: ParsedTarget): Promise<void> {
+    await this.runInvalidation({ ...target, soft: undefined })
+  }
 
   /**
    * Invalidates by key (all variants), glob pattern, or tags. Rejects when the backend fails
@@ -245,6 +270,7 @@ export abstract class EmberCache {
 
   /** Sends one invalidation to the backend. */
   protected async runInvalidation (target: ParsedTarget): Promise<void> {
+    if (target.soft === true) return await this.markStale(target)
     if (target.keys !== undefined) await this.removeKeys(target.keys)
     else if (target.pattern !== undefined) await this.removePattern(target.pattern)
     else if (target.tags !== undefined) await this.removeTags(target.tags)
@@ -319,11 +345,22 @@ export abstract class EmberCache {
   }
 }
 
-/** One invalidation, checked: exactly one of its fields is set. */
-export interface ParsedTarget { keys?: string[], pattern?: string, tags?: string[], clear?: true }
+/**
+ * One invalidation, checked: exactly one of keys, pattern, tags, clear is set. `soft`: mark the
+ * entries stale (served while one refresh runs) instead of removing them.
+ */
+export interface ParsedTarget { keys?: string[], pattern?: string, tags?: string[], clear?: true, soft?: true }
 
 function parseTarget (target: InvalidationTarget): ParsedTarget {
   if (isText(target)) return { keys: [target] }
+  const parsed = parseHardTarget(target)
+  const soft = (target as { soft?: unknown }).soft
+  if (soft !== undefined && typeof soft !== 'boolean') throw new InvalidTargetError('soft must be a boolean, got ' + describe(soft))
+  if (soft === true) parsed.soft = true
+  return parsed
+}
+
+function parseHardTarget (target: InvalidationTarget): ParsedTarget {
   if (target !== null && typeof target === 'object') {
     if ('key' in target) {
       const keys = Array.isArray(target.key) ? target.key : [target.key]

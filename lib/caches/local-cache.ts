@@ -1,9 +1,9 @@
 import { LRUCache } from 'lru-cache'
-import { entrySize, retentionSeconds, type CacheEntry } from '../entry'
+import { ENTRY_RESPONSE, entrySize, retentionSeconds, softened, type CacheEntry } from '../entry'
 import { globToRegExp } from '../cache-key'
 import { InvalidOptionError } from '../errors'
 import { checkPositiveInteger } from '../validate'
-import { EmberCache, VARIANT_SEPARATOR, entryId, type CacheOptions, type LookupResult } from './cache'
+import { EmberCache, VARIANT_SEPARATOR, entryId, type CacheOptions, type LookupResult, type ParsedTarget } from './cache'
 
 export interface LocalCacheOptions extends CacheOptions {
   /** Most entries kept (variants count one each); least recently used go first. Default 10 000. */
@@ -26,16 +26,21 @@ export abstract class LocalCache extends EmberCache {
   /** Only a byte bound (maxSize) makes the LRU refuse an entry. */
   private readonly mayRefuse: boolean
 
-  constructor (where: string, options: LocalCacheOptions | undefined, allowed: readonly string[]) {
+  /** Longest an entry is kept, in ms, whatever its own retention (an L1 tier's ttl); 0 = no cap. */
+  private readonly keepAtMostMs: number
+
+  constructor (where: string, options: LocalCacheOptions | undefined, allowed: readonly string[], keepAtMostMs = 0) {
     super(where, options, ['max', 'maxSize', ...allowed], '')
+    this.keepAtMostMs = keepAtMostMs
     checkPositiveInteger(where + '.max', options?.max)
     checkPositiveInteger(where + '.maxSize', options?.maxSize)
     const maxSize = options?.maxSize
     this.entries = new LRUCache<string, CacheEntry>({
       max: options?.max ?? DEFAULT_MAX,
       // The LRU's TTL only purges entries past their retention; freshness is checked exactly
-      // from storedAt on every hit. A coarse clock spares lru-cache a timer per millisecond.
-      ttlResolution: 1000,
+      // from storedAt on every hit. A coarse clock spares lru-cache a timer per millisecond
+      // (an L1 tier, whose ttl is the point, keeps a finer one).
+      ttlResolution: keepAtMostMs > 0 ? 50 : 1000,
       ...(maxSize === undefined ? {} : { maxSize, sizeCalculation: entrySize }),
       // dispose, not disposeAfter: unindex touches only our own maps, so it may run inside the
       // LRU's set(); disposeAfter would queue a tuple per eviction, one per miss on a full cache.
@@ -56,7 +61,9 @@ export abstract class LocalCache extends EmberCache {
   store (key: string, variant: string, entry: CacheEntry): void {
     const id = entryId(key, variant)
     // A new options object each time: lru-cache writes a status field into the one it is given.
-    this.entries.set(id, entry, { ttl: retentionSeconds(entry) * 1000 })
+    let keepMs = retentionSeconds(entry) * 1000
+    if (this.keepAtMostMs > 0 && (keepMs === 0 || keepMs > this.keepAtMostMs)) keepMs = this.keepAtMostMs
+    this.entries.set(id, entry, { ttl: keepMs })
     // maxSize may refuse an entry larger than the whole cache: then there is nothing to index.
     if (this.mayRefuse && !this.entries.has(id)) return
     if (variant !== '') addTo(this.variantsByKey, key, id)
@@ -87,6 +94,31 @@ export abstract class LocalCache extends EmberCache {
       for (const id of [...ids]) this.entries.delete(id)
       this.idsByTag.delete(tag)
     }
+  }
+
+  /** Soft invalidation: each entry named becomes its softened copy, for what is left of its time. */
+  protected override async markStale (target: ParsedTarget): Promise<void> {
+    for (const id of this.idsOf(target)) {
+      const entry = this.entries.peek(id)
+      if (entry === undefined || entry.kind !== ENTRY_RESPONSE) continue
+      const remaining = this.entries.getRemainingTTL(id)
+      this.entries.set(id, softened(entry), { ttl: remaining === Infinity ? 0 : Math.max(1, remaining) })
+    }
+  }
+
+  /** The ids (key and variants) a target names. */
+  private idsOf (target: ParsedTarget): string[] {
+    if (target.keys !== undefined) {
+      return target.keys.flatMap((key) => [key, ...(this.variantsByKey.get(key) ?? [])])
+    }
+    if (target.tags !== undefined) return target.tags.flatMap((tag) => [...(this.idsByTag.get(tag) ?? [])])
+    const all = [...this.entries.keys()]
+    if (target.pattern === undefined) return all
+    const matcher = globToRegExp(target.pattern)
+    return all.filter((id) => {
+      const cut = id.indexOf(VARIANT_SEPARATOR)
+      return matcher.test(cut === -1 ? id : id.slice(0, cut))
+    })
   }
 
   protected removeAll (): void {
@@ -122,6 +154,25 @@ function removeFrom (index: Map<string, Set<string>>, name: string, id: string):
   if (ids === undefined) return
   ids.delete(id)
   if (ids.size === 0) index.delete(name)
+}
+
+/**
+ * The in-process tier in front of a remote cache (`l1` option): a MemoryCache that keeps an
+ * entry at most `ttl` ms, so that without news from the fleet it goes back to the shared store.
+ */
+export class L1Tier extends LocalCache {
+  readonly kind = 'l1'
+  constructor (where: string, options: { max: number, maxSize?: number, ttlMs: number }) {
+    super(where, { max: options.max, ...(options.maxSize === undefined ? {} : { maxSize: options.maxSize }) }, [], options.ttlMs)
+  }
+
+  /** Runs an invalidation on the tier's own entries, synchronously (for the bus). */
+  drop (target: ParsedTarget): void {
+    if (target.keys !== undefined) this.removeKeys(target.keys)
+    else if (target.pattern !== undefined) this.removePattern(target.pattern)
+    else if (target.tags !== undefined) this.removeTags(target.tags)
+    else this.removeAll()
+  }
 }
 
 /** In-process LRU with TTL: the embedded default, no server needed. */

@@ -1,24 +1,12 @@
 import type { Redis, Cluster, RedisOptions, ClusterNode, ClusterOptions } from 'ioredis'
-import type * as IoredisModule from 'ioredis'
-import { randomUUID } from 'node:crypto'
+import { createHash, randomUUID } from 'node:crypto'
 import type { CacheEntry } from '../entry'
 import { escapeGlob } from '../cache-key'
 import { InvalidOptionError, InvalidTargetError } from '../errors'
 import { checkBoolean, checkObject, checkPositiveInteger, checkString, describe } from '../validate'
-import type { FillLock, ParsedTarget } from './cache'
+import type { Fence, FillLock, ParsedTarget } from './cache'
+import { loadIoredis } from './ioredis-loader'
 import { RemoteCache, withTimeout, type RemoteCacheOptions } from './remote-cache'
-
-/**
- * ioredis, loaded by the first RedisCache rather than with the plugin. Once ioredis is loaded,
- * V8 takes slow property paths inside Node's own stream code on every request of the process
- * (the trigger is in ioredis' command layer, utils/Commander.js; bench/README.md): a
- * memory-only app ran its misses ~15% slower for a library it never used.
- */
-let ioredis: typeof IoredisModule | undefined
-function loadIoredis (): typeof IoredisModule {
-  ioredis ??= require('ioredis') as typeof IoredisModule
-  return ioredis
-}
 
 export interface RedisCacheOptions extends RemoteCacheOptions {
   /** `redis://[:password@]host:port[/db]`. */
@@ -51,6 +39,41 @@ const LOCK_INFIX = '#fill:'
 // Deletes the lock only if it still holds our token: a lock that expired and was taken by
 // another instance must not be released by us.
 const RELEASE_SCRIPT = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end"
+// A miss's fence lives in the entry's own hash (one slot on a Cluster): invalidating the key, a
+// pattern matching it, a tag of it (its key joined the tag's set when the miss began) or
+// everything removes the hash and the fence with it. Concurrent misses share one fence.
+const FENCE_FIELD = '\u0000fence'
+/** A hash made (or kept) for a fence lives at least this long: longer than any handler runs. */
+const FENCE_KEEP_SECONDS = 300
+const FENCE_SCRIPT = `local fence = redis.call('HGET', KEYS[1], ARGV[1])
+if fence then
+  local ttl = redis.call('TTL', KEYS[1])
+  if ttl >= 0 and ttl < tonumber(ARGV[3]) then redis.call('EXPIRE', KEYS[1], ARGV[3]) end
+  return fence
+end
+local existed = redis.call('EXISTS', KEYS[1])
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+local ttl = redis.call('TTL', KEYS[1])
+if existed == 0 or (ttl >= 0 and ttl < tonumber(ARGV[3])) then redis.call('EXPIRE', KEYS[1], ARGV[3]) end
+return ARGV[2]`
+// Soft invalidation of one key: its fence goes (misses in flight do not store), and every
+// response envelope in the hash is marked stale (FLAG_STALE) with an unbounded
+// stale-while-revalidate window, in place (offsets: ENVELOPE_FLAGS_OFFSET, ENVELOPE_SWR_OFFSET).
+const SOFT_SCRIPT = `redis.call('HDEL', KEYS[1], ARGV[1])
+local fields = redis.call('HGETALL', KEYS[1])
+for i = 1, #fields, 2 do
+  local value = fields[i + 1]
+  if string.len(value) >= 43 and string.byte(value, 1) == 235 and string.byte(value, 2) == 202 and string.byte(value, 3) == 2 and string.byte(value, 4) == 1 then
+    local flags = bit.bor(string.byte(value, 23), 4)
+    redis.call('HSET', KEYS[1], fields[i], string.sub(value, 1, 22) .. string.char(flags) .. string.sub(value, 24, 27) .. string.char(255, 255, 255, 255) .. string.sub(value, 32))
+  end
+end
+return 1`
+// Stores a variant only while the miss's fence is still in the hash.
+const FENCED_STORE_SCRIPT = `if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
+redis.call('HSET', KEYS[1], ARGV[3], ARGV[4])
+if ARGV[5] == '0' then redis.call('PERSIST', KEYS[1]) else redis.call('EXPIRE', KEYS[1], ARGV[5]) end
+return 1`
 
 /**
  * Entries in Redis, shared by every instance. One key per cache key: a hash whose fields are
@@ -140,13 +163,34 @@ export class RedisCache extends RemoteCache {
     }
   }
 
-  protected async writeBytes (key: string, variant: string, bytes: Buffer, retention: number, entry: CacheEntry, replaced = false): Promise<void> {
+  /** The miss's fence in the entry's hash, and its route tags' sets naming the key already. */
+  override async beginFill (key: string, tags: readonly string[]): Promise<Fence> {
+    if (!this.breaker.allows()) return undefined
     const redisKey = this.keyPrefix + key
-    const writes: Array<Promise<unknown>> = [this.client.hset(redisKey, variant, bytes)]
-    // The hash lives as long as its longest-lived variant; each variant's own freshness is
-    // checked from its envelope when read.
-    if (retention > 0) writes.push(this.client.expire(redisKey, retention))
-    else writes.push(this.client.persist(redisKey))
+    try {
+      const [fence] = await this.bounded(Promise.all([
+        this.script(FENCE_SCRIPT, redisKey, [FENCE_FIELD, randomUUID(), FENCE_KEEP_SECONDS]),
+        ...tags.map((tag) => this.client.sadd(this.keyPrefix + TAG_INFIX + tag, key))
+      ]))
+      return fence
+    } catch {
+      // Fail open: without a fence the store is not checked, as it was before fences.
+      return undefined
+    }
+  }
+
+  protected async writeBytes (key: string, variant: string, bytes: Buffer, retention: number, entry: CacheEntry, fence?: Fence, replaced = false): Promise<boolean> {
+    const redisKey = this.keyPrefix + key
+    const writes: Array<Promise<unknown>> = []
+    if (typeof fence === 'string') {
+      writes.push(this.script(FENCED_STORE_SCRIPT, redisKey, [FENCE_FIELD, fence, variant, bytes, retention]))
+    } else {
+      writes.push(this.client.hset(redisKey, variant, bytes))
+      // The hash lives as long as its longest-lived variant; each variant's own freshness is
+      // checked from its envelope when read.
+      if (retention > 0) writes.push(this.client.expire(redisKey, retention))
+      else writes.push(this.client.persist(redisKey))
+    }
     for (const tag of entry.tags) {
       const tagKey = this.keyPrefix + TAG_INFIX + tag
       writes.push(this.client.sadd(tagKey, key))
@@ -157,12 +201,25 @@ export class RedisCache extends RemoteCache {
       } else writes.push(this.client.persist(tagKey))
     }
     try {
-      await this.bounded(Promise.all(writes))
+      const [stored] = await this.bounded(Promise.all(writes))
+      // 0: an invalidation removed the fence since the miss began; the (older) response is not stored.
+      return stored !== 0
     } catch (err) {
       if (replaced || !isWrongType(err)) throw err
       // Replace the foreign key like any stale value (once: a writer racing us keeps it).
       await this.client.unlink(redisKey)
-      await this.writeBytes(key, variant, bytes, retention, entry, true)
+      return await this.writeBytes(key, variant, bytes, retention, entry, undefined, true)
+    }
+  }
+
+  /** Runs a Lua script on one key: by its SHA1 when Redis knows it, else by its text. */
+  private async script (lua: string, key: string, args: Array<string | number | Buffer>): Promise<unknown> {
+    const sha = scriptSha(lua)
+    try {
+      return await this.client.evalsha(sha, 1, key, ...args)
+    } catch (err) {
+      if (!(err instanceof Error) || !err.message.startsWith('NOSCRIPT')) throw err
+      return await this.client.eval(lua, 1, key, ...args)
     }
   }
 
@@ -174,6 +231,24 @@ export class RedisCache extends RemoteCache {
   protected async removePattern (pattern: string): Promise<void> {
     const match = escapeGlob(this.keyPrefix) + pattern
     await this.guarded(() => Promise.all(this.masters().map((node) => this.scanAndUnlink(node, match, 'hash'))))
+  }
+
+  /** Soft invalidation: each named key's envelopes are marked stale in place (SOFT_SCRIPT). */
+  protected override async markStale (target: ParsedTarget): Promise<void> {
+    await this.guarded(async () => {
+      const keys: string[] = []
+      if (target.keys !== undefined) keys.push(...target.keys.map((key) => this.keyPrefix + key))
+      else if (target.tags !== undefined) {
+        for (const tag of target.tags) {
+          const members = await this.bounded(this.client.smembers(this.keyPrefix + TAG_INFIX + tag))
+          keys.push(...members.map((key) => this.keyPrefix + key))
+        }
+      } else {
+        const match = escapeGlob(this.keyPrefix) + (target.pattern ?? '*')
+        await Promise.all(this.masters().map((node) => this.scanKeys(node, match, 'hash', async (found) => { keys.push(...found) })))
+      }
+      await this.bounded(Promise.all(keys.map((key) => this.script(SOFT_SCRIPT, key, [FENCE_FIELD]))))
+    })
   }
 
   /** Every key under the prefix, whatever its type: entries, tag sets and fill locks. */
@@ -190,6 +265,20 @@ export class RedisCache extends RemoteCache {
 
   protected override canClear (): boolean {
     return this.keyPrefix !== ''
+  }
+
+  protected override hasOwnBus (): boolean {
+    return true
+  }
+
+  /** The bus publishes on the cache's own client and listens on a duplicate of it. */
+  protected override busConnections (): { publisher: Redis | Cluster, subscriber: Redis | Cluster, own: boolean } | undefined {
+    if (this.busOptions === false) return undefined
+    const given = super.busConnections()
+    if (given !== undefined) return given
+    const subscriber = this.client instanceof loadIoredis().Cluster ? this.client.duplicate() : (this.client as Redis).duplicate()
+    subscriber.on('error', () => {})
+    return { publisher: this.client, subscriber, own: false }
   }
 
   protected override defaultName (): string {
@@ -239,7 +328,7 @@ export class RedisCache extends RemoteCache {
         return taken === 'OK' ? token : undefined
       },
       release: (key, variant, token) => {
-        this.client.eval(RELEASE_SCRIPT, 1, lockKey(key, variant), token).catch(() => {
+        this.script(RELEASE_SCRIPT, lockKey(key, variant), [token]).catch(() => {
           // The lock expires by itself after `ttl`.
         })
       },
@@ -258,14 +347,19 @@ export class RedisCache extends RemoteCache {
 
   /** SCAN (never KEYS) one node for `match`, of one type or any, and unlink what it finds. */
   private async scanAndUnlink (node: Redis, match: string, type: 'hash' | undefined): Promise<void> {
+    // Keys from one master may still sit in different slots: unlink them one by one, pipelined.
+    await this.scanKeys(node, match, type, async (keys) => { await this.bounded(Promise.all(keys.map((key) => node.unlink(key)))) })
+  }
+
+  /** SCANs one node for `match` (of one type or any), handing each batch found to `each`. */
+  private async scanKeys (node: Redis, match: string, type: 'hash' | undefined, each: (keys: string[]) => Promise<void>): Promise<void> {
     let cursor = '0'
     do {
       const [next, keys] = type === undefined
         ? await this.bounded(node.scan(cursor, 'MATCH', match, 'COUNT', this.scanCount))
         : await this.bounded(node.scan(cursor, 'MATCH', match, 'COUNT', this.scanCount, 'TYPE', type))
       cursor = next
-      // Keys from one master may still sit in different slots: unlink them one by one, pipelined.
-      if (keys.length > 0) await this.bounded(Promise.all(keys.map((key) => node.unlink(key))))
+      if (keys.length > 0) await each(keys)
     } while (cursor !== '0')
   }
 }
@@ -282,6 +376,16 @@ function lockOptions (lock: RedisCacheOptions['lock']): Required<LockSettings> |
   }
   const given = typeof lock === 'object' ? lock : {}
   return { ttl: given.ttl ?? 5000, wait: given.wait ?? 5000, poll: given.poll ?? 25 }
+}
+
+const shas = new Map<string, string>()
+function scriptSha (lua: string): string {
+  let sha = shas.get(lua)
+  if (sha === undefined) {
+    sha = createHash('sha1').update(lua).digest('hex')
+    shas.set(lua, sha)
+  }
+  return sha
 }
 
 function isWrongType (err: unknown): boolean {

@@ -1,11 +1,46 @@
-import { encodeEntry, retentionSeconds, type CacheEntry } from '../entry'
-import { BackendTimeoutError, CircuitOpenError, InvalidationFailedError } from '../errors'
-import { checkObject, checkPositiveInteger } from '../validate'
-import { BYPASS, EmberCache, entryId, type CacheOptions, type LookupResult, type ParsedTarget } from './cache'
+import { ENTRY_RESPONSE, encodeEntry, retentionSeconds, softened, type CacheEntry } from '../entry'
+import { BackendTimeoutError, CircuitOpenError, InvalidOptionError, InvalidationFailedError } from '../errors'
+import type { Cluster, Redis, RedisOptions } from 'ioredis'
+import { checkObject, checkPositiveInteger, checkString, describe, rejectUnknown } from '../validate'
+import { CoherenceBus } from './bus'
+import { loadIoredis } from './ioredis-loader'
+import { L1Tier } from './local-cache'
+import { BYPASS, EmberCache, entryId, type CacheOptions, type Fence, type LookupResult, type ParsedTarget } from './cache'
 import { CircuitBreaker, type CircuitBreakerOptions } from './circuit-breaker'
 import { DecodedEntries } from './decoded-entries'
 
+/** The in-process tier in front of a shared store. */
+export interface L1Options {
+  /** Most entries kept (variants count one each). Default 10 000. */
+  max?: number
+  /** Most bytes kept (bodies plus headers, approximately). Default 64 MiB. */
+  maxSize?: number
+  /**
+   * Seconds an entry may stay in this process without news from the fleet; never past its own
+   * freshness. Default 5 with a coherence bus, 1 without (at most 5 without one).
+   */
+  ttl?: number
+}
+
+/** Where the coherence bus runs: a Redis server (for Memcached and custom stores). */
+export interface BusOptions {
+  /** `redis://host:port`; the bus makes its own two connections (publish, subscribe). */
+  url?: string
+  /** ioredis options of those connections. */
+  redisOptions?: RedisOptions
+}
+
 export interface RemoteCacheOptions extends CacheOptions {
+  /**
+   * An in-process tier (L1) in front of the shared store: a lookup reads it first, an L2 hit
+   * fills it, a store writes both. `true` takes the defaults. Default: none.
+   */
+  l1?: boolean | L1Options
+  /**
+   * The coherence bus that keeps the L1 tiers of every instance in step: a RedisCache uses its
+   * own server (`false` turns it off); Memcached and custom stores need `{ url }`.
+   */
+  bus?: false | BusOptions
   /** Milliseconds a read or write may take before the request goes on without cache. Default 200. */
   commandTimeout?: number
   /** Milliseconds `onReady` waits for the first connection; the app starts anyway after it. Default 2000. */
@@ -14,7 +49,14 @@ export interface RemoteCacheOptions extends CacheOptions {
   circuitBreaker?: CircuitBreakerOptions
 }
 
-export const REMOTE_OPTION_NAMES = ['commandTimeout', 'connectTimeout', 'circuitBreaker']
+export const REMOTE_OPTION_NAMES = ['commandTimeout', 'connectTimeout', 'circuitBreaker', 'l1', 'bus']
+const DEFAULT_L1_MAX = 10_000
+const DEFAULT_L1_MAX_SIZE = 64 * 1024 * 1024
+const DEFAULT_L1_TTL = 5
+const DEFAULT_L1_TTL_WITHOUT_BUS = 1
+/** Without a bus, an instance hears nothing from the fleet: L1 may only keep entries briefly. */
+const MAX_L1_TTL_WITHOUT_BUS = 5
+const BUS_DELAY_SAMPLES = 1000
 const DEFAULT_COMMAND_TIMEOUT = 200
 const DEFAULT_CONNECT_TIMEOUT = 2000
 /**
@@ -35,6 +77,13 @@ export abstract class RemoteCache extends EmberCache {
   protected readonly breaker: CircuitBreaker
   /** The decoded form of recently read envelopes, reused while their bytes are unchanged. */
   private readonly decoded = new DecodedEntries()
+  /** The in-process tier, when configured. */
+  protected readonly l1: L1Tier | undefined
+  /** The coherence bus, once open (when configured). */
+  private bus: CoherenceBus | undefined
+  protected readonly busOptions: false | BusOptions | undefined
+  /** How long the last bus messages took to arrive, in ms (newest last, at most 1000). */
+  readonly busDelays: number[] = []
   /**
    * Invalidations the backend did not take, oldest first. While any is queued the cache serves
    * no hits and stores nothing: entries they remove must not be served after the backend is back.
@@ -54,35 +103,100 @@ export abstract class RemoteCache extends EmberCache {
     this.commandTimeout = options?.commandTimeout ?? DEFAULT_COMMAND_TIMEOUT
     this.connectTimeout = options?.connectTimeout ?? DEFAULT_CONNECT_TIMEOUT
     this.breaker = new CircuitBreaker(where, () => this.log, options?.circuitBreaker)
+    this.busOptions = options?.bus
+    if (options?.bus !== undefined && options.bus !== false) {
+      checkObject(where + '.bus', options.bus)
+      checkString(where + '.bus.url', options.bus.url)
+      checkObject(where + '.bus.redisOptions', options.bus.redisOptions)
+    }
+    this.l1 = this.buildL1(where, options?.l1)
+  }
+
+  /** Whether this kind of cache has a bus without being told where (RedisCache: its own server). */
+  protected hasOwnBus (): boolean {
+    return false
+  }
+
+  private buildL1 (where: string, l1: RemoteCacheOptions['l1']): L1Tier | undefined {
+    if (l1 === undefined || l1 === false) return undefined
+    if (l1 !== true) {
+      checkObject(where + '.l1', l1)
+      rejectUnknown(where + '.l1.', l1, new Set(['max', 'maxSize', 'ttl']))
+      checkPositiveInteger(where + '.l1.max', l1.max)
+      checkPositiveInteger(where + '.l1.maxSize', l1.maxSize)
+      if (l1.ttl !== undefined && (typeof l1.ttl !== 'number' || !(l1.ttl > 0))) {
+        throw new InvalidOptionError(where + '.l1.ttl', 'expected a number of seconds > 0, got ' + describe(l1.ttl))
+      }
+    }
+    const given = l1 === true ? {} : l1
+    const withBus = this.busOptions !== false && (this.hasOwnBus() || this.busOptions?.url !== undefined)
+    const ttl = given.ttl ?? (withBus ? DEFAULT_L1_TTL : DEFAULT_L1_TTL_WITHOUT_BUS)
+    if (!withBus && ttl > MAX_L1_TTL_WITHOUT_BUS) {
+      throw new InvalidOptionError(where + '.l1.ttl', `without a coherence bus an instance hears of no change the fleet makes, so L1 may keep entries at most ${MAX_L1_TTL_WITHOUT_BUS} s; got ${ttl} (give bus: { url } for longer)`)
+    }
+    return new L1Tier(where + '.l1', { max: given.max ?? DEFAULT_L1_MAX, maxSize: given.maxSize ?? DEFAULT_L1_MAX_SIZE, ttlMs: ttl * 1000 })
+  }
+
+  /** The connections of the bus: RedisCache duplicates its own; others connect to `bus.url`. */
+  protected busConnections (): { publisher: Redis | Cluster, subscriber: Redis | Cluster, own: boolean } | undefined {
+    const options = this.busOptions
+    if (options === undefined || options === false || options.url === undefined) return undefined
+    const lib = loadIoredis()
+    const make = (): Redis => {
+      const client = new lib.Redis(options.url as string, { lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 1, commandTimeout: this.commandTimeout, ...options.redisOptions })
+      client.on('error', () => {})
+      return client
+    }
+    return { publisher: make(), subscriber: make(), own: true }
   }
 
   /** The stored envelope for a key and variant, or null. May reject: the caller fails open. */
   protected abstract readBytes (key: string, variant: string): Promise<Buffer | null | undefined>
-  /** Stores an envelope for `retention` seconds (0 = no expiry). May reject. */
-  protected abstract writeBytes (key: string, variant: string, bytes: Buffer, retention: number, entry: CacheEntry): Promise<void>
+  /**
+   * Stores an envelope for `retention` seconds (0 = no expiry); with a miss's fence, only when
+   * nothing invalidated the entry since (false otherwise). May reject.
+   */
+  protected abstract writeBytes (key: string, variant: string, bytes: Buffer, retention: number, entry: CacheEntry, fence?: Fence): Promise<boolean>
   protected abstract connectBackend (): Promise<void>
   protected abstract disconnectBackend (): Promise<void>
 
-  /** Backends that check tags at read time say here whether an entry's tags are still valid. */
-  protected tagsStillValid (_entry: CacheEntry): boolean | Promise<boolean> {
+  /**
+   * Backends that check tags at read time say here whether an entry's tags are still valid, or
+   * 'stale' when a tag was softly invalidated since (the entry is then served as stale).
+   */
+  protected tagsStillValid (_entry: CacheEntry): boolean | 'stale' | Promise<boolean | 'stale'> {
     return true
   }
 
-  /** Backends that check tags at read time give the tags' current versions here, to store with the entry. */
-  protected async currentTagVersions (_entry: CacheEntry): Promise<string[]> {
+  /** Backends that check tags at read time give the tags' versions here (the fence's first), to store with the entry. */
+  protected async currentTagVersions (_entry: CacheEntry, _fence?: Fence): Promise<string[]> {
     return []
   }
 
-  async lookup (key: string, variant: string): Promise<LookupResult> {
+  /** L1 first (answering synchronously), then the shared store. */
+  lookup (key: string, variant: string): LookupResult | Promise<LookupResult> {
     if (this.queued.length > 0) {
       this.drain().catch(() => {})
       return BYPASS
     }
+    if (this.l1 !== undefined) {
+      const near = this.l1.lookup(key, variant)
+      if (near !== undefined) return near
+    }
+    return this.lookupShared(key, variant)
+  }
+
+  private async lookupShared (key: string, variant: string): Promise<LookupResult> {
     if (!this.breaker.allows()) return BYPASS
     try {
       let entry = this.decoded.decode(entryId(key, variant), await this.readBytes(key, variant))
-      if (entry !== undefined && entry.tags.length > 0 && !(await this.tagsStillValid(entry))) entry = undefined
+      if (entry !== undefined && entry.tags.length > 0) {
+        const verdict = await this.tagsStillValid(entry)
+        if (verdict === false) entry = undefined
+        else if (verdict === 'stale' && entry.kind === ENTRY_RESPONSE) entry = softened(entry)
+      }
       this.breaker.succeeded()
+      if (entry !== undefined) this.l1?.store(key, variant, entry)
       return entry
     } catch (err) {
       this.breaker.failed(err)
@@ -90,15 +204,22 @@ export abstract class RemoteCache extends EmberCache {
     }
   }
 
-  async store (key: string, variant: string, entry: CacheEntry): Promise<void> {
-    if (this.queued.length > 0 || !this.breaker.allows()) return
+  async store (key: string, variant: string, entry: CacheEntry, fence?: Fence): Promise<boolean> {
+    if (this.queued.length > 0 || !this.breaker.allows()) return false
     try {
       // A copy: the entry given may be one that lookups hand out (decoded entries are shared).
-      const stamped = entry.tags.length > 0 ? { ...entry, tagVersions: await this.currentTagVersions(entry) } : entry
-      await this.writeBytes(key, variant, encodeEntry(stamped), retentionSeconds(stamped), stamped)
+      const stamped = entry.tags.length > 0 ? { ...entry, tagVersions: await this.currentTagVersions(entry, fence) } : entry
+      const stored = await this.writeBytes(key, variant, encodeEntry(stamped), retentionSeconds(stamped), stamped, fence)
       this.breaker.succeeded()
+      if (stored && this.l1 !== undefined) {
+        this.l1.store(key, variant, entry)
+        // Other instances' L1 may hold what this replaces.
+        this.bus?.announceStore(key)
+      }
+      return stored
     } catch (err) {
       this.breaker.failed(err)
+      return false
     }
   }
 
@@ -108,9 +229,11 @@ export abstract class RemoteCache extends EmberCache {
    */
   protected override async apply (target: ParsedTarget): Promise<void> {
     this.invalidations.record(target)
+    this.l1?.drop(target)
     if (this.queued.length === 0) {
       try {
         await this.runInvalidation(target)
+        this.bus?.announce(target)
         return
       } catch (err) {
         this.lastFailure = err
@@ -149,6 +272,7 @@ export abstract class RemoteCache extends EmberCache {
     while (this.queued.length > 0) {
       try {
         await this.runInvalidation(this.queued[0])
+        this.bus?.announce(this.queued[0])
       } catch (err) {
         this.lastFailure = err
         this.scheduleRetry()
@@ -194,9 +318,34 @@ export abstract class RemoteCache extends EmberCache {
     } catch (err) {
       // Fail open: the app starts and serves without cache; the client keeps reconnecting.
       this.breaker.failed(err)
-      this.log.warn({ cache: this.kind, err }, 'cache backend unreachable at start-up; serving without cache until it answers')
+      this.log.warn({ cache: this.name, err }, 'cache backend unreachable at start-up; serving without cache until it answers')
+    }
+    if (this.l1 !== undefined) await this.openBus()
+  }
+
+  private async openBus (): Promise<void> {
+    const connections = this.busConnections()
+    if (connections === undefined) return
+    const l1 = this.l1 as L1Tier
+    this.bus = new CoherenceBus(connections.publisher, connections.subscriber, this.keyPrefix + '#bus', {
+      changed: (target, delayMs) => {
+        l1.drop(target)
+        if (this.busDelays.length >= BUS_DELAY_SAMPLES) this.busDelays.shift()
+        this.busDelays.push(delayMs)
+      },
+      resubscribed: () => l1.drop({ clear: true })
+    }, () => this.log)
+    this.ownsBusPublisher = connections.own
+    try {
+      if (connections.own) await withTimeout(connections.publisher.connect(), this.connectTimeout, 'bus connect')
+      await withTimeout(this.bus.open(), this.connectTimeout, 'bus subscribe')
+    } catch (err) {
+      // Fail open: L1 still keeps entries at most its ttl; the connection keeps retrying.
+      this.log.warn({ cache: this.name, err }, 'cache coherence bus unreachable at start-up; in-process entries live at most their l1 ttl')
     }
   }
+
+  private ownsBusPublisher = false
 
   protected override async shutdown (): Promise<void> {
     clearTimeout(this.retryTimer)
@@ -206,6 +355,12 @@ export abstract class RemoteCache extends EmberCache {
       this.queued.length = 0
     }
     this.decoded.clear()
+    this.l1?.drop({ clear: true })
+    if (this.bus !== undefined) {
+      const bus = this.bus
+      this.bus = undefined
+      await bus.close(this.ownsBusPublisher)
+    }
     await this.disconnectBackend()
   }
 }

@@ -1,4 +1,5 @@
-import type { CacheEntry } from '../entry'
+import { softenedEnvelope, type CacheEntry } from '../entry'
+import type { Fence, ParsedTarget } from './cache'
 import { RemoteCache } from './remote-cache'
 
 // A cache over a plain key-value store that can only get, set and delete single keys (Memcached,
@@ -10,6 +11,13 @@ import { RemoteCache } from './remote-cache'
 
 /** The version every entry of the cache carries: clear() moves it on. */
 const NAMESPACE = 'ns'
+
+/** The versions a miss saw when it began. */
+interface VersionFence {
+  namespace: string
+  generation: string
+  tags: Map<string, string>
+}
 
 export abstract class VersionedCache extends RemoteCache {
   /** The bytes at `storageKey`, or null. May reject: the caller fails open. */
@@ -35,22 +43,78 @@ export abstract class VersionedCache extends RemoteCache {
       this.read(this.versionKey(generationOf(key)))
     ])
     if (stored === null || namespace === null || generation === null) return null
-    return unwrapVersions(stored, namespace.toString('utf8') + '\n' + generation.toString('utf8'))
+    const ns = parseVersion(namespace)
+    const gen = parseVersion(generation)
+    const current = unwrapVersions(stored, ns.head + '\n' + gen.head)
+    if (current !== null) return current
+    // Stored before the key's last soft invalidation: still there, but stale.
+    if (gen.previous === undefined) return null
+    const previous = unwrapVersions(stored, ns.head + '\n' + gen.previous)
+    return previous === null ? null : softenedEnvelope(previous)
   }
 
-  protected async writeBytes (key: string, variant: string, bytes: Buffer, retention: number): Promise<void> {
-    const [namespace, generation] = await Promise.all([this.version(NAMESPACE), this.version(generationOf(key))])
+  /**
+   * A miss's fence: the versions as they stand when it begins. The entry is stored under them,
+   * so an invalidation anywhere in the fleet meanwhile (which moves one of them on) leaves it
+   * a miss for every reader: nothing to check at store time.
+   */
+  override async beginFill (key: string, tags: readonly string[]): Promise<Fence> {
+    if (!this.breaker.allows()) return undefined
+    try {
+      const [namespace, generation, ...tagVersions] = await Promise.all([
+        this.version(NAMESPACE), this.version(generationOf(key)), ...tags.map((tag) => this.version(tagOf(tag)))
+      ])
+      const fence: VersionFence = { namespace, generation, tags: new Map(tags.map((tag, i) => [tag, tagVersions[i]])) }
+      return fence
+    } catch {
+      return undefined
+    }
+  }
+
+  protected async writeBytes (key: string, variant: string, bytes: Buffer, retention: number, _entry: CacheEntry, fence?: Fence): Promise<boolean> {
+    const given = fence as VersionFence | undefined
+    const [namespace, generation] = given !== undefined
+      ? [given.namespace, given.generation]
+      : await Promise.all([this.version(NAMESPACE), this.version(generationOf(key))])
     await this.write(this.entryKey(key, variant), wrapVersions(namespace + '\n' + generation, bytes), retention)
+    return true
   }
 
-  /** Each tag has a version; an entry remembers the versions it saw and is stale once any moved on. */
-  protected override async currentTagVersions (entry: CacheEntry): Promise<string[]> {
-    return await Promise.all(entry.tags.map((tag) => this.version(tagOf(tag))))
+  /** Each tag has a version; an entry remembers the versions it saw (at the miss's start) and is stale once any moved on. */
+  protected override async currentTagVersions (entry: CacheEntry, fence?: Fence): Promise<string[]> {
+    const known = (fence as VersionFence | undefined)?.tags
+    return await Promise.all(entry.tags.map((tag) => known?.get(tag) ?? this.version(tagOf(tag))))
   }
 
-  protected override async tagsStillValid (entry: CacheEntry): Promise<boolean> {
+  protected override async tagsStillValid (entry: CacheEntry): Promise<boolean | 'stale'> {
     const current = await Promise.all(entry.tags.map((tag) => this.read(this.versionKey(tagOf(tag)))))
-    return current.every((version, i) => version !== null && version.toString('utf8') === entry.tagVersions[i])
+    let verdict: boolean | 'stale' = true
+    for (let i = 0; i < current.length; i++) {
+      const version = current[i]
+      if (version === null) return false
+      const { head, previous } = parseVersion(version)
+      if (head === entry.tagVersions[i]) continue
+      if (previous !== entry.tagVersions[i]) return false
+      verdict = 'stale'
+    }
+    return verdict
+  }
+
+  /**
+   * Soft invalidation: the key's generation (or the tag's version) moves on but remembers the
+   * one before, and entries stored under that one read as stale instead of missing. Only the
+   * last soft move is remembered; clear() and patterns fall back to removal.
+   */
+  protected override async markStale (target: ParsedTarget): Promise<void> {
+    if (target.keys !== undefined) await this.guarded(() => Promise.all((target.keys as string[]).map((key) => this.bumpSoftly(generationOf(key)))))
+    else if (target.tags !== undefined) await this.guarded(() => Promise.all((target.tags as string[]).map((tag) => this.bumpSoftly(tagOf(tag)))))
+    else await super.markStale(target)
+  }
+
+  private async bumpSoftly (name: string): Promise<void> {
+    const current = await this.read(this.versionKey(name))
+    const head = current === null ? undefined : parseVersion(current).head
+    await this.write(this.versionKey(name), Buffer.from(head === undefined ? randomVersion() : randomVersion() + '~' + head), 0)
   }
 
   protected async removeKeys (keys: string[]): Promise<void> {
@@ -75,11 +139,11 @@ export abstract class VersionedCache extends RemoteCache {
   private async version (name: string): Promise<string> {
     const key = this.versionKey(name)
     const value = await this.read(key)
-    if (value !== null) return value.toString('utf8')
+    if (value !== null) return parseVersion(value).head
     await this.writeIfAbsent(key, Buffer.from(randomVersion()))
     const again = await this.read(key)
     if (again === null) throw new Error(this.kind + ' lost version ' + name)
-    return again.toString('utf8')
+    return parseVersion(again).head
   }
 
   private async bump (name: string): Promise<void> {
@@ -93,6 +157,13 @@ function generationOf (key: string): string {
 
 function tagOf (tag: string): string {
   return 'tag\u0000' + tag
+}
+
+/** A version as stored: `head`, or `head~previous` after a soft move. */
+function parseVersion (value: Buffer): { head: string, previous: string | undefined } {
+  const text = value.toString('utf8')
+  const cut = text.indexOf('~')
+  return cut === -1 ? { head: text, previous: undefined } : { head: text.slice(0, cut), previous: text.slice(cut + 1) }
 }
 
 function randomVersion (): string {

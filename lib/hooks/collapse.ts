@@ -2,7 +2,7 @@ import type { FastifyReply, HookHandlerDoneFunction } from 'fastify'
 import { BYPASS, type FillLock, type SharedAnswer } from '../caches/cache'
 import { ENTRY_RESPONSE, freshUntil, type CacheEntry } from '../entry'
 import { setStatusHeaders } from '../replay'
-import { startMiss } from './miss'
+import { beginFill, startMiss } from './miss'
 import { SERVED, unexpected, type CacheRequest } from './request-state'
 import { serveEntry } from './serve'
 import { answerFits, entryFitsVariant, readEntry } from './variants'
@@ -50,6 +50,8 @@ export function joinOrLead (state: CacheRequest, reply: FastifyReply, done: Hook
 async function leadAcrossInstances (state: CacheRequest, reply: FastifyReply, done: HookHandlerDoneFunction): Promise<void> {
   const lock = state.settings.cache.fillLock as FillLock
   const { key, variant } = state
+  // The fence and the lock in one round trip: both commands are in flight together.
+  beginFill(state)
   let token: string | undefined
   try {
     token = await lock.acquire(key, variant)

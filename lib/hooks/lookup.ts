@@ -69,7 +69,11 @@ export function buildLookupHook (settings: RouteSettings, refresh: Refresher, re
     const revalidateOnly = directives.has('no-cache')
     if (revalidateOnly) state.forward = 'fwd=request'
     const result = readEntry(state)
-    if (!(result instanceof Promise)) return onLookup(state, reply, result, refresh, done, revalidateOnly)
+    if (!(result instanceof Promise)) {
+      // A remote cache answers synchronously only from its in-process tier.
+      state.fromL1 = !settings.cache.inProcess
+      return onLookup(state, reply, result, refresh, done, revalidateOnly)
+    }
     result.then(
       (found) => onLookup(state, reply, found, refresh, done, revalidateOnly),
       done
@@ -106,7 +110,7 @@ function onLookup (
     // Fresh for us but not for this client: not a stale entry, so no stale-* rule applies.
     if (!fresh) return revalidateOrLead(state, reply, found, done)
   }
-  if (fresh) return serveEntry(state, reply, found, 'HIT', 'hit')
+  if (fresh) return serveEntry(state, reply, found, 'HIT', state.fromL1 ? 'hit; detail=l1' : 'hit')
   // RFC 9111 §5.2.2.2, §5.2.2.4: must-revalidate and no-cache entries are never used stale.
   const mayServeStale = (found.flags & (FLAG_MUST_REVALIDATE | FLAG_NO_CACHE)) === 0
   if (mayServeStale) {

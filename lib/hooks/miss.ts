@@ -1,5 +1,6 @@
 import type { FastifyReply, HookHandlerDoneFunction } from 'fastify'
 import { MISSED, type CacheRequest } from './request-state'
+import { tagsOf } from './response-entry'
 import { serveEntry } from './serve'
 
 /**
@@ -18,6 +19,9 @@ export function startMiss (state: CacheRequest, reply: FastifyReply, done: HookH
     const given = headers['surrogate-capability']
     headers['surrogate-capability'] = given === undefined ? ours : given + ', ' + ours
   }
+  // The fence goes up before the handler reads anything: an invalidation anywhere in the fleet
+  // from here on wins over this response (a HEAD never stores, a bypass stores nothing).
+  if (state.fence === undefined && !state.isHead && !state.backendDown) beginFill(state)
   const { stale } = state
   if (stale !== undefined && state.settings.staleIfErrorTimeout > 0) {
     // RFC 5861 §4 counts an origin that does not answer in time as an error too. "Answered" is
@@ -36,5 +40,18 @@ export function startMiss (state: CacheRequest, reply: FastifyReply, done: HookH
       serveEntry(state, reply, stale, 'STALE', 'hit; fwd=stale; detail=origin-timeout')
     }, state.settings.staleIfErrorTimeout)
   }
-  done()
+  const fence = state.fence
+  if (!(fence instanceof Promise)) return done()
+  fence.then((value) => {
+    state.fence = value
+    done()
+  }, () => {
+    state.fence = undefined
+    done()
+  })
+}
+
+/** Asks the shared backend for this miss's fence (started early, beside the fill lock, when it can be). */
+export function beginFill (state: CacheRequest): void {
+  state.fence = state.settings.cache.beginFill(state.key, tagsOf(state.request, state.settings))
 }

@@ -1,5 +1,5 @@
 import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
-import type { SharedAnswer } from '../caches/cache'
+import type { Fence, SharedAnswer } from '../caches/cache'
 import type { CacheEntry } from '../entry'
 import type { Directives } from '../http-semantics'
 import type { RouteSettings } from '../options'
@@ -35,6 +35,8 @@ export class CacheRequest {
   lockToken = ''
   /** The variant the fill lock was taken for (reads may move `variant` meanwhile). */
   lockVariant = ''
+  /** A remote cache answered from its in-process tier (L1). */
+  fromL1 = false
   /** The backend failed during the lookup: answer BYPASS and do not store. */
   backendDown = false
   /** An expired entry that may still replace an origin error (stale-if-error). */
@@ -43,6 +45,8 @@ export class CacheRequest {
   timer: NodeJS.Timeout | undefined = undefined
   /** The cache's invalidation log position when the miss started (an invalidation since wins the race). */
   mark = 0
+  /** The shared backend's fence for this miss (beginFill), checked when it stores; or its promise. */
+  fence: Fence | Promise<Fence> | undefined = undefined
   /** Epoch ms when the request went to the handler (the request_time of RFC 9111 §4.2.3). */
   requestTime = 0
   /**

@@ -59,9 +59,9 @@ export function finishRevalidation (state: CacheRequest, reply: FastifyReply, fr
       settings.cache.flights.settle(state.flight, { entry, variant: state.variant })
       state.flight = ''
     }
-    const storing = settings.cache.store(state.key, state.variant, entry)
+    const storing = settings.cache.store(state.key, state.variant, entry, state.fence)
     detail += '; stored'
-    if (storing !== undefined) storing.catch(() => {})
+    if (storing instanceof Promise) storing.catch(() => {})
   }
   state.settle(undefined)
   answer(state, reply, entry, detail, done)

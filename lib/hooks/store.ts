@@ -143,8 +143,10 @@ function store (state: CacheRequest, out: Outgoing): void {
     state.flight = ''
   }
   setStatusHeaders(reply, settings, 'MISS', state.forward + '; stored; ttl=' + entry.ttl, state.key)
-  const after = (): void => {
+  const after = (taken: unknown): void => {
     state.settle(undefined)
+    // A shared backend that did not take it: down, or an invalidation elsewhere in the fleet won.
+    if (taken === false) setStatusHeaders(reply, settings, 'MISS', state.forward + '; detail=not-stored', state.key)
     if (notModified(state, stored)) {
       reply.code(304)
       return out.done(null, null)
@@ -152,19 +154,19 @@ function store (state: CacheRequest, out: Outgoing): void {
     out.done(null, out.payload)
   }
   const storing = learned.length === 0
-    ? cache.store(state.key, variant, entry)
+    ? cache.store(state.key, variant, entry, state.fence)
     : storeWithPointer(state, variant, entry, learned)
-  if (storing === undefined) after()
-  else storing.then(after, after)
+  if (storing instanceof Promise) storing.then(after, () => after(false))
+  else after(storing)
 }
 
 /** A response that varies on learned headers: its pointer at the base variant, and itself. */
-function storeWithPointer (state: CacheRequest, variant: string, entry: CacheEntry, learned: string[]): void | Promise<unknown> {
+function storeWithPointer (state: CacheRequest, variant: string, entry: CacheEntry, learned: string[]): unknown {
   const { cache } = state.settings
-  const pointed = cache.store(state.key, state.baseVariant, varyPointer(learned, entry))
-  const stored = cache.store(state.key, variant, entry)
-  if (pointed === undefined && stored === undefined) return undefined
-  return Promise.all([pointed, stored])
+  const pointed = cache.store(state.key, state.baseVariant, varyPointer(learned, entry), state.fence)
+  const stored = cache.store(state.key, variant, entry, state.fence)
+  if (!(pointed instanceof Promise) && !(stored instanceof Promise)) return stored
+  return Promise.all([pointed, stored]).then(([, result]) => result)
 }
 
 function refuse (state: CacheRequest, reply: FastifyReply, reason: string, payload: unknown, done: OnSendDone): void {

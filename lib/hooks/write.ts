@@ -29,7 +29,7 @@ export function buildWriteHook (settings: RouteSettings, targets: TargetBuilder[
         // GET route) holds the old representation: drop them all, then store. invalidate()
         // is recorded first, so older misses in flight do not overwrite what this write stores.
         const variant = baseVariant(request, settings.variants)
-        work.push(cache.invalidate({ key }).then(() => cache.store(key, variant, entry)))
+        work.push(cache.invalidate({ key }).then(async () => { await cache.store(key, variant, entry) }))
       } else {
         work.push(cache.invalidate({ key }))
       }

@@ -1,0 +1,133 @@
+import type { Cluster, Redis } from 'ioredis'
+import { randomBytes } from 'node:crypto'
+import type { FastifyBaseLogger } from 'fastify'
+import type { ParsedTarget } from './cache'
+
+// The coherence bus of a two-tier cache: every change one instance makes to the shared store
+// (a store under a key, an invalidation, a clear) is announced on a Redis pub/sub channel, and
+// every other instance drops what it names from its in-process tier (L1) at once. Messages
+// carry keys, patterns and tags, never bodies. Losing the bus never means stale data for long:
+// L1 keeps nothing longer than its ttl anyway, and is emptied when the bus comes back
+// (messages may have been missed meanwhile).
+
+/** One announcement: who sent it, when, and what changed. */
+interface BusMessage {
+  /** The sending instance (a process-local random id): an instance ignores its own messages. */
+  i: string
+  /** Sent at (epoch ms), so that receivers can tell how long it took. */
+  a: number
+  /** What changed: keys, a pattern, tags, or everything. */
+  k?: string[]
+  p?: string
+  g?: string[]
+  c?: true
+}
+
+export interface BusHandlers {
+  /** Another instance changed these entries. `delayMs` is how long the message took. */
+  changed: (target: ParsedTarget, delayMs: number) => void
+  /** The subscription was lost and is back: messages may have been missed. */
+  resubscribed: () => void
+}
+
+export class CoherenceBus {
+  readonly instanceId = randomBytes(8).toString('base64url')
+  private subscribed = false
+  private lostSince = 0
+  /** Keys stored during this turn of the event loop, announced together in one message. */
+  private storedKeys: Set<string> | undefined
+
+  constructor (
+    private readonly publisher: Redis | Cluster,
+    /** A connection of its own: a subscribed connection cannot run other commands. */
+    private readonly subscriber: Redis | Cluster,
+    readonly channel: string,
+    private readonly handlers: BusHandlers,
+    private readonly log: () => FastifyBaseLogger
+  ) {
+    subscriber.on('message', (channel: string, text: string) => {
+      if (channel === this.channel) this.receive(text)
+    })
+    // ioredis resubscribes by itself after a reconnect; 'ready' then says we are listening again.
+    subscriber.on('ready', () => {
+      if (this.lostSince !== 0) {
+        this.lostSince = 0
+        this.handlers.resubscribed()
+        this.log().info({ channel: this.channel }, 'cache coherence bus back; in-process tier emptied')
+      }
+    })
+    subscriber.on('close', () => {
+      if (this.lostSince === 0 && this.subscribed) {
+        this.lostSince = Date.now()
+        this.log().warn({ channel: this.channel }, 'cache coherence bus lost; in-process entries now live at most their l1 ttl')
+      }
+    })
+    subscriber.on('error', () => {})
+  }
+
+  /** True while the subscription is live. */
+  get healthy (): boolean {
+    return this.subscribed && this.lostSince === 0
+  }
+
+  async open (): Promise<void> {
+    const status = this.subscriber.status
+    if (status === 'wait' || status === 'end') await this.subscriber.connect()
+    await this.subscriber.subscribe(this.channel)
+    this.subscribed = true
+  }
+
+  /**
+   * Announces that entries were stored under `key`. Stores come with every miss: those of one
+   * turn of the event loop go out as one message, so a busy instance sends one PUBLISH per turn,
+   * not per miss.
+   */
+  announceStore (key: string): void {
+    if (this.storedKeys === undefined) {
+      this.storedKeys = new Set()
+      setImmediate(() => {
+        const keys = [...(this.storedKeys as Set<string>)]
+        this.storedKeys = undefined
+        this.announce({ keys })
+      })
+    }
+    this.storedKeys.add(key)
+  }
+
+  /** Announces a change. Never throws: a message that cannot be sent costs at most an L1 ttl. */
+  announce (target: ParsedTarget): void {
+    const message: BusMessage = { i: this.instanceId, a: Date.now() }
+    if (target.keys !== undefined) message.k = target.keys
+    else if (target.pattern !== undefined) message.p = target.pattern
+    else if (target.tags !== undefined) message.g = target.tags
+    else message.c = true
+    this.publisher.publish(this.channel, JSON.stringify(message)).catch(() => {})
+  }
+
+  /** Closes the subscription, and the publisher when the bus made it (not the cache's own client). */
+  async close (closePublisher: boolean): Promise<void> {
+    this.subscribed = false
+    const clients = closePublisher ? [this.subscriber, this.publisher] : [this.subscriber]
+    await Promise.all(clients.map(async (client) => {
+      try {
+        await client.quit()
+      } catch {
+        client.disconnect()
+      }
+    }))
+  }
+
+  private receive (text: string): void {
+    let message: BusMessage
+    try {
+      message = JSON.parse(text) as BusMessage
+    } catch {
+      return
+    }
+    if (message.i === this.instanceId) return
+    const target: ParsedTarget = message.k !== undefined
+      ? { keys: message.k }
+      : message.p !== undefined ? { pattern: message.p } : message.g !== undefined ? { tags: message.g } : { clear: true }
+    this.handlers.changed(target, Math.max(0, Date.now() - (message.a ?? Date.now())))
+  }
+}
