@@ -14,6 +14,10 @@ declare namespace emberCache {
   export import CircuitOpenError = lib.CircuitOpenError
   export import EmberCache = lib.EmberCache
   export import EmberCacheDecorator = lib.EmberCacheDecorator
+  export import EmberCacheStats = lib.EmberCacheStats
+  export import CacheStats = lib.CacheStats
+  export import RouteStats = lib.RouteStats
+  export import diagnosticsChannels = lib.diagnosticsChannels
   export import EmberCachePluginOptions = lib.EmberCachePluginOptions
   export import InvalidOptionError = lib.InvalidOptionError
   export import InvalidTargetError = lib.InvalidTargetError
@@ -41,6 +45,12 @@ declare namespace emberCache {
   export import CacheStore = lib.CacheStore
   export import urlKey = lib.urlKey
   export import cacheConfig = lib.cacheConfig
+  export import registerPrometheusMetrics = lib.registerPrometheusMetrics
+  export import PromClientLike = lib.PromClientLike
+  export import PrometheusOptions = lib.PrometheusOptions
+  export import traceWithOpenTelemetry = lib.traceWithOpenTelemetry
+  export import TracerLike = lib.TracerLike
+  export import SpanLike = lib.SpanLike
   export const emberCache: EmberCachePlugin
   export { emberCache as default }
 }

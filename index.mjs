@@ -12,6 +12,7 @@ export const {
   MemcachedCache,
   RemoteCache,
   StoreCache,
+  diagnosticsChannels,
   InvalidOptionError,
   InvalidTargetError,
   PatternNotSupportedError,
@@ -19,5 +20,7 @@ export const {
   CircuitOpenError,
   InvalidationFailedError,
   urlKey,
-  cacheConfig
+  cacheConfig,
+  registerPrometheusMetrics,
+  traceWithOpenTelemetry
 } = plugin

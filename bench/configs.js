@@ -15,6 +15,7 @@ const CONFIGS = [
   { name: 'node-http', script: 'node-http.js', origin: 'every', what: 'bare node:http sending the Buffer (ceiling)' },
   { name: 'ember-static', script: 'ember-static.js', origin: 'once', xCache: 'HIT', vs: 'lru-hook', what: 'ours: static hit' },
   { name: 'ember-memory', script: 'ember-memory.js', origin: 'once', xCache: 'HIT', vs: 'lru-hook', what: 'ours: memory hit' },
+  { name: 'ember-memory-nostats', script: 'ember-memory.js', origin: 'once', xCache: 'HIT', env: { STATS: '0' }, what: 'ours: memory hit, stats: false' },
   { name: 'ember-early', script: 'ember-early.js', origin: 'once', xCache: 'HIT', vs: 'lru-onrequest', what: 'ours: static hit, early: true (lookup in onRequest)' },
   { name: 'ember-redis', script: 'ember-redis.js', needs: ['redis'], origin: 'once', xCache: 'HIT', vs: 'ioredis-hook-autopipeline', what: 'ours: Redis hit' },
   { name: 'ember-redis-l1', script: 'ember-redis.js', needs: ['redis'], origin: 'once', xCache: 'HIT', env: { L1: '1' }, vs: 'ember-memory', what: 'ours: Redis with an in-process tier (l1), hit' },
@@ -65,7 +66,8 @@ const TARGETS = [
   // Issue 15: the in-process tier of a shared cache.
   ['ember-redis-l1', 'ember-memory', 0.95, 'issue 15'],
   ['ember-redis-l1', 'ember-redis', 1.6, 'issue 15'],
-  ['ember-redis-l1-miss', 'ember-redis-miss', 0.95, 'issue 15']
+  ['ember-redis-l1-miss', 'ember-redis-miss', 0.95, 'issue 15'],
+  ['ember-memory', 'ember-memory-nostats', 0.98, 'issue 18']
 ]
 
 module.exports = { CONFIGS, REFERENCE, TARGETS }

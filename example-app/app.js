@@ -1,7 +1,8 @@
 'use strict'
 
 const Fastify = require('fastify')
-const { emberCache, MemoryCache, StaticCache, RedisCache, MemcachedCache } = require('fastify-ember-cache')
+const promClient = require('prom-client')
+const { emberCache, MemoryCache, StaticCache, RedisCache, MemcachedCache, registerPrometheusMetrics } = require('fastify-ember-cache')
 const { openDb } = require('./db')
 
 /**
@@ -14,6 +15,7 @@ const { openDb } = require('./db')
  *              in Memcached when MEMCACHED_SERVERS is set, else in memory
  * Writes (authenticated) keep every cache fresh: each names the tags it changed, and
  * app.emberCache.invalidate() reaches every cache the app uses. Admin routes need an admin token.
+ * GET /metrics is for Prometheus (keep it on an internal port or behind your proxy's allow-list).
  */
 async function build (options = {}) {
   const app = Fastify({ logger: options.logger ?? false })
@@ -129,6 +131,13 @@ async function build (options = {}) {
     return app.emberCache.invalidate(target)
   })
   app.post('/admin/cache/clear', { preHandler: requireAdmin }, async () => app.emberCache.clear())
+  // What each cache and route did since start: hits, misses, stale answers, bypasses, errors.
+  app.get('/admin/cache/stats', { preHandler: requireAdmin }, async () => app.emberCache.stats())
+
+  // Prometheus: the same figures, read at scrape time, in a registry of this app's own.
+  const metrics = new promClient.Registry()
+  registerPrometheusMetrics(promClient, app.emberCache, { registers: [metrics] })
+  app.get('/metrics', async (request, reply) => reply.type(metrics.contentType).send(await metrics.metrics()))
 
   // How many queries reached the database: watch it stand still on hits.
   app.get('/db-stats', async () => ({ queries: db.queries }))

@@ -8,6 +8,7 @@ import { MemoryCache, StaticCache } from './caches/local-cache'
 import { RedisCache } from './caches/redis-cache'
 import { MemcachedCache } from './caches/memcached-cache'
 import { InvalidOptionError, InvalidationFailedError } from './errors'
+import type { RouteCounters } from './observe'
 import { routeParamNames } from './cache-key'
 import { compileTargets, invalidateAll } from './invalidation'
 import { resolvePluginOptions, resolveRouteOptions, type CacheMode, type EmberCachePluginOptions, type RouteSettings } from './options'
@@ -61,9 +62,20 @@ async function emberCachePlugin (fastify: FastifyInstance, options: EmberCachePl
   // Caches used outside routes (cache-aside) live and die with the app too, when given.
   for (const cache of opts.caches) caches.add(cache)
 
+  /** The read routes with a cache, for stats(). */
+  const routes: RouteSettings[] = []
   const decorator: EmberCacheDecorator = {
     invalidate: (target: InvalidationTarget) => invalidateAll(caches, target, fastify.log),
     clear: () => clearAll(caches, fastify.log),
+    stats: () => ({
+      caches: [...caches].map((cache) => cache.snapshot()),
+      routes: routes.filter((settings) => settings.counters !== undefined).map((settings) => ({
+        route: settings.label,
+        cache: settings.cache.name,
+        ...(settings.counters as RouteCounters),
+        refusals: { ...(settings.counters as RouteCounters).refusals }
+      }))
+    }),
     get caches () { return [...caches] }
   }
   fastify.decorate('emberCache', decorator)
@@ -88,6 +100,7 @@ async function emberCachePlugin (fastify: FastifyInstance, options: EmberCachePl
       }
       if (!opts.enabled) return
       if (settings.early) checkEarlyHooks(routeOptions, label)
+      routes.push(settings)
       const lookup = buildLookupHook(settings, refresh, refreshToken)
       // Lookup after the route's own hooks, so that a hit is never served to a request its auth
       // hooks reject; `early` (public routes only) moves it to onRequest and skips the rest.
@@ -111,6 +124,7 @@ async function emberCachePlugin (fastify: FastifyInstance, options: EmberCachePl
   })
 
   fastify.addHook('onReady', async () => {
+    warnOnSharedNames(caches, fastify.log)
     await Promise.all([...caches].map((cache) => cache.connect(fastify.log)))
   })
   fastify.addHook('onClose', async () => {
@@ -129,6 +143,15 @@ function checkEarlyHooks (routeOptions: { preParsing?: unknown, preValidation?: 
     if (hooks !== undefined && (!Array.isArray(hooks) || hooks.length > 0)) {
       throw new InvalidOptionError(label + ' config.cache.early', 'the route has its own ' + name + ' hook, which a hit would skip; drop early or move the check to onRequest')
     }
+  }
+}
+
+/** Logs and stats tell caches apart by name: two with one name would be read as one. */
+function warnOnSharedNames (caches: Iterable<EmberCache>, log: FastifyInstance['log']): void {
+  const seen = new Set<string>()
+  for (const cache of caches) {
+    if (seen.has(cache.name)) log.warn({ cache: cache.name }, 'ember-cache: two caches share this name in logs and stats(); give each its own `name` option')
+    seen.add(cache.name)
   }
 }
 
@@ -170,7 +193,10 @@ export { MemcachedCacheOptions } from './caches/memcached-cache'
 export { StoreCache, StoreCacheOptions, CacheStore } from './caches/store-cache'
 export { EmberCachePluginOptions, RouteCacheOptions, RouteCacheConfig, CacheMode } from './options'
 export { RouteDefaults, CacheKeyRequest } from './route-defaults'
+export { EmberCacheStats, CacheStats, RouteStats, channels as diagnosticsChannels } from './observe'
 export { cacheConfig } from './options'
+export { registerPrometheusMetrics, PromClientLike, PrometheusOptions } from './prometheus'
+export { traceWithOpenTelemetry, TracerLike, SpanLike } from './opentelemetry'
 export { CacheEntry } from './entry'
 export { EmberCacheDecorator } from '../types/fastify'
 export { InvalidOptionError, InvalidTargetError, PatternNotSupportedError, BackendTimeoutError, CircuitOpenError, InvalidationFailedError } from './errors'

@@ -1,7 +1,8 @@
 import type { FastifyBaseLogger, FastifyRequest } from 'fastify'
 import { MissingPlaceholderError, compileTemplate, escapeGlob } from './cache-key'
 import type { EmberCache, InvalidationReport, InvalidationTarget } from './caches/cache'
-import { InvalidOptionError, InvalidTargetError, PatternNotSupportedError } from './errors'
+import { InvalidOptionError, InvalidTargetError, InvalidationFailedError, PatternNotSupportedError } from './errors'
+import { describeBackendError } from './observe'
 
 // Invalidation targets: compiled once per write route, and run over several caches at once
 // (fastify.emberCache.invalidate, reply.cacheInvalidate). The write hook is in hooks/write.ts.
@@ -94,6 +95,8 @@ export async function invalidateAll (caches: Iterable<EmberCache>, target: Inval
   return report
 }
 
+/** Logs a failed invalidation, unless the cache did already (it warns once per incident, not per call). */
 export function logInvalidationFailure (log: FastifyBaseLogger, cache: string, err: unknown): void {
-  log.warn({ cache, err }, 'ember-cache: invalidation failed; queued, and that cache serves no hits until it runs')
+  if (err instanceof InvalidationFailedError) return
+  log.warn({ cache, reason: describeBackendError(err), err }, 'ember-cache: invalidation failed')
 }

@@ -13,6 +13,7 @@ import {
   checkBoolean, checkNonNegativeInteger, checkObject, checkSeconds,
   checkString, checkStringArray, describe, lowerCaseHeaders, rejectUnknown
 } from './validate'
+import { routeCounters, type RouteCounters } from './observe'
 import type { VariantPlan } from './variant'
 
 export type CacheMode = 'static' | 'memory' | 'redis' | 'memcached'
@@ -60,6 +61,11 @@ export interface EmberCachePluginOptions {
    * ['x-request-id', 'request-id', 'x-correlation-id', 'traceparent', 'tracestate', 'server-timing'].
    */
   perRequestHeaders?: string[]
+  /**
+   * Count what the cache does per route (hits, misses, stale answers, bypasses, stores...) for
+   * `fastify.emberCache.stats()`. Default true.
+   */
+  stats?: boolean
   /**
    * Caches used outside routes (cache-aside only) that the app should open in `onReady`,
    * close in `onClose` and include in `fastify.emberCache.invalidate()`. Caches used by a route
@@ -128,6 +134,7 @@ export interface ResolvedPluginOptions {
   surrogateKeyHeader: string | false
   perRequestHeaders: ReadonlySet<string>
   caches: EmberCache[]
+  stats: boolean
 }
 
 /** Everything a cached route needs per request, computed once at route registration. */
@@ -160,6 +167,10 @@ export interface RouteSettings {
   keyOf: KeyBuilder
   /** The route's params (for the placeholders of write targets). */
   routeParams: ReadonlySet<string>
+  /** "METHODS url", for stats and traces. */
+  label: string
+  /** What the cache did for this route's requests (stats()); undefined with `stats: false`. */
+  counters: RouteCounters | undefined
   statusCodes: Set<number>
   invalidate: string[]
   writeThrough: boolean
@@ -184,7 +195,7 @@ export interface RouteSettings {
 const PLUGIN_OPTIONS: ReadonlySet<string> = new Set([
   'enabled', 'defaultTtl', 'header', 'statusCodes', 'keyPrefix', 'memory', 'static', 'redis', 'memcached',
   'respectRequestDirectives', 'cacheStatus', 'debug', 'collapseWait', 'streamMaxBytes', 'surrogateKeyHeader', 'perRequestHeaders',
-  'caches'
+  'caches', 'stats'
 ])
 const ROUTE_OPTIONS: ReadonlySet<string> = new Set(['mode', 'cache', 'invalidate', 'writeThrough', 'early', ...ROUTE_DEFAULT_NAMES])
 // RFC 9110 §15.3.7: a 206 holds part of a representation; storing it as the whole would be wrong.
@@ -209,6 +220,7 @@ export function resolvePluginOptions (options: EmberCachePluginOptions | undefin
   checkNonNegativeInteger('collapseWait', opts.collapseWait)
   checkNonNegativeInteger('streamMaxBytes', opts.streamMaxBytes)
   checkHeaderName('surrogateKeyHeader', opts.surrogateKeyHeader)
+  checkBoolean('stats', opts.stats)
   if (opts.caches !== undefined && (!Array.isArray(opts.caches) || opts.caches.some((cache) => !(cache instanceof EmberCache)))) {
     throw new InvalidOptionError('caches', 'expected an array of cache objects (MemoryCache, StaticCache, RedisCache, MemcachedCache), got ' + describe(opts.caches))
   }
@@ -233,7 +245,8 @@ export function resolvePluginOptions (options: EmberCachePluginOptions | undefin
       ? DEFAULT_SURROGATE_KEY_HEADER
       : opts.surrogateKeyHeader === false ? false : opts.surrogateKeyHeader.toLowerCase(),
     perRequestHeaders: new Set(lowerCaseHeaders('perRequestHeaders', opts.perRequestHeaders) ?? DEFAULT_PER_REQUEST_HEADERS),
-    caches: opts.caches ?? []
+    caches: opts.caches ?? [],
+    stats: opts.stats ?? true
   }
 }
 
@@ -322,6 +335,8 @@ export function resolveRouteOptions (
     allowsAuthorization: isPublic || isPrivate || hasKeyFn || varyHeaders.includes('authorization'),
     keyOf: keyBuilder(keySource, routeInfo.params, where),
     routeParams: routeInfo.params,
+    label: routeInfo.label,
+    counters: plugin.stats ? routeCounters() : undefined,
     statusCodes: statusSet(where + '.statusCodes', pick('statusCodes')) ?? plugin.statusCodes,
     invalidate: route.invalidate ?? [],
     writeThrough: route.writeThrough ?? false,

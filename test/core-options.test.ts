@@ -131,7 +131,8 @@ t.test('bad plugin options fail at registration', async (t) => {
     ['memory not object', { memory: 'big' }, /"memory"/],
     ['options not object', 'fast', /"options"/],
     ['streamMaxBytes negative', { streamMaxBytes: -1 }, /"streamMaxBytes"/],
-    ['collapseWait not integer', { collapseWait: 1.5 }, /"collapseWait"/]
+    ['collapseWait not integer', { collapseWait: 1.5 }, /"collapseWait"/],
+    ['stats not boolean', { stats: 'yes' }, /"stats".*boolean/]
   ]
   for (const [label, options, option] of cases) {
     assertInvalid(t, await failure(() => {}, options), option, label)

@@ -37,7 +37,8 @@ async function listening (t: Test, options: Parameters<typeof build>[0] = {}): P
       let text = ''
       res.setEncoding('utf8')
       res.on('data', (chunk: string) => { text += chunk })
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, cache: (res.headers['x-cache'] as string | undefined) ?? null, body: text === '' ? undefined : JSON.parse(text) }))
+      const json = /json/.test(res.headers['content-type'] ?? '')
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, cache: (res.headers['x-cache'] as string | undefined) ?? null, body: text === '' ? undefined : json ? JSON.parse(text) : text }))
     })
     req.on('error', reject)
     req.end(payload)
@@ -88,6 +89,44 @@ t.test('example app, embedded: reads are cached, writes keep them fresh, auth ru
   t.equal((await get('/projects')).cache, 'MISS', 'purged')
   t.equal((await get('/health')).status, 200)
   t.equal((await get('/health')).cache, 'HIT')
+})
+
+/** The value of one sample in Prometheus text output, e.g. metric('ember_cache_requests_total', { route: 'GET /x', outcome: 'hit' }). */
+function sample (text: string, name: string, labels: Record<string, string>): number | undefined {
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(name + '{')) continue
+    const labelText = line.slice(name.length + 1, line.lastIndexOf('}'))
+    if (Object.entries(labels).every(([label, value]) => labelText.includes(`${label}="${value}"`))) return Number(line.slice(line.lastIndexOf(' ') + 1))
+  }
+  return undefined
+}
+
+t.test('example app: /metrics for Prometheus and the admin stats route count what the cache did', async (t) => {
+  const get = await listening(t)
+  await get('/projects/1/tasks')
+  await get('/projects/1/tasks')
+  await get('/projects/1/tasks')
+  await get('/tasks/1')
+  await get('/me/tasks', { token: 'linus-token' })
+
+  const scrape = await get('/metrics')
+  t.equal(scrape.status, 200)
+  const text = scrape.body as string
+  t.match(text, /# TYPE ember_cache_requests_total counter/)
+  t.equal(sample(text, 'ember_cache_requests_total', { route: 'GET /projects/:projectId/tasks', cache: 'tasks', outcome: 'hit' }), 2, 'two hits of the task list')
+  t.equal(sample(text, 'ember_cache_requests_total', { route: 'GET /projects/:projectId/tasks', cache: 'tasks', outcome: 'miss' }), 1, 'one miss')
+  t.equal(sample(text, 'ember_cache_requests_total', { route: 'GET /tasks/:taskId', outcome: 'miss' }), 1)
+  t.equal(sample(text, 'ember_cache_stores_total', { route: 'GET /projects/:projectId/tasks', result: 'stored' }), 1)
+  t.equal(sample(text, 'ember_cache_entries', { cache: 'tasks', tier: 'process' }), 3, 'three entries in the tasks cache')
+  t.ok((sample(text, 'ember_cache_bytes', { cache: 'tasks', tier: 'process' }) ?? 0) > 100, 'and their bytes')
+
+  t.equal((await get('/admin/cache/stats')).status, 401, 'the stats route needs a token')
+  t.equal((await get('/admin/cache/stats', { token: 'linus-token' })).status, 403, 'an admin one')
+  const stats = await get('/admin/cache/stats', { token: 'ada-token' })
+  t.equal(stats.status, 200)
+  const route = stats.body.routes.find((r: { route: string }) => r.route === 'GET /me/tasks')
+  t.match(route, { cache: 'tasks', misses: 1, hits: 0, stores: 1 })
+  t.ok(stats.body.caches.some((c: { name: string, entries: number }) => c.name === 'tasks' && c.entries === 3))
 })
 
 t.test('example app with REDIS_URL and MEMCACHED_SERVERS: two instances, one database, shared caches', async (t) => {

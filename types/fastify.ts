@@ -2,6 +2,7 @@
 // `fastify.emberCache` look like to TypeScript users of the plugin.
 import type { EmberCache, InvalidationReport, InvalidationTarget } from '../lib/caches/cache'
 import type { RouteCacheConfig } from '../lib/options'
+import type { EmberCacheStats } from '../lib/observe'
 
 /** The `fastify.emberCache` decorator. */
 export interface EmberCacheDecorator {
@@ -12,6 +13,12 @@ export interface EmberCacheDecorator {
   invalidate: (target: InvalidationTarget) => Promise<InvalidationReport>
   /** Clears every managed cache (each under its own prefix only); the report says what each did. */
   clear: () => Promise<InvalidationReport>
+  /**
+   * What the caches did, per cache (backend errors, breaker, entries and bytes in process...)
+   * and per route (hits by tier, misses, stale answers by kind, bypasses by reason, collapsed,
+   * stores, refusals by reason). A plain snapshot, safe to serialize.
+   */
+  stats: () => EmberCacheStats
   /** Every cache the plugin manages. */
   readonly caches: EmberCache[]
 }

@@ -2,7 +2,8 @@ import Fastify, { type FastifyReply } from 'fastify'
 import { expectAssignable, expectError, expectType } from 'tsd'
 import emberCache, {
   emberCache as named, MemoryCache, StaticCache, RedisCache, MemcachedCache, PatternNotSupportedError,
-  type EmberCachePluginOptions, type RouteCacheOptions, type InvalidationReport
+  registerPrometheusMetrics, traceWithOpenTelemetry,
+  type EmberCachePluginOptions, type RouteCacheOptions, type InvalidationReport, type EmberCacheStats
 } from '..'
 
 const app = Fastify()
@@ -56,5 +57,12 @@ expectType<MemcachedCache>(new MemcachedCache({ servers: 'a:11211', key: 'k:{id}
 expectError(new MemoryCache({ keyFn: 'nope' }))
 app.get('/pub', { config: { cache: { mode: 'memory', public: true, shareAcrossHosts: true } } }, async () => 'p')
 expectType<Promise<InvalidationReport>>(app.emberCache.clear())
+expectType<EmberCacheStats>(app.emberCache.stats())
+expectType<number>(app.emberCache.stats().routes[0].staleIfError)
+expectType<'closed' | 'open' | 'probing' | undefined>(app.emberCache.stats().caches[0].breaker)
+app.register(emberCache, { stats: false })
+expectError(app.register(emberCache, { stats: 'no' }))
+expectType<void>(registerPrometheusMetrics({ Counter: class {}, Gauge: class {} } as any, app.emberCache))
+expectType<() => void>(traceWithOpenTelemetry({ startSpan: () => ({ setAttribute () {}, recordException () {}, setStatus () {}, end () {} }) }))
 expectType<Promise<void>>(memory.clear())
 app.register(emberCache, { caches: [memory] })

@@ -43,7 +43,9 @@ export class CoherenceBus {
     private readonly subscriber: Redis | Cluster,
     readonly channel: string,
     private readonly handlers: BusHandlers,
-    private readonly log: () => FastifyBaseLogger
+    private readonly log: () => FastifyBaseLogger,
+    /** The cache's name, for logs. */
+    private readonly cacheName: () => string
   ) {
     subscriber.on('message', (channel: string, text: string) => {
       if (channel === this.channel) this.receive(text)
@@ -53,13 +55,13 @@ export class CoherenceBus {
       if (this.lostSince !== 0) {
         this.lostSince = 0
         this.handlers.resubscribed()
-        this.log().info({ channel: this.channel }, 'cache coherence bus back; in-process tier emptied')
+        this.log().info({ cache: this.cacheName(), channel: this.channel }, 'ember-cache: cache coherence bus back; in-process tier emptied')
       }
     })
     subscriber.on('close', () => {
       if (this.lostSince === 0 && this.subscribed) {
         this.lostSince = Date.now()
-        this.log().warn({ channel: this.channel }, 'cache coherence bus lost; in-process entries now live at most their l1 ttl')
+        this.log().warn({ cache: this.cacheName(), channel: this.channel }, 'ember-cache: cache coherence bus lost; in-process entries now live at most their l1 ttl')
       }
     })
     subscriber.on('error', () => {})

@@ -3,6 +3,7 @@ import { ENTRY_VALUE, NO_TAGS, freshUntil, type CacheEntry } from '../entry'
 import { InvalidTargetError } from '../errors'
 import { ROUTE_DEFAULT_NAMES, checkRouteDefaults, type RouteDefaults } from '../route-defaults'
 import { InvalidationLog } from '../invalidation-log'
+import { cacheCounters, channels, trace, type CacheCounters, type CacheStats } from '../observe'
 import { SingleFlight } from '../single-flight'
 import {
   checkObject, checkPositiveInteger, checkSeconds, checkString, lowerCaseHeaders, rejectUnknown, describe
@@ -127,6 +128,8 @@ export abstract class EmberCache {
    * it: an invalidation must win over a slower, older response.
    */
   readonly invalidations = new InvalidationLog()
+  /** What happened to this cache object (stats()). */
+  readonly counters: CacheCounters = cacheCounters()
   /** Concurrent misses per key and variant, collapsed into one origin call. */
   readonly flights = new SingleFlight<SharedAnswer>()
   /** Concurrent wrap() calls per key, collapsed into one run of their function. */
@@ -156,6 +159,11 @@ export abstract class EmberCache {
     }
     if (defaults.varyHeaders !== undefined) defaults.varyHeaders = lowerCaseHeaders(where + '.varyHeaders', defaults.varyHeaders)
     this.defaults = Object.freeze(defaults)
+  }
+
+  /** This cache's counters and state, for `fastify.emberCache.stats()`. */
+  snapshot (): CacheStats {
+    return { name: this.name, kind: this.kind, ...this.counters }
   }
 
   /** Names the cache in logs and reports: the `name` option, else kind, prefix and server. */
@@ -248,7 +256,7 @@ export abstract class EmberCache {
     const parsed = parseTarget(target)
     this.checkSupported(parsed)
     await this.ensureOpen()
-    await this.apply(parsed)
+    await this.traced(parsed)
   }
 
   /** Removes every entry of this cache (under its prefix); nothing else on the backend. */
@@ -256,12 +264,20 @@ export abstract class EmberCache {
     const target: ParsedTarget = { clear: true }
     this.checkSupported(target)
     await this.ensureOpen()
-    await this.apply(target)
+    await this.traced(target)
+  }
+
+  /** apply(), published on the ember-cache:invalidate channel when somebody listens. */
+  private async traced (target: ParsedTarget): Promise<void> {
+    if (!channels.invalidate.hasSubscribers) return await this.apply(target)
+    const kind = target.keys !== undefined ? 'key' : target.pattern !== undefined ? 'pattern' : target.tags !== undefined ? 'tags' : 'clear'
+    await trace(channels.invalidate, { cache: this.name, target: kind, soft: target.soft === true }, async () => await this.apply(target), () => 'done')
   }
 
   /** Runs one invalidation, recorded first, so that misses already running do not store. */
   protected async apply (target: ParsedTarget): Promise<void> {
     this.invalidations.record(target)
+    this.counters.invalidations++
     await this.runInvalidation(target)
   }
 

@@ -1,4 +1,5 @@
 import type { FastifyBaseLogger } from 'fastify'
+import { describeBackendError } from '../observe'
 
 // Stops paying a backend's timeout on every request while it is down. After `threshold`
 // failures in a row the circuit opens: callers skip the backend for `cooldownMs`, then one
@@ -23,7 +24,7 @@ export class CircuitBreaker {
   private readonly threshold: number
   readonly cooldownMs: number
 
-  constructor (private readonly name: string, private readonly log: () => FastifyBaseLogger, options: CircuitBreakerOptions = {}) {
+  constructor (private readonly name: () => string, private readonly log: () => FastifyBaseLogger, options: CircuitBreakerOptions = {}) {
     this.threshold = options.threshold ?? 3
     this.cooldownMs = options.cooldownMs ?? 1000
   }
@@ -42,9 +43,14 @@ export class CircuitBreaker {
     return this.state !== CLOSED
   }
 
+  /** 'closed' (asking the backend), 'open' (not asking it) or 'probing' (one request is). */
+  get stateName (): 'closed' | 'open' | 'probing' {
+    return this.state === CLOSED ? 'closed' : this.state === OPEN ? 'open' : 'probing'
+  }
+
   succeeded (): void {
     if (this.state !== CLOSED) {
-      this.log().info({ cache: this.name }, 'cache backend is back; caching resumed')
+      this.log().info({ cache: this.name() }, 'ember-cache: cache backend is back; caching resumed')
     }
     this.state = CLOSED
     this.failures = 0
@@ -54,9 +60,15 @@ export class CircuitBreaker {
     if (this.state === CLOSED) {
       this.failures++
       if (this.failures < this.threshold) return
-      this.log().warn({ cache: this.name, err }, 'cache backend failing; serving without cache until it recovers')
+      this.log().warn({ cache: this.name(), reason: describeBackendError(err), err }, 'ember-cache: cache backend failing; serving without cache until it recovers')
     }
+    this.open()
+  }
+
+  /** Opens the circuit now (the caller has said why, once). */
+  open (): void {
     this.state = OPEN
+    this.failures = this.threshold
     this.retryAt = Date.now() + this.cooldownMs
   }
 }

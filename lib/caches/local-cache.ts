@@ -3,6 +3,7 @@ import { ENTRY_RESPONSE, entrySize, retentionSeconds, softened, type CacheEntry 
 import { globToRegExp } from '../cache-key'
 import { InvalidOptionError } from '../errors'
 import { checkPositiveInteger } from '../validate'
+import type { CacheStats } from '../observe'
 import { EmberCache, VARIANT_SEPARATOR, entryId, type CacheOptions, type LookupResult, type ParsedTarget } from './cache'
 
 export interface LocalCacheOptions extends CacheOptions {
@@ -125,6 +126,18 @@ export abstract class LocalCache extends EmberCache {
     this.entries.clear()
     this.variantsByKey.clear()
     this.idsByTag.clear()
+  }
+
+  override snapshot (): CacheStats {
+    return { ...super.snapshot(), entries: this.entries.size, bytes: this.bytesHeld() }
+  }
+
+  /** Approximate bytes of the entries held (the LRU's own count when it has a byte bound). */
+  bytesHeld (): number {
+    if (this.mayRefuse) return this.entries.calculatedSize
+    let bytes = 0
+    for (const entry of this.entries.values()) bytes += entrySize(entry)
+    return bytes
   }
 
   /** Number of entries held, variants included. */

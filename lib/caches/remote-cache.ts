@@ -2,6 +2,7 @@ import { ENTRY_RESPONSE, encodeEntry, retentionSeconds, softened, type CacheEntr
 import { BackendTimeoutError, CircuitOpenError, InvalidOptionError, InvalidationFailedError } from '../errors'
 import type { Cluster, Redis, RedisOptions } from 'ioredis'
 import { checkObject, checkPositiveInteger, checkString, describe, rejectUnknown } from '../validate'
+import { describeBackendError, percentile, type CacheStats } from '../observe'
 import { CoherenceBus } from './bus'
 import { loadIoredis } from './ioredis-loader'
 import { L1Tier } from './local-cache'
@@ -102,7 +103,7 @@ export abstract class RemoteCache extends EmberCache {
     checkPositiveInteger(where + '.circuitBreaker.cooldownMs', options?.circuitBreaker?.cooldownMs)
     this.commandTimeout = options?.commandTimeout ?? DEFAULT_COMMAND_TIMEOUT
     this.connectTimeout = options?.connectTimeout ?? DEFAULT_CONNECT_TIMEOUT
-    this.breaker = new CircuitBreaker(where, () => this.log, options?.circuitBreaker)
+    this.breaker = new CircuitBreaker(() => this.name, () => this.log, options?.circuitBreaker)
     this.busOptions = options?.bus
     if (options?.bus !== undefined && options.bus !== false) {
       checkObject(where + '.bus', options.bus)
@@ -199,7 +200,7 @@ export abstract class RemoteCache extends EmberCache {
       if (entry !== undefined) this.l1?.store(key, variant, entry)
       return entry
     } catch (err) {
-      this.breaker.failed(err)
+      this.failed(err)
       return BYPASS
     }
   }
@@ -218,7 +219,7 @@ export abstract class RemoteCache extends EmberCache {
       }
       return stored
     } catch (err) {
-      this.breaker.failed(err)
+      this.failed(err)
       return false
     }
   }
@@ -229,6 +230,7 @@ export abstract class RemoteCache extends EmberCache {
    */
   protected override async apply (target: ParsedTarget): Promise<void> {
     this.invalidations.record(target)
+    this.counters.invalidations++
     this.l1?.drop(target)
     if (this.queued.length === 0) {
       try {
@@ -237,6 +239,7 @@ export abstract class RemoteCache extends EmberCache {
         return
       } catch (err) {
         this.lastFailure = err
+        this.counters.invalidationsFailed++
         this.enqueue(target)
       }
     } else {
@@ -246,6 +249,15 @@ export abstract class RemoteCache extends EmberCache {
     throw new InvalidationFailedError(this.name, describeFailure(this.lastFailure))
   }
 
+  override snapshot (): CacheStats {
+    const stats: CacheStats = { ...super.snapshot(), breaker: this.breaker.stateName, queuedInvalidations: this.queued.length }
+    if (this.l1 !== undefined) stats.l1 = { entries: this.l1.size, bytes: this.l1.bytesHeld() }
+    if (this.l1 !== undefined) {
+      stats.bus = { healthy: this.bus?.healthy ?? false, delayP50Ms: percentile(this.busDelays, 0.5), delayP99Ms: percentile(this.busDelays, 0.99) }
+    }
+    return stats
+  }
+
   /** Number of invalidations waiting for the backend. */
   get queuedInvalidations (): number {
     return this.queued.length
@@ -253,7 +265,7 @@ export abstract class RemoteCache extends EmberCache {
 
   private enqueue (target: ParsedTarget): void {
     if (this.queued.length === 0) {
-      this.log.warn({ cache: this.name, err: this.lastFailure }, 'cache invalidation failed; queued, and no hits are served until it runs')
+      this.log.warn({ cache: this.name, reason: describeBackendError(this.lastFailure), err: this.lastFailure }, 'ember-cache: invalidation failed; queued, and this cache serves no hits until it runs')
     }
     if (this.queued.length >= MAX_QUEUED_INVALIDATIONS && this.canClear()) {
       this.queued.length = 0
@@ -280,7 +292,7 @@ export abstract class RemoteCache extends EmberCache {
       }
       this.queued.shift()
     }
-    this.log.info({ cache: this.name }, 'queued invalidations ran; cache serving hits again')
+    this.log.info({ cache: this.name }, 'ember-cache: queued invalidations ran; cache serving hits again')
     return true
   }
 
@@ -299,6 +311,13 @@ export abstract class RemoteCache extends EmberCache {
     return true
   }
 
+  /** A backend command failed: counted (error or timeout), and the breaker told. */
+  protected failed (err: unknown): void {
+    if (err instanceof BackendTimeoutError || /timed out/i.test((err as Error)?.message ?? '')) this.counters.backendTimeouts++
+    else if (!(err instanceof CircuitOpenError)) this.counters.backendErrors++
+    this.breaker.failed(err)
+  }
+
   /** Runs an invalidation command, failing fast while the circuit is open. */
   protected async guarded<T> (run: () => Promise<T>): Promise<T> {
     if (!this.breaker.allows()) throw new CircuitOpenError(this.kind)
@@ -307,7 +326,7 @@ export abstract class RemoteCache extends EmberCache {
       this.breaker.succeeded()
       return result
     } catch (err) {
-      this.breaker.failed(err)
+      this.failed(err)
       throw err
     }
   }
@@ -317,8 +336,10 @@ export abstract class RemoteCache extends EmberCache {
       await withTimeout(this.connectBackend(), this.connectTimeout, this.kind + ' connect')
     } catch (err) {
       // Fail open: the app starts and serves without cache; the client keeps reconnecting.
-      this.breaker.failed(err)
-      this.log.warn({ cache: this.name, err }, 'cache backend unreachable at start-up; serving without cache until it answers')
+      // One warning for this incident: the breaker opens without another.
+      this.counters.backendErrors++
+      this.breaker.open()
+      this.log.warn({ cache: this.name, reason: describeBackendError(err), err }, 'ember-cache: cache backend unreachable at start-up; serving without cache until it answers')
     }
     if (this.l1 !== undefined) await this.openBus()
   }
@@ -329,19 +350,20 @@ export abstract class RemoteCache extends EmberCache {
     const l1 = this.l1 as L1Tier
     this.bus = new CoherenceBus(connections.publisher, connections.subscriber, this.keyPrefix + '#bus', {
       changed: (target, delayMs) => {
+        this.counters.busMessages++
         l1.drop(target)
         if (this.busDelays.length >= BUS_DELAY_SAMPLES) this.busDelays.shift()
         this.busDelays.push(delayMs)
       },
       resubscribed: () => l1.drop({ clear: true })
-    }, () => this.log)
+    }, () => this.log, () => this.name)
     this.ownsBusPublisher = connections.own
     try {
       if (connections.own) await withTimeout(connections.publisher.connect(), this.connectTimeout, 'bus connect')
       await withTimeout(this.bus.open(), this.connectTimeout, 'bus subscribe')
     } catch (err) {
       // Fail open: L1 still keeps entries at most its ttl; the connection keeps retrying.
-      this.log.warn({ cache: this.name, err }, 'cache coherence bus unreachable at start-up; in-process entries live at most their l1 ttl')
+      this.log.warn({ cache: this.name, reason: describeBackendError(err), err }, 'ember-cache: cache coherence bus unreachable at start-up; in-process entries live at most their l1 ttl')
     }
   }
 
@@ -351,7 +373,7 @@ export abstract class RemoteCache extends EmberCache {
     clearTimeout(this.retryTimer)
     this.retryTimer = undefined
     if (this.queued.length > 0) {
-      this.log.warn({ cache: this.name, queued: this.queued.length }, 'cache closed with invalidations still queued; entries they name stay until they expire')
+      this.log.warn({ cache: this.name, queued: this.queued.length }, 'ember-cache: cache closed with invalidations still queued; entries they name stay until they expire')
       this.queued.length = 0
     }
     this.decoded.clear()

@@ -17,6 +17,7 @@ export function joinOrLead (state: CacheRequest, reply: FastifyReply, done: Hook
   // RFC 9111 §5.2.1.7: only-if-cached with nothing usable stored answers 504.
   if (state.directives.has('only-if-cached')) {
     state.phase = SERVED
+    state.decided('bypassRequest', 'miss')
     setStatusHeaders(reply, settings, 'MISS', 'fwd=miss', state.key)
     reply.code(504).send({ statusCode: 504, error: 'Gateway Timeout', message: 'Not in cache (only-if-cached)' })
     return
@@ -31,6 +32,7 @@ export function joinOrLead (state: CacheRequest, reply: FastifyReply, done: Hook
       // The leader's response could not be shared (not cacheable, failed, too slow) or is
       // another variant's: run ours.
       if (shared === undefined || !answerFits(state, shared)) return startMiss(state, reply, done)
+      state.decided('collapsed', 'collapsed')
       serveEntry(state, reply, shared.entry, 'HIT', 'hit; collapsed')
     }, done).catch((err: unknown) => unexpected(state, reply, done, err))
     return
@@ -114,6 +116,7 @@ function shareAndServe (state: CacheRequest, reply: FastifyReply, entry: CacheEn
   const answer: SharedAnswer = { entry, variant: state.variant }
   state.settings.cache.flights.settle(state.flight, answer)
   state.flight = ''
+  state.decided('collapsed', 'collapsed')
   serveEntry(state, reply, entry, 'HIT', 'hit; collapsed')
 }
 

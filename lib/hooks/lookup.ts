@@ -6,11 +6,12 @@ import { FLAG_MUST_REVALIDATE, FLAG_NO_CACHE } from '../http-freshness'
 import { deltaSeconds, parseCacheControl, type Directives } from '../http-semantics'
 import type { RouteSettings } from '../options'
 import { setStatusHeaders } from '../replay'
+import { channels, keyHash } from '../observe'
 import { baseVariant } from '../variant'
 import { joinOrLead } from './collapse'
 import { startMiss } from './miss'
 import { REFRESH_HEADER, REFRESH_ORIGIN_HEADER, type Refresher } from './refresh'
-import { BYPASSED, CacheRequest, setState, unexpected } from './request-state'
+import { BYPASSED, CacheRequest, setState, unexpected, type CountedOutcome } from './request-state'
 import { hasOriginValidators, startRevalidation } from './revalidate'
 import { serveEntry } from './serve'
 import { entryFitsVariant, readEntry } from './variants'
@@ -33,11 +34,15 @@ export function buildLookupHook (settings: RouteSettings, refresh: Refresher, re
     if (respectRequestDirectives && requestCacheControl !== undefined) directives = parseCacheControl(requestCacheControl)
     const state = new CacheRequest(settings, request, directives)
     setState(request, state)
+    if (channels.lookup.hasSubscribers) {
+      state.trace = { cache: settings.cache.name, route: settings.label }
+      channels.lookup.start.publish(state.trace)
+    }
     // RFC 9111 §3.5: a shared cache keeps out of credentialed requests unless the route opted in.
     // A from-response route lets the response decide whether it may be stored (public, s-maxage,
     // must-revalidate), but never answers a credentialed request from the cache.
     const credentialed = !allowsAuthorization && request.headers.authorization !== undefined
-    if (credentialed && !settings.ttlFromResponse) return bypass(state, reply, done, 'fwd=bypass; detail=authorization')
+    if (credentialed && !settings.ttlFromResponse) return bypass(state, reply, done, 'fwd=bypass; detail=authorization', 'bypassAuthorization')
     try {
       state.key = settings.keyOf(request)
     } catch (err) {
@@ -46,21 +51,23 @@ export function buildLookupHook (settings: RouteSettings, refresh: Refresher, re
           warnedMissing = true
           request.log.warn({ placeholder: err.placeholder }, 'ember-cache: the key template has no value for a placeholder in this request; serving without cache')
         }
-        return bypass(state, reply, done, 'fwd=bypass; detail=key-incomplete')
+        return bypass(state, reply, done, 'fwd=bypass; detail=key-incomplete', 'bypassKey')
       }
       // A keyFn that throws on odd input must not fail the request or poison the cache.
-      request.log.warn({ err }, 'ember-cache: key could not be computed; serving without cache')
-      return bypass(state, reply, done)
+      request.log.warn({ err, route: settings.label }, 'ember-cache: key could not be computed; serving without cache')
+      return bypass(state, reply, done, 'fwd=bypass', 'bypassKey')
     }
+    if (state.trace !== undefined) state.trace.keyHash = keyHash(state.key)
     const isRefresh = request.headers[REFRESH_HEADER] === refreshToken
     // A refresh runs through inject (no TLS, another socket): it keeps the original request's origin.
     state.baseVariant = baseVariant(request, settings.variants, isRefresh ? request.headers[REFRESH_ORIGIN_HEADER] as string : undefined)
     state.variant = state.baseVariant
 
     // RFC 9111 §5.2.1.5: no-store: do not use or store a response for this request.
-    if (directives.has('no-store')) return bypass(state, reply, done, 'fwd=request')
+    if (directives.has('no-store')) return bypass(state, reply, done, 'fwd=request', 'bypassRequest')
     if (credentialed || isRefresh) {
       state.credentialed = credentialed
+      state.refreshing = isRefresh
       state.forward = isRefresh ? 'fwd=stale' : 'fwd=request'
       return startMiss(state, reply, done)
     }
@@ -73,6 +80,10 @@ export function buildLookupHook (settings: RouteSettings, refresh: Refresher, re
       // A remote cache answers synchronously only from its in-process tier.
       state.fromL1 = !settings.cache.inProcess
       return onLookup(state, reply, result, refresh, done, revalidateOnly)
+    }
+    if (state.trace !== undefined && state.trace.outcome === undefined) {
+      state.trace.async = true
+      channels.lookup.end.publish(state.trace)
     }
     result.then(
       (found) => onLookup(state, reply, found, refresh, done, revalidateOnly),
@@ -110,19 +121,27 @@ function onLookup (
     // Fresh for us but not for this client: not a stale entry, so no stale-* rule applies.
     if (!fresh) return revalidateOrLead(state, reply, found, done)
   }
-  if (fresh) return serveEntry(state, reply, found, 'HIT', state.fromL1 ? 'hit; detail=l1' : 'hit')
+  if (fresh) {
+    state.decided('hits', state.fromL1 ? 'hit-l1' : 'hit')
+    if (state.fromL1 && state.settings.counters !== undefined) state.settings.counters.hitsL1++
+    return serveEntry(state, reply, found, 'HIT', state.fromL1 ? 'hit; detail=l1' : 'hit')
+  }
   // RFC 9111 §5.2.2.2, §5.2.2.4: must-revalidate and no-cache entries are never used stale.
   const mayServeStale = (found.flags & (FLAG_MUST_REVALIDATE | FLAG_NO_CACHE)) === 0
   if (mayServeStale) {
     // RFC 5861 §3: within stale-while-revalidate, answer now and refresh in the background.
     if (now < expiresAt + found.staleWhileRevalidate * 1000) {
+      state.decided('staleWhileRevalidate', 'stale')
       refresh(state)
       return serveEntry(state, reply, found, 'STALE', 'hit; fwd=stale')
     }
     // RFC 9111 §5.2.1.2: max-stale[=N]: the client accepts an entry stale by up to N seconds.
     if (directives.has('max-stale')) {
       const maxStale = deltaSeconds(directives, 'max-stale')
-      if (maxStale === undefined || now - expiresAt <= maxStale * 1000) return serveEntry(state, reply, found, 'STALE', 'hit; fwd=stale')
+      if (maxStale === undefined || now - expiresAt <= maxStale * 1000) {
+        state.decided('staleMaxStale', 'stale')
+        return serveEntry(state, reply, found, 'STALE', 'hit; fwd=stale')
+      }
     }
     if (now < expiresAt + found.staleIfError * 1000) state.stale = found
   }
@@ -135,8 +154,9 @@ function revalidateOrLead (state: CacheRequest, reply: FastifyReply, entry: Cach
   joinOrLead(state, reply, done)
 }
 
-function bypass (state: CacheRequest, reply: FastifyReply, done: HookHandlerDoneFunction, detail = 'fwd=bypass'): void {
+function bypass (state: CacheRequest, reply: FastifyReply, done: HookHandlerDoneFunction, detail: string, counter: CountedOutcome): void {
   state.phase = BYPASSED
+  state.decided(counter, 'bypass')
   setStatusHeaders(reply, state.settings, 'BYPASS', detail, undefined)
   done()
 }

@@ -9,6 +9,10 @@ import { serveEntry } from './serve'
  */
 export function startMiss (state: CacheRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void {
   state.phase = MISSED
+  if (state.backendDown) state.decided('bypassBackendDown', 'bypass')
+  else if (state.refreshing) state.decided('refreshes', 'refresh')
+  else if (state.credentialed) state.decided('bypassAuthorization', 'bypass')
+  else state.decided('misses', state.revalidating === undefined ? 'miss' : 'revalidate')
   state.mark = state.settings.cache.invalidations.mark()
   state.requestTime = Date.now()
   // Edge Architecture 1.0: a proxy cache tells the origin it reads Surrogate-Control (with
@@ -37,6 +41,7 @@ export function startMiss (state: CacheRequest, reply: FastifyReply, done: HookH
       if (reply.sent) return
       reply.send = send
       state.settle(undefined)
+      state.recount('staleIfError')
       serveEntry(state, reply, stale, 'STALE', 'hit; fwd=stale; detail=origin-timeout')
     }, state.settings.staleIfErrorTimeout)
   }

@@ -1,4 +1,5 @@
 import type { InjectOptions } from 'fastify'
+import { channels, keyHash, trace } from '../observe'
 import { originOf } from '../variant'
 import type { CacheRequest } from './request-state'
 
@@ -24,8 +25,12 @@ export function buildRefresher (inject: (options: InjectOptions) => Promise<unkn
     const headers = { ...request.headers, [REFRESH_HEADER]: refreshToken, [REFRESH_ORIGIN_HEADER]: originOf(request) }
     delete headers['if-none-match']
     delete headers['if-modified-since']
-    inject({ method: 'GET', url: request.url, headers: headers as unknown as Record<string, string> })
-      .catch((err: unknown) => request.log.warn({ err }, 'ember-cache: background refresh failed'))
+    const run = (): Promise<unknown> => inject({ method: 'GET', url: request.url, headers: headers as unknown as Record<string, string> })
+    const refreshing = channels.refresh.hasSubscribers
+      ? trace(channels.refresh, { cache: settings.cache.name, route: settings.label, keyHash: keyHash(state.key) }, run, () => 'refreshed') as Promise<unknown>
+      : run()
+    refreshing
+      .catch((err: unknown) => request.log.warn({ err, cache: settings.cache.name, route: settings.label }, 'ember-cache: background refresh failed'))
       .finally(() => running.delete(id))
   }
 }

@@ -1,6 +1,7 @@
 import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
 import type { Fence, SharedAnswer } from '../caches/cache'
 import type { CacheEntry } from '../entry'
+import { channels, type RouteCounters, type TraceContext } from '../observe'
 import type { Directives } from '../http-semantics'
 import type { RouteSettings } from '../options'
 
@@ -62,6 +63,8 @@ export class CacheRequest {
    * its response is stored only if it says a shared cache may (RFC 9111 §3.5).
    */
   credentialed = false
+  /** A background refresh (stale-while-revalidate) of ours, not a client's request. */
+  refreshing = false
 
   constructor (readonly settings: RouteSettings, readonly request: FastifyRequest, directives: Directives) {
     this.directives = directives
@@ -69,6 +72,43 @@ export class CacheRequest {
 
   get isHead (): boolean {
     return this.request.method === 'HEAD'
+  }
+
+  /** The lookup's trace context, when the ember-cache:lookup channel has subscribers. */
+  trace: TraceContext | undefined = undefined
+
+  /**
+   * What the lookup decided: counted on the route (`counter`), and, when traced, the end of
+   * the lookup span (asyncStart/asyncEnd after a remote read).
+   */
+  decided (counter: CountedOutcome, outcome: string): void {
+    const counters = this.settings.counters
+    if (counters !== undefined) {
+      counters[counter]++
+      this.counted = counter
+    }
+    const context = this.trace
+    if (context === undefined || context.outcome !== undefined) return
+    context.outcome = outcome
+    if (context.async === true) {
+      channels.lookup.asyncStart.publish(context)
+      channels.lookup.asyncEnd.publish(context)
+    } else channels.lookup.end.publish(context)
+  }
+
+  /** The route counter this request was counted in, if any. */
+  counted: CountedOutcome | undefined = undefined
+
+  /**
+   * The answer changed after the lookup decided (the handler failed and a stale entry answers):
+   * the request moves to `counter`, so that each request is counted once, by how it was answered.
+   */
+  recount (counter: CountedOutcome): void {
+    const counters = this.settings.counters
+    if (counters === undefined) return
+    if (this.counted !== undefined) counters[this.counted]--
+    counters[counter]++
+    this.counted = counter
   }
 
   /** Ends this request's flight: waiters get the entry, or undefined to run the handler themselves. */
@@ -104,3 +144,6 @@ export function unexpected (state: CacheRequest, reply: FastifyReply, done: Hook
   state.request.log.error({ err }, 'ember-cache: unexpected error in cache lookup')
   if (!reply.sent && state.phase !== SERVED) done(err as Error)
 }
+
+/** The route counters a lookup decision adds one to. */
+export type CountedOutcome = Exclude<keyof RouteCounters, 'refusals' | 'stores' | 'notStored'>

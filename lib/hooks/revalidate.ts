@@ -64,6 +64,7 @@ export function finishRevalidation (state: CacheRequest, reply: FastifyReply, fr
     if (storing instanceof Promise) storing.catch(() => {})
   }
   state.settle(undefined)
+  if (settings.counters !== undefined) settings.counters.revalidated++
   answer(state, reply, entry, detail, done)
 }
 

@@ -7,6 +7,7 @@ import {
 } from '../http-semantics'
 import type { RouteSettings } from '../options'
 import { setStatusHeaders } from '../replay'
+import { channels, keyHash, trace } from '../observe'
 import { extendVariant } from '../variant'
 import { MISSED, SERVED, stateOf, type CacheRequest } from './request-state'
 import { bodyOf, responseEntryOf, tagsOf } from './response-entry'
@@ -58,6 +59,7 @@ export function buildStoreHook (settings: RouteSettings) {
     // RFC 5861 §4: stale-if-error: an origin error may be replaced by a recent enough entry.
     if (reply.statusCode >= 500 && state.stale !== undefined) {
       state.settle(undefined)
+      state.recount('staleIfError')
       return replaceWithStale(state, reply, state.stale, done)
     }
     if (state.backendDown) {
@@ -147,15 +149,23 @@ function store (state: CacheRequest, out: Outgoing): void {
     state.settle(undefined)
     // A shared backend that did not take it: down, or an invalidation elsewhere in the fleet won.
     if (taken === false) setStatusHeaders(reply, settings, 'MISS', state.forward + '; detail=not-stored', state.key)
+    const counters = settings.counters
+    if (counters !== undefined) {
+      if (taken === false) counters.notStored++
+      else counters.stores++
+    }
     if (notModified(state, stored)) {
       reply.code(304)
       return out.done(null, null)
     }
     out.done(null, out.payload)
   }
-  const storing = learned.length === 0
+  const write = (): unknown => learned.length === 0
     ? cache.store(state.key, variant, entry, state.fence)
     : storeWithPointer(state, variant, entry, learned)
+  const storing = channels.store.hasSubscribers
+    ? trace(channels.store, { cache: cache.name, route: settings.label, keyHash: keyHash(state.key) }, write, (taken) => taken === false ? 'not-stored' : 'stored')
+    : write()
   if (storing instanceof Promise) storing.then(after, () => after(false))
   else after(storing)
 }
@@ -171,6 +181,8 @@ function storeWithPointer (state: CacheRequest, variant: string, entry: CacheEnt
 
 function refuse (state: CacheRequest, reply: FastifyReply, reason: string, payload: unknown, done: OnSendDone): void {
   state.settle(undefined)
+  const refusals = state.settings.counters?.refusals
+  if (refusals !== undefined) refusals[reason] = (refusals[reason] ?? 0) + 1
   setStatusHeaders(reply, state.settings, 'MISS', state.forward + '; detail=' + reason, state.key)
   done(null, payload)
 }

@@ -195,7 +195,7 @@ export function runFaultSuite<S extends ServerHandle> (t: Test, name: string, ta
     const srv = await server(t)
     if (srv === undefined) return
     const logs = logCapture()
-    const { app } = await faultApp(t, srv, { logs })
+    const { app, cache } = await faultApp(t, srv, { logs })
     await app.ready()
     await timedGet(app, '/item/w')
 
@@ -215,7 +215,9 @@ export function runFaultSuite<S extends ServerHandle> (t: Test, name: string, ta
 
     const warning = logs.lines.find((line) => FAILING.test(line.msg))
     t.equal(warning?.level, 40, 'logged at warn')
-    t.match(warning, { cache: /Cache$/, err: { message: String } }, 'with structured fields: the cache and the error')
+    t.match(warning, { cache: cache.name, reason: String, err: { message: String } }, 'with structured fields: the cache, the reason in words and the error')
+    t.match(warning?.cache, new RegExp(`^${name}:fault\\d+:@127\\.0\\.0\\.1:\\d+$`), `the cache named by kind, prefix and server (${String(warning?.cache)})`)
+    t.match(warning?.reason, /connection|answer in time|refused|closed|disconnected/, `a reason a person understands: ${String(warning?.reason)}`)
     const warnings = logs.lines.filter((line) => line.level >= 40)
     t.equal(warnings.length, 2, `${warnings.length} warn-or-worse lines for 100 failed requests: ${warnings.map((line) => line.msg).join(' | ')}`)
   })

@@ -11,4 +11,5 @@ declare global {
   const reply: FastifyReply
   const target: InvalidationTarget
   const buildInfo: unknown
+  const requireAdmin: (request: FastifyRequest, reply: FastifyReply) => Promise<void>
 }
