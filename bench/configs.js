@@ -16,6 +16,14 @@ const CONFIGS = [
   { name: 'ember-static', script: 'ember-static.js', origin: 'once', xCache: 'HIT', vs: 'lru-hook', what: 'ours: static hit' },
   { name: 'ember-memory', script: 'ember-memory.js', origin: 'once', xCache: 'HIT', vs: 'lru-hook', what: 'ours: memory hit' },
   { name: 'ember-memory-nostats', script: 'ember-memory.js', origin: 'once', xCache: 'HIT', env: { STATS: '0' }, what: 'ours: memory hit, stats: false' },
+  { name: 'enc-identity', script: 'ember-compress.js', body: 'large', acceptEncoding: 'identity', origin: 'once', xCache: 'HIT', env: { BODY: 'large' }, what: 'ours + @fastify/compress, ~4 KB body, stored codings: identity client hit' },
+  { name: 'enc-gzip', script: 'ember-compress.js', body: 'large', acceptEncoding: 'gzip', origin: 'once', xCache: 'HIT', env: { BODY: 'large' }, what: 'same, gzip client hit (stored gzip)' },
+  { name: 'enc-br', script: 'ember-compress.js', body: 'large', acceptEncoding: 'br', origin: 'once', xCache: 'HIT', env: { BODY: 'large' }, what: 'same, br client hit (stored br)' },
+  { name: 'noenc-identity', script: 'ember-compress.js', body: 'large', acceptEncoding: 'identity', origin: 'once', xCache: 'HIT', env: { BODY: 'large', ENCODINGS: '0' }, what: 'ours (compression: false) + @fastify/compress, ~4 KB body: identity client hit' },
+  { name: 'noenc-gzip', script: 'ember-compress.js', body: 'large', acceptEncoding: 'gzip', origin: 'once', xCache: 'HIT', env: { BODY: 'large', ENCODINGS: '0' }, what: 'same, gzip client hit (compressed per hit by @fastify/compress)' },
+  { name: 'noenc-br', script: 'ember-compress.js', body: 'large', acceptEncoding: 'br', origin: 'once', xCache: 'HIT', env: { BODY: 'large', ENCODINGS: '0' }, what: 'same, br client hit (compressed per hit by @fastify/compress)' },
+  { name: 'enc-gzip-miss', script: 'ember-compress.js', body: 'large', acceptEncoding: 'gzip', unique: true, origin: 'every', xCache: 'MISS', env: { BODY: 'large' }, what: 'ours + @fastify/compress, stored codings: gzip client miss + store (codings made after the answer), new key per request' },
+  { name: 'noenc-gzip-miss', script: 'ember-compress.js', body: 'large', acceptEncoding: 'gzip', unique: true, origin: 'every', xCache: 'MISS', env: { BODY: 'large', ENCODINGS: '0' }, what: 'same with compression: false' },
   { name: 'ember-early', script: 'ember-early.js', origin: 'once', xCache: 'HIT', vs: 'lru-onrequest', what: 'ours: static hit, early: true (lookup in onRequest)' },
   { name: 'ember-redis', script: 'ember-redis.js', needs: ['redis'], origin: 'once', xCache: 'HIT', vs: 'ioredis-hook-autopipeline', what: 'ours: Redis hit' },
   { name: 'ember-redis-l1', script: 'ember-redis.js', needs: ['redis'], origin: 'once', xCache: 'HIT', env: { L1: '1' }, vs: 'ember-memory', what: 'ours: Redis with an in-process tier (l1), hit' },
@@ -67,7 +75,14 @@ const TARGETS = [
   ['ember-redis-l1', 'ember-memory', 0.95, 'issue 15'],
   ['ember-redis-l1', 'ember-redis', 1.6, 'issue 15'],
   ['ember-redis-l1-miss', 'ember-redis-miss', 0.95, 'issue 15'],
-  ['ember-memory', 'ember-memory-nostats', 0.98, 'issue 18']
+  ['ember-memory', 'ember-memory-nostats', 0.98, 'issue 18'],
+  // Issue 17: a coded hit costs at most 1.1x an identity hit (req/s ratio >= 1/1.1).
+  ['enc-gzip', 'enc-identity', 0.91, 'issue 17'],
+  ['enc-br', 'enc-identity', 0.91, 'issue 17'],
+  ['enc-gzip', 'noenc-gzip', 1.5, 'issue 17'],
+  ['enc-br', 'noenc-br', 1.5, 'issue 17'],
+  ['enc-identity', 'noenc-identity', 0.95, 'issue 17'],
+  ['enc-gzip-miss', 'noenc-gzip-miss', 0.9, 'issue 17']
 ]
 
 module.exports = { CONFIGS, REFERENCE, TARGETS }

@@ -56,7 +56,7 @@ async function main () {
     date: new Date().toISOString(),
     machine: machine(),
     git: gitDescribe(),
-    settings: { pairs: options.pairs, duration: options.duration, warmup: options.warmup, fresh: options.fresh, connections: options.connections, only: options.only, compare: options.compare },
+    settings: { pairs: options.pairs, duration: options.duration, warmup: options.warmup, fresh: options.fresh, connections: options.connections, rate: options.rate, only: options.only, compare: options.compare },
     bodyBytes: Buffer.byteLength(JSON.stringify(payload)),
     elapsedSeconds: Math.round((Date.now() - started) / 1000),
     targets: results
@@ -96,7 +96,7 @@ async function judge (a, b, { min, source }, env, options) {
       if (sa === undefined || sb === undefined || sb.rps === 0) continue
       // cpuRatio: B's server CPU per request over A's (above 1: A does a request with less CPU).
       const cpuRatio = sa.serverUsPerRequest > 0 && sb.serverUsPerRequest > 0 ? sb.serverUsPerRequest / sa.serverUsPerRequest : undefined
-      const pair = { ratio: sa.rps / sb.rps, cpuRatio, usA: sa.serverUsPerRequest, usB: sb.serverUsPerRequest, aFirst: order[0] === 0, process: result.processes, a: sa.rps, b: sb.rps, noisy: sa.noisy || sb.noisy, problem: sa.problem ?? sb.problem }
+      const pair = { ratio: sa.rps / sb.rps, cpuRatio, usA: sa.serverUsPerRequest, usB: sb.serverUsPerRequest, aFirst: order[0] === 0, process: result.processes, a: sa.rps, b: sb.rps, p99A: sa.p99, p99B: sb.p99, noisy: sa.noisy || sb.noisy, problem: sa.problem ?? sb.problem }
       result.pairs.push(pair)
       console.log(`  ${a.name} / ${b.name}  pair ${i + 1}/${options.pairs}  ${fmtInt(sa.rps).padStart(7)} / ${fmtInt(sb.rps).padStart(7)} req/s  = ${pair.ratio.toFixed(3)}` +
         (pair.noisy ? '  (noisy)' : '') + (pair.problem === undefined ? '' : '  ! ' + pair.problem))
@@ -124,6 +124,9 @@ async function judge (a, b, { min, source }, env, options) {
   ;[result.low, result.high] = intervalOf(used)
   result.rpsA = median(used.map((pair) => pair.a))
   result.rpsB = median(used.map((pair) => pair.b))
+  // Latency under the same load: a path that answers later shows in its p99 (issue 17's misses).
+  result.p99A = median(used.map((pair) => pair.p99A))
+  result.p99B = median(used.map((pair) => pair.p99B))
   // The same judgement on server CPU per request, which the load generator cannot cap.
   const withCpu = used.filter((pair) => pair.cpuRatio !== undefined).map((pair) => ({ ...pair, ratio: pair.cpuRatio }))
   if (withCpu.length > 0) {
@@ -259,6 +262,11 @@ function toMarkdown (report) {
     const us = t.usA === undefined ? '-' : `${t.usA.toFixed(1)} / ${t.usB.toFixed(1)}`
     lines.push(`| ${t.name} / ${t.against}${flag} | ${t.ratio.toFixed(2)}x | ${interval} | ${orders} | ${t.q1.toFixed(2)}-${t.q3.toFixed(2)} | ${needed(t)} | ${verdict} | ${fmtInt(t.rpsA)} / ${fmtInt(t.rpsB)} | ${cpu} | ${us} | ${t.basis} | ${t.source} |`)
   }
+  const withP99 = report.targets.filter((t) => t.p99A !== undefined)
+  if (withP99.length > 0) {
+    lines.push('', 'p99 latency, median over the pairs (ms), A / B (= ratio):')
+    for (const t of withP99) lines.push(`- ${t.name} / ${t.against}: ${t.p99A} / ${t.p99B} (${(t.p99A / t.p99B).toFixed(2)})`)
+  }
   const flagged = report.targets.filter((t) => t.problems?.length > 0)
   if (flagged.length > 0) {
     lines.push('', '(!) samples to distrust:')
@@ -274,9 +282,9 @@ function needed (target) {
 
 function parseArgs (args) {
   return parseOptions(args, {
-    defaults: { pairs: 12, duration: 1, warmup: 2, fresh: 2, connections: 50, quietWait: 2, only: undefined, compare: undefined },
-    numbers: { '--pairs': [1, 100], '--duration': [1, 60], '--warmup': [0, 60], '--fresh': [0, 100], '--connections': [1, 1000], '--quiet-wait': [0, 60] },
+    defaults: { pairs: 12, duration: 1, warmup: 2, fresh: 2, connections: 50, quietWait: 2, rate: 0, only: undefined, compare: undefined },
+    numbers: { '--pairs': [1, 100], '--duration': [1, 60], '--warmup': [0, 60], '--fresh': [0, 100], '--connections': [1, 1000], '--quiet-wait': [0, 60], '--rate': [0, 1000000] },
     lists: ['--only', '--compare'],
-    usage: 'usage: node bench/paired.js [--pairs N] [--duration S] [--warmup S] [--fresh N] [--connections N] [--quiet-wait S] [--only a,b] [--compare a:b,c:d] [--no-pin]'
+    usage: 'usage: node bench/paired.js [--pairs N] [--duration S] [--warmup S] [--fresh N] [--connections N] [--quiet-wait S] [--rate N] [--only a,b] [--compare a:b,c:d] [--no-pin]'
   })
 }

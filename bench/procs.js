@@ -254,9 +254,9 @@ function runLoad (opts, seconds, onInstance = () => {}) {
 }
 
 /** One GET with a fresh connection: status, headers and body. */
-function probe (port, urlPath) {
+function probe (port, urlPath, headers = {}) {
   return new Promise((resolve, reject) => {
-    const request = http.get({ host: HOST, port, path: urlPath, agent: false, timeout: PROBE_TIMEOUT_MS }, (response) => {
+    const request = http.get({ host: HOST, port, path: urlPath, headers, agent: false, timeout: PROBE_TIMEOUT_MS }, (response) => {
       const chunks = []
       response.on('data', (chunk) => chunks.push(chunk))
       response.on('end', () => resolve({ status: response.statusCode, headers: response.headers, body: Buffer.concat(chunks) }))

@@ -11,7 +11,8 @@ const { execFileSync } = require('node:child_process')
 const { isDeepStrictEqual } = require('node:util')
 const procs = require('./procs')
 const cpu = require('./cpu')
-const { payload } = require('./fixture')
+const { payloadOf } = require('./fixture')
+const { brotliDecompressSync, gunzipSync, inflateSync } = require('node:zlib')
 
 const ITEM_PATH = '/item'
 const RESULTS_DIR = path.join(__dirname, 'results')
@@ -72,18 +73,36 @@ async function check (config, server) {
     const paths = config.unique ? [ITEM_PATH + '?r=probe-a', ITEM_PATH + '?r=probe-b'] : [ITEM_PATH, ITEM_PATH]
     let last
     for (const urlPath of paths) {
-      last = await procs.probe(server.port, urlPath)
+      last = await procs.probe(server.port, urlPath, requestHeaders(config))
       if (last.status !== 200) return `GET ${urlPath} answered ${last.status}`
-      if (!isDeepStrictEqual(JSON.parse(last.body.toString('utf8')), payload)) return `GET ${urlPath} answered another body`
+      if (!isDeepStrictEqual(JSON.parse(decodedBody(last).toString('utf8')), payloadOf(config.body))) return `GET ${urlPath} answered another body`
       // Hand-written hooks store without waiting: give the write a moment before the second probe.
       await procs.sleep(50)
     }
     if (config.xCache !== undefined && last.headers['x-cache'] !== config.xCache) {
       return `second request had x-cache ${last.headers['x-cache']}, expected ${config.xCache}`
     }
+    // A compression configuration must measure what it says: the coding the client asked for.
+    const coding = last.headers['content-encoding'] ?? 'identity'
+    if (config.acceptEncoding !== undefined && coding !== config.acceptEncoding) return `answered ${coding}, expected ${config.acceptEncoding}`
     return undefined
   } catch (err) {
     return err.message
+  }
+}
+
+/** The request headers of a configuration: Accept-Encoding for the compression ones. */
+function requestHeaders (config) {
+  return config.acceptEncoding === undefined || config.acceptEncoding === 'identity' ? {} : { 'accept-encoding': config.acceptEncoding }
+}
+
+/** A probe's body, decoded from its Content-Encoding. */
+function decodedBody (response) {
+  switch (response.headers['content-encoding']) {
+    case 'br': return brotliDecompressSync(response.body)
+    case 'gzip': return gunzipSync(response.body)
+    case 'deflate': return inflateSync(response.body)
+    default: return response.body
   }
 }
 
@@ -101,12 +120,16 @@ async function measure (config, server, seconds, options) {
     url: `http://${procs.HOST}:${server.port}${ITEM_PATH}`,
     connections: options.connections,
     pipelining: 1,
-    duration: seconds
+    duration: seconds,
+    headers: requestHeaders(config)
   }
+  // --rate: a fixed request rate instead of as fast as the server goes, so latency shows what
+  // a path adds to each answer rather than how the server queues at saturation.
+  if (options.rate > 0) opts.overallRate = options.rate
   if (config.unique) {
     // Every request a new key; the counter is shared by all connections.
     const prefix = ITEM_PATH + '?r=' + Date.now().toString(36) + '-'
-    opts.requests = [{ method: 'GET', setupRequest: (request) => { request.path = prefix + (++seq); return request } }]
+    opts.requests = [{ method: 'GET', headers: opts.headers, setupRequest: (request) => { request.path = prefix + (++seq); return request } }]
   }
   const meter = cpu.startMeter(server.child.pid, options.backendPids)
   const result = await runAutocannon(opts, seconds)

@@ -1,3 +1,4 @@
+import { CODINGS, type Coding, type EncodedBody } from './content-coding'
 import { FLAG_KEEP_STALE, FLAG_NO_CACHE, FLAG_STALE, KEEP_STALE_SECONDS } from './http-freshness'
 
 // The stored entry and its versioned binary envelope. This is the only place that turns an
@@ -39,6 +40,11 @@ export interface CacheEntry {
    * read time (Memcached) fill it; elsewhere it is empty.
    */
   tagVersions: string[]
+  /**
+   * The body in other content codings, computed once when stored (the `compression` option);
+   * a hit sends the one the client accepts best. Absent or empty: identity only.
+   */
+  encodings?: EncodedBody[]
 }
 
 /**
@@ -49,11 +55,17 @@ export const NO_TAGS = Object.freeze([]) as unknown as string[]
 
 const MAGIC_0 = 0xeb
 const MAGIC_1 = 0xca
-/** Version 2 added initialAge and flags; a version 1 envelope reads as a miss. */
-export const ENVELOPE_VERSION = 2
+/**
+ * Version 2 added initialAge and flags (a version 1 envelope reads as a miss); version 3 the
+ * encoded bodies after the body. Both 2 and 3 are read, so instances of the previous release
+ * and this one share entries during a rolling deploy (3 reads as a miss to the previous one).
+ */
+export const ENVELOPE_VERSION = 3
+const PREVIOUS_VERSION = 2
 // magic(2) version(1) kind(1) status(2) storedAt(8) initialAge(8) flags(1) ttl(4) swr(4) sie(4)
-// tags(2) headers(2) body(4) = 43. One short and encodeEntry silently drops the body's last bytes
-// (Buffer#copy truncates).
+// tags(2) headers(2) body(4) = 43, then (version 3) encodings(1) and per encoding coding(1)
+// length(4) bytes. One short and encodeEntry silently drops the body's last bytes (Buffer#copy
+// truncates).
 const FIXED_BYTES = 43
 const MAX_UINT32 = 0xffffffff
 
@@ -96,7 +108,7 @@ export const ENVELOPE_SWR_OFFSET = 27
  * the bytes as they are when they are not a response envelope of this version.
  */
 export function softenedEnvelope (bytes: Buffer): Buffer {
-  if (bytes.length < FIXED_BYTES || bytes[0] !== MAGIC_0 || bytes[1] !== MAGIC_1 || bytes[2] !== ENVELOPE_VERSION || bytes[3] !== ENTRY_RESPONSE) return bytes
+  if (bytes.length < FIXED_BYTES || bytes[0] !== MAGIC_0 || bytes[1] !== MAGIC_1 || !knownVersion(bytes[2]) || bytes[3] !== ENTRY_RESPONSE) return bytes
   const copy = Buffer.from(bytes)
   copy[ENVELOPE_FLAGS_OFFSET] |= FLAG_STALE
   copy.writeUInt32BE(SOFT_STALE_WINDOW, ENVELOPE_SWR_OFFSET)
@@ -134,9 +146,14 @@ export function pointerNames (pointer: CacheEntry): readonly string[] {
   return names
 }
 
+function knownVersion (version: number): boolean {
+  return version === ENVELOPE_VERSION || version === PREVIOUS_VERSION
+}
+
 /** Approximate in-memory size, for byte-bounded LRUs. */
 export function entrySize (entry: CacheEntry): number {
   let size = entry.body.length + 64
+  if (entry.encodings !== undefined) for (const encoded of entry.encodings) size += encoded.body.length + 16
   for (const name in entry.headers) {
     const value = entry.headers[name]
     size += name.length + (typeof value === 'string' ? value.length : value.join('').length)
@@ -166,6 +183,9 @@ export function encodeEntry (entry: CacheEntry): Buffer {
     }
   }
   size += entry.body.length
+  const encodings = entry.encodings ?? []
+  size += 1
+  for (const encoded of encodings) size += 5 + encoded.body.length
 
   const out = Buffer.allocUnsafe(size)
   let offset = 0
@@ -195,7 +215,13 @@ export function encodeEntry (entry: CacheEntry): Buffer {
     offset += value.copy(out, offset)
   }
   offset = out.writeUInt32BE(entry.body.length, offset)
-  entry.body.copy(out, offset)
+  offset += entry.body.copy(out, offset)
+  out[offset++] = encodings.length
+  for (const encoded of encodings) {
+    out[offset++] = CODINGS.indexOf(encoded.coding)
+    offset = out.writeUInt32BE(encoded.body.length, offset)
+    offset += encoded.body.copy(out, offset)
+  }
   return out
 }
 
@@ -211,7 +237,8 @@ function writeShortBytes (out: Buffer, offset: number, bytes: Buffer): number {
  */
 export function decodeEntry (data: Buffer | null | undefined, copyBody = true): CacheEntry | undefined {
   if (data == null || data.length < FIXED_BYTES) return undefined
-  if (data[0] !== MAGIC_0 || data[1] !== MAGIC_1 || data[2] !== ENVELOPE_VERSION) return undefined
+  if (data[0] !== MAGIC_0 || data[1] !== MAGIC_1 || !knownVersion(data[2])) return undefined
+  const version = data[2]
   try {
     let offset = 3
     const kind = data[offset++]
@@ -243,14 +270,29 @@ export function decodeEntry (data: Buffer | null | undefined, copyBody = true): 
       else headers[name] = typeof previous === 'string' ? [previous, value] : [...previous, value]
     }
     const bodyLen = data.readUInt32BE(offset); offset += 4
-    if (offset + bodyLen !== data.length) return undefined
+    const bodyStart = offset
+    offset += bodyLen
+    let encodings: EncodedBody[] | undefined
+    if (version === ENVELOPE_VERSION) {
+      const count = data.readUInt8(offset); offset += 1
+      for (let i = 0; i < count; i++) {
+        const coding: Coding | undefined = CODINGS[data.readUInt8(offset)]; offset += 1
+        const length = data.readUInt32BE(offset); offset += 4
+        if (coding === undefined || offset + length > data.length) return undefined
+        const view = data.subarray(offset, offset + length); offset += length
+        ;(encodings ??= []).push({ coding, body: copyBody ? Buffer.from(view) : view })
+      }
+    }
+    if (offset !== data.length) return undefined
     if ((kind !== ENTRY_RESPONSE && kind !== ENTRY_VALUE && kind !== ENTRY_VARY) || !Number.isFinite(storedAt) || !(initialAge >= 0)) return undefined
     // reply.code() throws on a status outside 100-599: replaying one would fail the request.
     if (kind === ENTRY_RESPONSE && (status < 100 || status > 599)) return undefined
     // Copy so a pooled or shared input buffer cannot change the body later.
-    const view = data.subarray(offset, offset + bodyLen)
+    const view = data.subarray(bodyStart, bodyStart + bodyLen)
     const body = copyBody ? Buffer.from(view) : view
-    return { kind, status, headers, body, storedAt, ttl, initialAge, flags, staleWhileRevalidate, staleIfError, tags, tagVersions }
+    const entry: CacheEntry = { kind, status, headers, body, storedAt, ttl, initialAge, flags, staleWhileRevalidate, staleIfError, tags, tagVersions }
+    if (encodings !== undefined) entry.encodings = encodings
+    return entry
   } catch {
     // A length field pointing past the end: RangeError from the reads above.
     return undefined

@@ -6,9 +6,10 @@ import type { MemcachedCacheOptions } from './caches/memcached-cache'
 import { compileTemplate, urlKey, type KeyBuilder } from './cache-key'
 import { InvalidOptionError } from './errors'
 import {
-  ROUTE_DEFAULT_NAMES, TTL_FROM_RESPONSE, checkRouteDefaults, statusSet,
-  type CacheKeyRequest, type LooseRouteGeneric, type RouteDefaults
+  ROUTE_DEFAULT_NAMES, TTL_FROM_RESPONSE, checkRouteDefaults, compressionSettings, statusSet,
+  type CacheKeyRequest, type CompressionOptions, type LooseRouteGeneric, type RouteDefaults
 } from './route-defaults'
+import { DEFAULT_COMPRESSION, type CompressionSettings } from './content-coding'
 import {
   checkBoolean, checkNonNegativeInteger, checkObject, checkSeconds,
   checkString, checkStringArray, describe, lowerCaseHeaders, rejectUnknown
@@ -61,6 +62,12 @@ export interface EmberCachePluginOptions {
    * ['x-request-id', 'request-id', 'x-correlation-id', 'traceparent', 'tracestate', 'server-timing'].
    */
   perRequestHeaders?: string[]
+  /**
+   * Content codings stored with entries, for every route that does not set its own (route >
+   * cache object > plugin). Default `{ encodings: ['br', 'gzip'], minBytes: 1024, maxBytes: 1048576 }`;
+   * false stores identity only (README, "Compression").
+   */
+  compression?: boolean | CompressionOptions
   /**
    * Count what the cache does per route (hits, misses, stale answers, bypasses, stores...) for
    * `fastify.emberCache.stats()`. Default true.
@@ -135,6 +142,7 @@ export interface ResolvedPluginOptions {
   perRequestHeaders: ReadonlySet<string>
   caches: EmberCache[]
   stats: boolean
+  compression: CompressionSettings | false
 }
 
 /** Everything a cached route needs per request, computed once at route registration. */
@@ -167,6 +175,8 @@ export interface RouteSettings {
   keyOf: KeyBuilder
   /** The route's params (for the placeholders of write targets). */
   routeParams: ReadonlySet<string>
+  /** Content codings to store with entries of this route; undefined: identity only. */
+  compression: CompressionSettings | undefined
   /** "METHODS url", for stats and traces. */
   label: string
   /** What the cache did for this route's requests (stats()); undefined with `stats: false`. */
@@ -195,7 +205,7 @@ export interface RouteSettings {
 const PLUGIN_OPTIONS: ReadonlySet<string> = new Set([
   'enabled', 'defaultTtl', 'header', 'statusCodes', 'keyPrefix', 'memory', 'static', 'redis', 'memcached',
   'respectRequestDirectives', 'cacheStatus', 'debug', 'collapseWait', 'streamMaxBytes', 'surrogateKeyHeader', 'perRequestHeaders',
-  'caches', 'stats'
+  'caches', 'stats', 'compression'
 ])
 const ROUTE_OPTIONS: ReadonlySet<string> = new Set(['mode', 'cache', 'invalidate', 'writeThrough', 'early', ...ROUTE_DEFAULT_NAMES])
 // RFC 9110 §15.3.7: a 206 holds part of a representation; storing it as the whole would be wrong.
@@ -221,6 +231,7 @@ export function resolvePluginOptions (options: EmberCachePluginOptions | undefin
   checkNonNegativeInteger('streamMaxBytes', opts.streamMaxBytes)
   checkHeaderName('surrogateKeyHeader', opts.surrogateKeyHeader)
   checkBoolean('stats', opts.stats)
+  const compression = compressionSettings('compression', opts.compression)
   if (opts.caches !== undefined && (!Array.isArray(opts.caches) || opts.caches.some((cache) => !(cache instanceof EmberCache)))) {
     throw new InvalidOptionError('caches', 'expected an array of cache objects (MemoryCache, StaticCache, RedisCache, MemcachedCache), got ' + describe(opts.caches))
   }
@@ -246,7 +257,8 @@ export function resolvePluginOptions (options: EmberCachePluginOptions | undefin
       : opts.surrogateKeyHeader === false ? false : opts.surrogateKeyHeader.toLowerCase(),
     perRequestHeaders: new Set(lowerCaseHeaders('perRequestHeaders', opts.perRequestHeaders) ?? DEFAULT_PER_REQUEST_HEADERS),
     caches: opts.caches ?? [],
-    stats: opts.stats ?? true
+    stats: opts.stats ?? true,
+    compression: compression ?? DEFAULT_COMPRESSION
   }
 }
 
@@ -336,6 +348,7 @@ export function resolveRouteOptions (
     keyOf: keyBuilder(keySource, routeInfo.params, where),
     routeParams: routeInfo.params,
     label: routeInfo.label,
+    compression: routeCompression(where + '.compression', route.compression, defaults.compression, plugin.compression),
     counters: plugin.stats ? routeCounters() : undefined,
     statusCodes: statusSet(where + '.statusCodes', pick('statusCodes')) ?? plugin.statusCodes,
     invalidate: route.invalidate ?? [],
@@ -398,4 +411,10 @@ function checkHeaderName (name: string, value: unknown): void {
   if (typeof value !== 'string' || !/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(value)) {
     throw new InvalidOptionError(name, 'expected a header token or false, got ' + describe(value))
   }
+}
+
+/** route > cache object > plugin; `false` anywhere along the way (first found) turns it off. */
+function routeCompression (where: string, route: unknown, cache: unknown, plugin: CompressionSettings | false): CompressionSettings | undefined {
+  const chosen = route !== undefined ? compressionSettings(where, route) : cache !== undefined ? compressionSettings(where, cache) : plugin
+  return chosen === false || chosen === undefined || chosen.encodings.length === 0 ? undefined : chosen
 }

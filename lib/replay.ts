@@ -1,4 +1,5 @@
 import type { FastifyReply } from 'fastify'
+import { codedEtag, type Coding, type EncodedBody } from './content-coding'
 import { freshUntil, type CacheEntry } from './entry'
 import { MAX_AGE_SECONDS } from './http-freshness'
 import { freshnessHeader } from './http-semantics'
@@ -29,7 +30,9 @@ interface HitHeadersMemo extends BuiltHeaders {
   age: number
 }
 
-type MemoBag = Partial<Record<typeof kHitHeaders, HitHeadersMemo>>
+/** One memo per representation: identity, and each stored coding. */
+type Memos = Partial<Record<Coding | 'identity', HitHeadersMemo>>
+type MemoBag = Partial<Record<typeof kHitHeaders, Memos>>
 const HIT_FROM_L1 = 'hit; detail=l1'
 
 /**
@@ -43,13 +46,13 @@ const HIT_FROM_L1 = 'hit; detail=l1'
  */
 export function setReplayHeaders (
   reply: FastifyReply, settings: RouteSettings, entry: CacheEntry, now: number,
-  shortStatus: string, cacheStatus: string, key: string
+  shortStatus: string, cacheStatus: string, key: string, encoded: EncodedBody | undefined
 ): void {
   const memoize = shortStatus === 'HIT' && (cacheStatus === 'hit' || cacheStatus === HIT_FROM_L1) && Number.isInteger(entry.ttl) && Number.isInteger(entry.initialAge) &&
     now >= entry.storedAt && Object.isExtensible(entry)
   const built = memoize
-    ? hitHeaders(settings, entry, now, cacheStatus, key)
-    : replayHeaders(settings, entry, now, ageSeconds(entry, now), shortStatus, cacheStatus, key)
+    ? hitHeaders(settings, entry, now, cacheStatus, key, encoded)
+    : replayHeaders(settings, entry, now, ageSeconds(entry, now), shortStatus, cacheStatus, key, encoded)
   if (built.hasArrays) setHeaderCopies(reply, built.headers)
   else reply.headers(built.headers)
 }
@@ -72,17 +75,23 @@ export function setStatusHeaders (reply: FastifyReply, settings: RouteSettings, 
   if (settings.cacheStatus !== false) reply.header('cache-status', cacheStatusValue(settings, detail, key))
 }
 
-/** The plain-hit headers of `entry` for this second of its age, built once per second. */
-function hitHeaders (settings: RouteSettings, entry: CacheEntry, now: number, cacheStatus: string, key: string): HitHeadersMemo {
+/** The plain-hit headers of `entry` (in one representation) for this second of its age, built once per second. */
+function hitHeaders (settings: RouteSettings, entry: CacheEntry, now: number, cacheStatus: string, key: string, encoded: EncodedBody | undefined): HitHeadersMemo {
   const age = ageSeconds(entry, now)
   const bag = entry as MemoBag
-  const memo = bag[kHitHeaders]
+  let memos = bag[kHitHeaders]
+  const representation = encoded === undefined ? 'identity' : encoded.coding
+  const memo = memos?.[representation]
   if (memo !== undefined && memo.age === age && memo.settings === settings && memo.cacheStatus === cacheStatus) return memo
-  const { headers, hasArrays } = replayHeaders(settings, entry, now, age, 'HIT', cacheStatus, key)
+  const { headers, hasArrays } = replayHeaders(settings, entry, now, age, 'HIT', cacheStatus, key, encoded)
   if (memo === undefined) {
     const built = { settings, cacheStatus, age, headers, hasArrays }
-    // Non-enumerable: code that copies or encodes the entry never sees it.
-    Object.defineProperty(bag, kHitHeaders, { value: built, writable: false })
+    if (memos === undefined) {
+      memos = {}
+      // Non-enumerable: code that copies or encodes the entry never sees it.
+      Object.defineProperty(bag, kHitHeaders, { value: memos, writable: false })
+    }
+    memos[representation] = built
     return built
   }
   memo.settings = settings
@@ -95,7 +104,8 @@ function hitHeaders (settings: RouteSettings, entry: CacheEntry, now: number, ca
 
 /** Stored headers, then Age, Cache-Control (unless stored) and the status headers. */
 function replayHeaders (
-  settings: RouteSettings, entry: CacheEntry, now: number, age: number, shortStatus: string, cacheStatus: string, key: string
+  settings: RouteSettings, entry: CacheEntry, now: number, age: number, shortStatus: string, cacheStatus: string, key: string,
+  encoded: EncodedBody | undefined
 ): BuiltHeaders {
   const headers: ReplayHeaders = {}
   let hasArrays = false
@@ -103,6 +113,11 @@ function replayHeaders (
     const value = entry.headers[name]
     headers[name] = value
     if (typeof value !== 'string') hasArrays = true
+  }
+  if (encoded !== undefined) {
+    headers['content-encoding'] = encoded.coding
+    // RFC 9110 §8.8.3: each coding is a representation of its own, with a validator of its own.
+    if (typeof headers.etag === 'string') headers.etag = codedEtag(headers.etag, encoded.coding)
   }
   headers.age = String(age)
   const remaining = remainingSeconds(entry, now)

@@ -1,7 +1,8 @@
 import type { FastifyRequest, RouteGenericInterface } from 'fastify'
+import { CODINGS, DEFAULT_COMPRESSION, type Coding, type CompressionSettings } from './content-coding'
 import { InvalidOptionError } from './errors'
 import {
-  checkBoolean, checkFunction, checkNonNegativeInteger, checkSeconds, checkString, checkStringArray, describe
+  checkBoolean, checkFunction, checkNonNegativeInteger, checkObject, checkSeconds, checkString, checkStringArray, describe, rejectUnknown
 } from './validate'
 
 // Options that make sense for every route of a cache as well as for one route: a cache object
@@ -90,12 +91,28 @@ export interface RouteDefaults<RouteGeneric extends RouteGenericInterface = Loos
    * with `ttl: 'from-response'`, the cache's maxEntryBytes (proxied bodies are streams).
    */
   streamMaxBytes?: number
+  /**
+   * Content codings computed once when a response is stored, so that hits send compressed
+   * bytes without compressing (README, "Compression"). Only bodies of a compressible type
+   * between `minBytes` and `maxBytes`, without Content-Encoding or `no-transform`.
+   * Default `{ encodings: ['br', 'gzip'], minBytes: 1024, maxBytes: 1048576 }`; false: identity only.
+   */
+  compression?: boolean | CompressionOptions
+}
+
+export interface CompressionOptions {
+  /** Codings to store, in the order preferred when a client weights them equally. Default ['br', 'gzip']. */
+  encodings?: Coding[]
+  /** Smaller bodies are stored identity only. Default 1024. */
+  minBytes?: number
+  /** Larger bodies are stored identity only. Default 1048576 (1 MiB). */
+  maxBytes?: number
 }
 
 export const ROUTE_DEFAULT_NAMES = [
   'ttl', 'tags', 'varyHeaders', 'keyFn', 'key', 'statusCodes', 'private', 'public', 'shareAcrossHosts',
   'staleWhileRevalidate', 'staleIfError', 'staleIfErrorTimeout', 'respectRequestDirectives', 'streamMaxBytes',
-  'heuristicFreshness'
+  'heuristicFreshness', 'compression'
 ] as const
 
 export const TTL_FROM_RESPONSE = 'from-response'
@@ -122,6 +139,31 @@ export function checkRouteDefaults (where: string, options: RouteDefaults<any>):
   checkBoolean(where + 'respectRequestDirectives', options.respectRequestDirectives)
   checkBoolean(where + 'heuristicFreshness', options.heuristicFreshness)
   checkNonNegativeInteger(where + 'streamMaxBytes', options.streamMaxBytes)
+  compressionSettings(where + 'compression', options.compression)
+}
+
+const COMPRESSION_OPTIONS: ReadonlySet<string> = new Set(['encodings', 'minBytes', 'maxBytes'])
+
+/** The `compression` option, checked and completed with defaults; undefined when not given. */
+export function compressionSettings (where: string, value: unknown): CompressionSettings | false | undefined {
+  if (value === undefined) return undefined
+  if (value === false) return false
+  if (value === true) return DEFAULT_COMPRESSION
+  checkObject(where, value)
+  const options = value as CompressionOptions
+  rejectUnknown(where + '.', options, COMPRESSION_OPTIONS)
+  if (options.encodings !== undefined && (!Array.isArray(options.encodings) || options.encodings.some((coding) => !CODINGS.includes(coding)) || new Set(options.encodings).size !== options.encodings.length)) {
+    throw new InvalidOptionError(where + '.encodings', 'expected distinct codings of ' + CODINGS.join(', ') + ' (or compression: false), got ' + describe(options.encodings))
+  }
+  checkNonNegativeInteger(where + '.minBytes', options.minBytes)
+  checkNonNegativeInteger(where + '.maxBytes', options.maxBytes)
+  const settings: CompressionSettings = {
+    encodings: options.encodings ?? DEFAULT_COMPRESSION.encodings,
+    minBytes: options.minBytes ?? DEFAULT_COMPRESSION.minBytes,
+    maxBytes: options.maxBytes ?? DEFAULT_COMPRESSION.maxBytes
+  }
+  if (settings.maxBytes < settings.minBytes) throw new InvalidOptionError(where + '.maxBytes', `is below minBytes (${settings.minBytes})`)
+  return settings
 }
 
 export function statusSet (name: string, value: unknown): Set<number> | undefined {

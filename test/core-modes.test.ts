@@ -147,7 +147,8 @@ t.test('MemoryCache maxSize bounds bytes', async (t) => {
 })
 
 t.test('an entry larger than maxSize is served but not stored', async (t) => {
-  const cache = new MemoryCache({ maxSize: 500 })
+  // Identity only: with codings, the second request would be answered by the first one's flight.
+  const cache = new MemoryCache({ maxSize: 500, compression: false })
   const app = await emberApp(t)
   let n = 0
   app.get('/big', { config: { cache } }, async () => ({ n: ++n, pad: 'y'.repeat(2000) }))

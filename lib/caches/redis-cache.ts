@@ -63,7 +63,7 @@ const SOFT_SCRIPT = `redis.call('HDEL', KEYS[1], ARGV[1])
 local fields = redis.call('HGETALL', KEYS[1])
 for i = 1, #fields, 2 do
   local value = fields[i + 1]
-  if string.len(value) >= 43 and string.byte(value, 1) == 235 and string.byte(value, 2) == 202 and string.byte(value, 3) == 2 and string.byte(value, 4) == 1 then
+  if string.len(value) >= 43 and string.byte(value, 1) == 235 and string.byte(value, 2) == 202 and (string.byte(value, 3) == 2 or string.byte(value, 3) == 3) and string.byte(value, 4) == 1 then
     local flags = bit.bor(string.byte(value, 23), 4)
     redis.call('HSET', KEYS[1], fields[i], string.sub(value, 1, 22) .. string.char(flags) .. string.sub(value, 24, 27) .. string.char(255, 255, 255, 255) .. string.sub(value, 32))
   end

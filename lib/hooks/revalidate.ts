@@ -5,7 +5,8 @@ import { parseCacheControl, storableHeaders, updatedHeaders } from '../http-sema
 import { setReplayHeaders } from '../replay'
 import type { CacheRequest } from './request-state'
 import { responseEntryOf } from './response-entry'
-import { notModified, type OnSendDone } from './serve'
+import { notModified, representationOf, type OnSendDone } from './serve'
+import { varyWithEncoding } from './encode'
 import { fixedDecision, responseDecision } from './storability'
 
 // Revalidation (RFC 9111 §4.3): a stored entry that may not be used as it is, but has the
@@ -53,6 +54,11 @@ export function finishRevalidation (state: CacheRequest, reply: FastifyReply, fr
     : fixedDecision(state, stale.status, headers, cacheControl)
   const entry = responseEntryOf(settings, stale.status, headers, stale.body, decision, stale.tags)
   entry.flags |= stale.flags & FLAG_COMPUTED_ETAG
+  // The body is the same, and so are its stored codings (whatever Vary the 304 came with).
+  if (stale.encodings !== undefined && stale.encodings.length > 0) {
+    entry.encodings = stale.encodings
+    headers.vary = varyWithEncoding(headers.vary)
+  }
   let detail = 'fwd=stale; fwd-status=304'
   if (decision.refusal === undefined) {
     if (state.flight !== '') {
@@ -73,10 +79,13 @@ function answer (state: CacheRequest, reply: FastifyReply, entry: CacheEntry, de
   reply.removeHeader('content-length')
   reply.removeHeader('transfer-encoding')
   reply.code(entry.status)
-  setReplayHeaders(reply, state.settings, entry, Date.now(), 'REVALIDATED', detail, state.key)
-  if (notModified(state, entry.headers)) {
+  // The handler's 304 went through the hooks before ours; the body we send is ours to label.
+  reply.removeHeader('content-encoding')
+  const encoded = representationOf(state, entry)
+  setReplayHeaders(reply, state.settings, entry, Date.now(), 'REVALIDATED', detail, state.key, encoded)
+  if (notModified(state, entry.headers, encoded)) {
     reply.code(304)
     return done(null, null)
   }
-  done(null, state.request.method === 'HEAD' ? null : entry.body)
+  done(null, state.request.method === 'HEAD' ? null : (encoded?.body ?? entry.body))
 }

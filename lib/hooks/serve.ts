@@ -1,4 +1,5 @@
 import type { FastifyReply } from 'fastify'
+import { accepts, chooseCoding, codedEtag, type EncodedBody } from '../content-coding'
 import type { CacheEntry } from '../entry'
 import { ifNoneMatchHits, notModifiedSince } from '../http-semantics'
 import { contentRange, ifRangeHolds, parseRange } from '../http-range'
@@ -13,9 +14,14 @@ export type OnSendDone = (err: Error | null, payload?: unknown) => void
 export function serveEntry (state: CacheRequest, reply: FastifyReply, entry: CacheEntry, shortStatus: string, cacheStatus: string): void {
   state.phase = SERVED
   reply.code(entry.status)
-  setReplayHeaders(reply, state.settings, entry, Date.now(), shortStatus, cacheStatus, state.key)
-  if (notModified(state, entry.headers)) {
+  const encoded = representationOf(state, entry)
+  setReplayHeaders(reply, state.settings, entry, Date.now(), shortStatus, cacheStatus, state.key, encoded)
+  if (notModified(state, entry.headers, encoded)) {
     reply.code(304).send()
+    return
+  }
+  if (encoded !== undefined) {
+    reply.send(encoded.body)
     return
   }
   const range = rangeOf(state, entry)
@@ -30,10 +36,14 @@ export function serveEntry (state: CacheRequest, reply: FastifyReply, entry: Cac
  * RFC 9110 §13.2.2: If-None-Match takes precedence; If-Modified-Since only without it. The
  * client's own conditionals: while we revalidate, the request carries ours instead.
  */
-export function notModified (state: CacheRequest, headers: Record<string, unknown>): boolean {
+export function notModified (state: CacheRequest, headers: Record<string, unknown>, encoded?: EncodedBody): boolean {
   const revalidating = state.revalidating !== undefined
   const ifNoneMatch = revalidating ? state.clientIfNoneMatch : state.request.headers['if-none-match']
-  if (ifNoneMatch !== undefined) return typeof headers.etag === 'string' && ifNoneMatchHits(ifNoneMatch, headers.etag)
+  if (ifNoneMatch !== undefined) {
+    if (typeof headers.etag !== 'string') return false
+    // The validator of the representation this request would get (RFC 9110 §8.8.3).
+    return ifNoneMatchHits(ifNoneMatch, encoded === undefined ? headers.etag : codedEtag(headers.etag, encoded.coding))
+  }
   const ifModifiedSince = revalidating ? state.clientIfModifiedSince : state.request.headers['if-modified-since']
   // RFC 9111 §4.3.2: without Last-Modified, the stored response's Date stands in for it.
   return ifModifiedSince !== undefined && notModifiedSince(ifModifiedSince, (headers['last-modified'] ?? headers.date) as string | undefined)
@@ -60,10 +70,40 @@ function rangeOf (state: CacheRequest, entry: CacheEntry): { status: number, con
 export function replaceWithStale (state: CacheRequest, reply: FastifyReply, entry: CacheEntry, done: OnSendDone): void {
   reply.code(entry.status)
   reply.removeHeader('content-type')
-  // A compression hook that ran before ours coded the error body; the entry's body is identity.
+  // A compression hook that ran before ours coded the error body; ours says what we send.
   reply.removeHeader('content-encoding')
   setHeaderCopies(reply, entry.headers)
+  const encoded = representationOf(state, entry)
+  if (encoded !== undefined) setCoding(reply, entry, encoded)
   reply.header('age', ageSeconds(entry, Date.now()))
   setStatusHeaders(reply, state.settings, 'STALE', 'hit; fwd=stale; detail=stale-if-error', state.key)
-  done(null, entry.body)
+  done(null, encoded === undefined ? entry.body : encoded.body)
+}
+
+/**
+ * The stored coding this request gets (RFC 9110 §12.5.3), or undefined for identity. Range
+ * requests get identity: their byte offsets are the unencoded body's.
+ */
+export function representationOf (state: CacheRequest, entry: CacheEntry): EncodedBody | undefined {
+  const encodings = entry.encodings
+  if (encodings === undefined || encodings.length === 0 || state.request.headers.range !== undefined) return undefined
+  const acceptEncoding = state.request.headers['accept-encoding']
+  const chosen = chooseCoding(acceptEncoding, encodings)
+  // A client revalidating a representation it holds and still accepts gets that one selected,
+  // so the 304 confirms what it has rather than a 200 with the same content in another coding.
+  const ifNoneMatch = state.revalidating !== undefined ? state.clientIfNoneMatch : state.request.headers['if-none-match']
+  const etag = entry.headers.etag
+  if (ifNoneMatch === undefined || typeof etag !== 'string' || ifNoneMatchHits(ifNoneMatch, chosen === undefined ? etag : codedEtag(etag, chosen.coding))) return chosen
+  if (chosen !== undefined && accepts(acceptEncoding, 'identity') && ifNoneMatchHits(ifNoneMatch, etag)) return undefined
+  for (const encoded of encodings) {
+    if (encoded !== chosen && accepts(acceptEncoding, encoded.coding) && ifNoneMatchHits(ifNoneMatch, codedEtag(etag, encoded.coding))) return encoded
+  }
+  return chosen
+}
+
+/** Content-Encoding and the coded representation's own ETag. */
+function setCoding (reply: FastifyReply, entry: CacheEntry, encoded: EncodedBody): void {
+  reply.header('content-encoding', encoded.coding)
+  const etag = entry.headers.etag
+  if (typeof etag === 'string') reply.header('etag', codedEtag(etag, encoded.coding))
 }

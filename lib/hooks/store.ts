@@ -15,6 +15,7 @@ import { finishRevalidation } from './revalidate'
 import { notModified, replaceWithStale, type OnSendDone } from './serve'
 import { fixedDecision, responseDecision, type StoreDecision } from './storability'
 import { bufferStream, isStream } from './stream-buffer'
+import { encodeEntry, mayEncode, varyWithEncoding } from './encode'
 import { learnedNames } from './variants'
 
 // The onSend hook of a cached read route: stores a storable miss, freshens a revalidated
@@ -130,35 +131,78 @@ function store (state: CacheRequest, out: Outgoing): void {
   }
   const entry = responseEntryOf(settings, reply.statusCode, stored, identity, decision, withSurrogateTags(tagsOf(request, settings), out.surrogate))
   if (headers['cache-control'] === undefined && !settings.ttlFromResponse) reply.header('cache-control', freshnessHeader(entry.ttl, settings.scope))
-  const { cache } = settings
+  // Hits will send the body in the client's best coding: this answer varies on Accept-Encoding too.
+  const encodable = mayEncode(settings, reply.statusCode, stored, identity, cacheControl)
+  if (encodable) {
+    stored.vary = varyWithEncoding(stored.vary)
+    reply.header('vary', varyWithEncoding(reply.getHeader('vary')))
+  }
   // An invalidation of this key (or its tags, or everything) that ran while the handler worked
   // wins: this response may predate it.
-  if (cache.invalidations.touches(state.mark, state.key, entry.tags)) {
+  if (settings.cache.invalidations.touches(state.mark, state.key, entry.tags)) {
     state.settle(undefined)
     setStatusHeaders(reply, settings, 'MISS', state.forward + '; detail=invalidated', state.key)
     return out.done(null, out.payload)
   }
+  setStatusHeaders(reply, settings, 'MISS', state.forward + '; stored; ttl=' + entry.ttl, state.key)
+  const respond = (): void => {
+    if (notModified(state, stored)) {
+      reply.code(304)
+      return out.done(null, null)
+    }
+    out.done(null, out.payload)
+  }
+  const commit: Commit = { state, entry, variant, learned }
+  const encoding = encodable ? encodeEntry(settings, entry) : undefined
+  if (encoding === undefined) {
+    return commitEntry(commit, (taken) => {
+      // A shared backend that did not take it: down, or an invalidation elsewhere in the fleet won.
+      if (taken === false) setStatusHeaders(reply, settings, 'MISS', state.forward + '; detail=not-stored', state.key)
+      respond()
+    })
+  }
+  // The client does not wait for the compression: it gets its answer now; the entry is stored
+  // with its codings once they are made. Requests for the key meanwhile wait on this request's
+  // flight (and other instances on its fill lock), as they would for a slow store.
+  respond()
+  encoding.then((encodings) => {
+    if (encodings !== undefined) entry.encodings = encodings
+    // The compression took time: an invalidation since wins as it would have before.
+    if (settings.cache.invalidations.touches(state.mark, state.key, entry.tags)) return state.settle(undefined)
+    commitEntry(commit, () => {})
+  }).catch((err: unknown) => {
+    state.settle(undefined)
+    request.log.warn({ err, cache: settings.cache.name, route: settings.label }, 'ember-cache: storing a compressed entry failed')
+  })
+}
+
+/** An entry on its way into the cache. */
+interface Commit {
+  state: CacheRequest
+  entry: CacheEntry
+  variant: string
+  /** Header names the response's own Vary added to the route's (a pointer is stored too). */
+  learned: string[]
+}
+
+/** Hands the entry to this process's waiters, writes it, counts it; `after` gets what the backend said. */
+function commitEntry ({ state, entry, variant, learned }: Commit, after: (taken: unknown) => void): void {
+  const { settings } = state
+  const { cache } = settings
   // Waiters in this process get the entry now (unless it may not be used as it is); other
   // instances once it is stored.
   if (state.flight !== '') {
     cache.flights.settle(state.flight, Date.now() < freshUntil(entry) ? { entry, variant } : undefined)
     state.flight = ''
   }
-  setStatusHeaders(reply, settings, 'MISS', state.forward + '; stored; ttl=' + entry.ttl, state.key)
-  const after = (taken: unknown): void => {
+  const stored = (taken: unknown): void => {
     state.settle(undefined)
-    // A shared backend that did not take it: down, or an invalidation elsewhere in the fleet won.
-    if (taken === false) setStatusHeaders(reply, settings, 'MISS', state.forward + '; detail=not-stored', state.key)
     const counters = settings.counters
     if (counters !== undefined) {
       if (taken === false) counters.notStored++
       else counters.stores++
     }
-    if (notModified(state, stored)) {
-      reply.code(304)
-      return out.done(null, null)
-    }
-    out.done(null, out.payload)
+    after(taken)
   }
   const write = (): unknown => learned.length === 0
     ? cache.store(state.key, variant, entry, state.fence)
@@ -166,8 +210,8 @@ function store (state: CacheRequest, out: Outgoing): void {
   const storing = channels.store.hasSubscribers
     ? trace(channels.store, { cache: cache.name, route: settings.label, keyHash: keyHash(state.key) }, write, (taken) => taken === false ? 'not-stored' : 'stored')
     : write()
-  if (storing instanceof Promise) storing.then(after, () => after(false))
-  else after(storing)
+  if (storing instanceof Promise) storing.then(stored, () => stored(false))
+  else stored(storing)
 }
 
 /** A response that varies on learned headers: its pointer at the base variant, and itself. */

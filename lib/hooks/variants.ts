@@ -29,7 +29,7 @@ function follow (state: CacheRequest, found: LookupResult): LookupResult | Promi
 /**
  * The request headers a response varies on beyond the route's configured ones, lower-case and
  * sorted (so `Vary: a, b` and `Vary: b, a` select the same variants). Accept-Encoding is left
- * out: the identity body is stored and compression negotiates per response.
+ * out: one entry holds every stored coding of the body, chosen per request.
  */
 export function learnedNames (vary: string | string[] | undefined, configured: readonly string[]): string[] {
   if (vary === undefined) return []

@@ -8,6 +8,7 @@ import type { RouteSettings } from '../options'
 import { baseVariant, originOf } from '../variant'
 import { bodyOf, responseEntryOf, tagsOf } from './response-entry'
 import type { OnSendDone } from './serve'
+import { encodeEntry, mayEncode, varyWithEncoding } from './encode'
 
 /**
  * The onSend hook of a write route (any unsafe method): after a non-error answer (2xx, 3xx;
@@ -25,11 +26,18 @@ export function buildWriteHook (settings: RouteSettings, targets: TargetBuilder[
     if (key !== undefined) {
       const entry = writeThrough && status < 300 ? responseEntry(reply, payload, settings, request) : undefined
       if (entry !== undefined) {
+        const encodable = mayEncode(settings, 200, entry.headers, entry.body, parseCacheControl(entry.headers['cache-control']))
+        if (encodable) entry.headers.vary = varyWithEncoding(entry.headers.vary)
         // Every other variant of the key (other varyHeaders values, hosts, Vary learned by the
         // GET route) holds the old representation: drop them all, then store. invalidate()
         // is recorded first, so older misses in flight do not overwrite what this write stores.
         const variant = baseVariant(request, settings.variants)
-        work.push(cache.invalidate({ key }).then(async () => { await cache.store(key, variant, entry) }))
+        work.push(cache.invalidate({ key }).then(async () => {
+          // The write's answer waits for its entry anyway: the codings are made first, in the pool.
+          const encodings = encodable ? await encodeEntry(settings, entry) : undefined
+          if (encodings !== undefined) entry.encodings = encodings
+          await cache.store(key, variant, entry)
+        }))
       } else {
         work.push(cache.invalidate({ key }))
       }
