@@ -9,8 +9,9 @@ import type { FastifyRequest } from 'fastify'
 export type KeyBuilder = (request: FastifyRequest) => string
 
 /**
- * Key of a request URL. Parameters are ordered by name with a stable sort, so repeated names
- * keep their order (`?a=2&a=1` is a different list than `?a=1&a=2`). Values stay as sent.
+ * Key of a request URL. Parameters are ordered by (decoded) name with a stable sort, so repeated
+ * names keep their order (`?a=2&a=1` is a different list than `?a=1&a=2`). Names and values stay
+ * as sent.
  */
 export function urlKey (method: string, url: string): string {
   const q = url.indexOf('?')
@@ -35,9 +36,21 @@ function byName (a: string, b: string): number {
   return an < bn ? -1 : an > bn ? 1 : 0
 }
 
+/**
+ * A parameter's name as the query parser sees it: `%61` and `a` are one name, and so are `a+b`
+ * and `a%20b`, so their relative order is kept (the handler gets `a` as an array in that order).
+ * Sorting by the raw text let `?a=evil&%61=1` share the key of `?%61=1&a=evil` while the handler
+ * saw the values the other way round (found by test/safety-poisoning.test.ts).
+ */
 function paramName (param: string): string {
   const eq = param.indexOf('=')
-  return eq === -1 ? param : param.slice(0, eq)
+  const raw = eq === -1 ? param : param.slice(0, eq)
+  if (raw.indexOf('%') === -1 && raw.indexOf('+') === -1) return raw
+  try {
+    return decodeURIComponent(raw.replace(/\+/g, ' '))
+  } catch {
+    return raw
+  }
 }
 
 const PLACEHOLDER = /\{([^{}]+)\}/g

@@ -42,7 +42,22 @@ export function parseCacheControl (header: string | string[] | number | undefine
     if (previous === undefined) directives.set(element.name, element.value)
     else if (previous !== element.value) directives.set(element.name, CONFLICTING)
   }
+  if (text.includes('"')) addQuotedRestrictions(text, directives)
   return directives
+}
+
+const RESTRICTIVE = /(?:^|[\s,"])(no-store|no-cache|private|must-revalidate|proxy-revalidate)(?=$|[\s,=";])/gi
+
+/**
+ * Quotes decide what is a list element: a stray or unbalanced one can make `no-store` part of
+ * some quoted value (`foo="x, no-store, "`). When in doubt, restrict: a restrictive directive's
+ * name anywhere in a header with quotes counts as given. Found by test/properties.test.ts.
+ */
+function addQuotedRestrictions (text: string, directives: Directives): void {
+  for (const match of text.matchAll(RESTRICTIVE)) {
+    const name = match[1].toLowerCase()
+    if (!directives.has(name)) directives.set(name, '')
+  }
 }
 
 const TOKEN_CHAR = /[!#$%&'*+.^_`|~0-9A-Za-z-]/
@@ -82,6 +97,12 @@ function readElement (text: string, start: number): { name: string | undefined, 
     if (text[i] !== ' ' && text[i] !== '\t') valid = false
     i++
   }
+  // A malformed element ends at its first comma: a stray quote must not swallow the elements
+  // after it (`foo="x, no-store` still says no-store). Found by test/properties.test.ts.
+  if (!valid) {
+    const comma = text.indexOf(',', start)
+    if (comma !== -1 && comma < i) i = comma
+  }
   return { name: valid ? name : undefined, value, end: i }
 }
 
@@ -116,8 +137,8 @@ const varyMemo = new Map<string, readonly string[]>()
 
 /**
  * RFC 9110 §12.5.5: the request headers a response varies on, lower-case (`*` kept).
- * Accept-Encoding is left out: the cache stores the identity body, and compression
- * (@fastify/compress) negotiates per response, hits included. Memoized: runs on hits.
+ * Accept-Encoding is left out: one entry holds the body in every stored coding and each
+ * request gets its own (content-coding.ts), so it never selects a variant. Memoized: runs on hits.
  */
 export function varyNames (vary: string | string[]): readonly string[] {
   const text = typeof vary === 'string' ? vary : vary.join(',')
