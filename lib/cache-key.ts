@@ -98,6 +98,50 @@ interface Placeholder {
 export function compileTemplate (
   template: string, params: ReadonlySet<string>, invalid: (message: string) => Error, escape?: (value: string) => string
 ): KeyBuilder {
+  const parsed = parseTemplate(template, params, invalid)
+  if (parsed.placeholders.length === 0) return () => template
+  return (request) => fillTemplate(parsed, request, escape === undefined ? undefined : (value) => escape(value))
+}
+
+/**
+ * Compiles a URL-shaped target (`GET:/users/{id}/widgets*`), whose entries are keyed on the URL
+ * as the client spelled it, while a placeholder's value is what the router decoded. A client
+ * may have sent `john doe` as `john%20doe` or `john+doe`, `*` as `%2A`: the compiled template
+ * gives the target in each spelling clients use (`SPELLINGS`), the same one for every
+ * placeholder, without duplicates; `escape` applies after spelling (escapeGlob for patterns).
+ */
+export function compileUrlTemplate (
+  template: string, params: ReadonlySet<string>, invalid: (message: string) => Error, escape?: (value: string) => string
+): (request: FastifyRequest) => string[] {
+  const parsed = parseTemplate(template, params, invalid)
+  if (parsed.placeholders.length === 0) return () => [template]
+  return (request) => {
+    const spelled = new Set<string>()
+    for (const spell of SPELLINGS) {
+      spelled.add(fillTemplate(parsed, request, (value, fromQuery) => {
+        const text = spell(value, fromQuery)
+        return escape === undefined ? text : escape(text)
+      }))
+    }
+    return [...spelled]
+  }
+}
+
+/** How clients write a value in a URL: as is, as encodeURIComponent does, every reserved character percent-encoded, and as a form (URLSearchParams) does in a query. */
+const SPELLINGS: ReadonlyArray<(value: string, fromQuery: boolean) => string> = [
+  (value) => value,
+  (value) => encodeURIComponent(value),
+  (value) => encodeURIComponent(value).replace(/[!'()*]/g, (c) => '%' + c.charCodeAt(0).toString(16).toUpperCase()),
+  (value, fromQuery) => fromQuery ? new URLSearchParams([['', value]]).toString().slice(1) : value
+]
+
+interface ParsedTemplate {
+  literals: string[]
+  placeholders: Placeholder[]
+  tail: string
+}
+
+function parseTemplate (template: string, params: ReadonlySet<string>, invalid: (message: string) => Error): ParsedTemplate {
   const literals: string[] = []
   const placeholders: Placeholder[] = []
   let last = 0
@@ -106,16 +150,17 @@ export function compileTemplate (
     placeholders.push(placeholderOf(match[1].trim(), params, invalid))
     last = (match.index ?? 0) + match[0].length
   }
-  const tail = template.slice(last)
-  if (placeholders.length === 0) return () => template
-  return (request) => {
-    let out = ''
-    for (let i = 0; i < placeholders.length; i++) {
-      const value = placeholderValue(request, placeholders[i])
-      out += literals[i] + (escape === undefined ? value : escape(value))
-    }
-    return out + tail
+  return { literals, placeholders, tail: template.slice(last) }
+}
+
+function fillTemplate (parsed: ParsedTemplate, request: FastifyRequest, transform?: (value: string, fromQuery: boolean) => string): string {
+  const { literals, placeholders } = parsed
+  let out = ''
+  for (let i = 0; i < placeholders.length; i++) {
+    const value = placeholderValue(request, placeholders[i])
+    out += literals[i] + (transform === undefined ? value : transform(value, placeholders[i].fromQuery))
   }
+  return out + parsed.tail
 }
 
 function placeholderOf (text: string, params: ReadonlySet<string>, invalid: (message: string) => Error): Placeholder {

@@ -1,5 +1,5 @@
 import type { FastifyBaseLogger, FastifyRequest } from 'fastify'
-import { MissingPlaceholderError, compileTemplate, escapeGlob } from './cache-key'
+import { MissingPlaceholderError, compileTemplate, compileUrlTemplate, escapeGlob } from './cache-key'
 import type { EmberCache, InvalidationReport, InvalidationTarget } from './caches/cache'
 import { InvalidOptionError, InvalidTargetError, InvalidationFailedError, PatternNotSupportedError } from './errors'
 import { describeBackendError } from './observe'
@@ -7,8 +7,8 @@ import { describeBackendError } from './observe'
 // Invalidation targets: compiled once per write route, and run over several caches at once
 // (fastify.emberCache.invalidate, reply.cacheInvalidate). The write hook is in hooks/write.ts.
 
-/** A write route's target for one request; undefined when a placeholder has no value in it. */
-export type TargetBuilder = (request: FastifyRequest) => InvalidationTarget | undefined
+/** A write route's targets for one request; none when a placeholder has no value in it. */
+export type TargetBuilder = (request: FastifyRequest) => InvalidationTarget[]
 
 /**
  * Compiles a route's `invalidate` list once. `{name}` fills from the route's params and
@@ -20,10 +20,7 @@ export function compileTargets (list: string[], cache: EmberCache, where: string
   return list.map((entry) => {
     if (!entry.startsWith(SOFT_PREFIX)) return compileTarget(entry, cache, where, params)
     const build = compileTarget(entry.slice(SOFT_PREFIX.length), cache, where, params)
-    return (request) => {
-      const target = build(request)
-      return target === undefined ? undefined : { ...(target as object), soft: true } as InvalidationTarget
-    }
+    return (request) => build(request).map((target) => ({ ...(target as object), soft: true }) as InvalidationTarget)
   })
 }
 
@@ -33,25 +30,38 @@ function compileTarget (text: string, cache: EmberCache, where: string, params: 
   const invalid = (message: string): Error => new InvalidOptionError(where, JSON.stringify(text) + ': ' + message)
   if (text.startsWith('tags:')) {
     const builders = text.slice(5).split(',').map((tag) => compileTemplate(tag.trim(), params, invalid))
-    return fillOrSkip(text, (request) => ({ tags: builders.map((build) => build(request)) }))
+    return fillOrSkip(text, (request) => [{ tags: builders.map((build) => build(request)) }])
   }
+  // Entries keyed on a URL (`GET:/users/{id}`) hold the client's spelling of the value.
+  const urlShaped = URL_KEY.test(text)
   if (/[*?[]/.test(text.replace(/\{[^{}]+\}/g, ''))) {
     if (cache.kind === 'memcached') {
       throw new InvalidOptionError(where, 'pattern ' + JSON.stringify(text) + ' cannot be used with a Memcached cache (no pattern invalidation); use keys or tags:')
     }
     // Request values fill in as literals: a param of `*` must not widen the pattern.
+    if (urlShaped) {
+      const buildPatterns = compileUrlTemplate(text, params, invalid, escapeGlob)
+      return fillOrSkip(text, (request) => buildPatterns(request).map((pattern) => ({ pattern })))
+    }
     const buildPattern = compileTemplate(text, params, invalid, escapeGlob)
-    return fillOrSkip(text, (request) => ({ pattern: buildPattern(request) }))
+    return fillOrSkip(text, (request) => [{ pattern: buildPattern(request) }])
+  }
+  if (urlShaped) {
+    const buildKeys = compileUrlTemplate(text, params, invalid)
+    return fillOrSkip(text, (request) => [{ keys: buildKeys(request) }])
   }
   const build = compileTemplate(text, params, invalid)
-  return fillOrSkip(text, (request) => ({ key: build(request) }))
+  return fillOrSkip(text, (request) => [{ key: build(request) }])
 }
+
+/** The documented key form of a request: a method, a colon and a path. */
+const URL_KEY = /^[A-Z]+:\//
 
 /**
  * A target whose template lacks a value in some request cannot name the right entries: it is
  * skipped for that request, with one warning per target (not per request) so logs stay readable.
  */
-function fillOrSkip (text: string, build: (request: FastifyRequest) => InvalidationTarget): TargetBuilder {
+function fillOrSkip (text: string, build: (request: FastifyRequest) => InvalidationTarget[]): TargetBuilder {
   let warned = false
   return (request) => {
     try {
@@ -62,7 +72,7 @@ function fillOrSkip (text: string, build: (request: FastifyRequest) => Invalidat
         warned = true
         request.log.warn({ target: text, placeholder: err.placeholder }, 'ember-cache: invalidation target skipped: a placeholder has no value in this request')
       }
-      return undefined
+      return []
     }
   }
 }

@@ -1,7 +1,8 @@
 // Regression tests for what the reliability and security suite (issue 19) found. Each test is
 // named after the defect; each failed on the code before its fix.
 import t from 'tap'
-import { countingApp } from './helpers/apps'
+import { MemoryCache } from '../lib/index'
+import { countingApp, emberApp } from './helpers/apps'
 
 t.test('a stray quote in Cache-Control hid the no-store after it: the response was stored (found by test/properties.test.ts)', async (t) => {
   const { app, calls } = await countingApp(t, (_request, reply, run) => {
@@ -48,4 +49,27 @@ t.test('a + in a parameter name is a space: ?a+b=2&a%20b=1 and ?a%20b=1&a+b=2 ar
   t.same(first.json().v, ['2', '1'])
   t.same(second.json().v, ['1', '2'])
   t.equal(calls(), 2)
+})
+
+t.test('a write target filled from a param missed entries whose URL the client percent-encoded: /users/john%20doe/widgets stayed stale after the write (found by test/safety-abuse.test.ts)', async (t) => {
+  const app = await emberApp(t)
+  const cache = new MemoryCache()
+  let version = 1
+  app.get('/users/:userId/widgets', { config: { cache } }, async () => ({ version }))
+  app.get('/teams', { config: { cache } }, async () => ({ version }))
+  app.post('/users/:userId/widgets', { config: { cache: { cache, invalidate: ['GET:/users/{userId}/widgets*', 'GET:/teams?name={query.team}'] } } }, async () => {
+    version++
+    return { version }
+  })
+  await app.ready()
+  const reads = ['/users/john%20doe/widgets', '/users/john doe/widgets'.replace(' ', '%20') + '?page=2', '/users/%2A/widgets', '/teams?name=red%20sox', '/teams?name=red+sox', '/teams?name=red%2Bsox']
+  for (const url of reads) t.equal((await app.inject(url)).json().version, 1)
+  await app.inject({ method: 'POST', url: '/users/john%20doe/widgets?team=red%20sox' })
+  for (const url of reads.filter((url) => url.includes('john') || url.includes('red%20') || url.includes('red+'))) {
+    t.equal((await app.inject(url)).json().version, 2, `${url} is fresh after the write`)
+  }
+  t.equal((await app.inject('/users/%2A/widgets')).headers['x-cache'], 'HIT', 'another user is kept')
+  t.equal((await app.inject('/teams?name=red%2Bsox')).headers['x-cache'], 'HIT', 'team "red+sox" is another team, kept')
+  await app.inject({ method: 'POST', url: '/users/*/widgets' })
+  t.equal((await app.inject('/users/%2A/widgets')).json().version, 3, 'user * spelled %2A is fresh after a write to /users/*')
 })

@@ -9,11 +9,16 @@ import { EmberCache, VARIANT_SEPARATOR, entryId, type CacheOptions, type LookupR
 export interface LocalCacheOptions extends CacheOptions {
   /** Most entries kept (variants count one each); least recently used go first. Default 10 000. */
   max?: number
-  /** Most bytes kept (bodies plus headers, approximately). Default: unbounded. */
+  /** Most bytes kept (keys, bodies and headers, approximately). Default: unbounded. */
   maxSize?: number
 }
 
 const DEFAULT_MAX = 10_000
+
+/** What an entry costs the process: its id (key and variant) and the entry itself. */
+function heldSize (entry: CacheEntry, id: string): number {
+  return entrySize(entry) + id.length
+}
 
 /**
  * Entries held in this process, as decoded objects: a hit costs a Map lookup, no decoding.
@@ -42,7 +47,9 @@ export abstract class LocalCache extends EmberCache {
       // from storedAt on every hit. A coarse clock spares lru-cache a timer per millisecond
       // (an L1 tier, whose ttl is the point, keeps a finer one).
       ttlResolution: keepAtMostMs > 0 ? 50 : 1000,
-      ...(maxSize === undefined ? {} : { maxSize, sizeCalculation: entrySize }),
+      // The id counts: under a cache-busting flood of long query strings the keys are most of
+      // what is held (found by test/safety-abuse.test.ts).
+      ...(maxSize === undefined ? {} : { maxSize, sizeCalculation: heldSize }),
       // dispose, not disposeAfter: unindex touches only our own maps, so it may run inside the
       // LRU's set(); disposeAfter would queue a tuple per eviction, one per miss on a full cache.
       dispose: (entry, id, reason) => {
@@ -136,7 +143,7 @@ export abstract class LocalCache extends EmberCache {
   bytesHeld (): number {
     if (this.mayRefuse) return this.entries.calculatedSize
     let bytes = 0
-    for (const entry of this.entries.values()) bytes += entrySize(entry)
+    for (const [id, entry] of this.entries.entries()) bytes += heldSize(entry, id)
     return bytes
   }
 

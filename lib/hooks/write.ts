@@ -48,8 +48,7 @@ export function buildWriteHook (settings: RouteSettings, targets: TargetBuilder[
       if (target !== undefined && target !== key) work.push(cache.invalidate({ key: target }))
     }
     for (const build of targets) {
-      const target = build(request)
-      if (target !== undefined) work.push(cache.invalidate(target))
+      for (const target of build(request)) work.push(cache.invalidate(target))
     }
     Promise.all(work).then(() => done(null, payload), (err: unknown) => {
       // The cache queued what it could not do and serves no hits until it has run it; the
