@@ -150,6 +150,7 @@ export class RedisCache extends RemoteCache {
     }
     // ioredis emits 'error' on every failed reconnect; the breaker logs incidents instead.
     this.client.on('error', () => {})
+    this.client.on('ready', () => { this.backendReady() })
   }
 
   protected async readBytes (key: string, variant: string): Promise<Buffer | null> {

@@ -296,6 +296,15 @@ export abstract class RemoteCache extends EmberCache {
     return true
   }
 
+  /**
+   * The backend's connection is (re)established: run what is queued at once. Other instances
+   * read the backend as soon as they reconnect too, and a backend that kept its data (AOF, a
+   * replica) still holds what the queue removes: the sooner it runs, the shorter that window.
+   */
+  protected backendReady (): void {
+    if (this.queued.length > 0) this.drain().catch(() => {})
+  }
+
   /** Retries the queue after the breaker's cooldown, without waiting for a request to ask. */
   private scheduleRetry (): void {
     if (this.retryTimer !== undefined || this.opening === undefined) return
