@@ -86,7 +86,7 @@ export interface CacheStats extends CacheCounters {
   kind: string
   /** Entries held in this process (in-process caches; the L1 tier of remote ones). */
   entries?: number
-  /** Approximate bytes of those entries (bodies plus headers). */
+  /** Approximate bytes of those entries (keys, bodies and headers). */
   bytes?: number
   /** Remote caches: whether the backend is being asked ('closed'), not ('open'), or by one probe. */
   breaker?: 'closed' | 'open' | 'probing'

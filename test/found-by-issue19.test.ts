@@ -1,7 +1,12 @@
 // Regression tests for what the reliability and security suite (issue 19) found. Each test is
 // named after the defect; each failed on the code before its fix.
 import t from 'tap'
-import { MemoryCache } from '../lib/index'
+import type { FastifyInstance } from 'fastify'
+import { MemoryCache, RedisCache } from '../lib/index'
+import { freshPrefix } from './helpers/backend-suite'
+import { delayProxy } from './helpers/delay-proxy'
+import { sleep } from './helpers/fault-kit'
+import { startRedis } from './helpers/servers'
 import { countingApp, emberApp } from './helpers/apps'
 
 t.test('a stray quote in Cache-Control hid the no-store after it: the response was stored (found by test/properties.test.ts)', async (t) => {
@@ -72,4 +77,57 @@ t.test('a write target filled from a param missed entries whose URL the client p
   t.equal((await app.inject('/teams?name=red%2Bsox')).headers['x-cache'], 'HIT', 'team "red+sox" is another team, kept')
   await app.inject({ method: 'POST', url: '/users/*/widgets' })
   t.equal((await app.inject('/users/%2A/widgets')).json().version, 3, 'user * spelled %2A is fresh after a write to /users/*')
+})
+
+t.test('an instance without an L1 did not announce its invalidations: another instance\'s L1 kept serving the invalidated entry (found by test/soak.test.ts)', async (t) => {
+  const redis = await startRedis()
+  t.teardown(() => redis.stop())
+  const keyPrefix = freshPrefix('announce')
+  let version = 1
+  const member = async (cache: RedisCache): Promise<FastifyInstance> => {
+    const app = await emberApp(t)
+    app.get('/doc', { config: { cache: { cache, ttl: 60 } } }, async () => ({ version }))
+    await app.ready()
+    return app
+  }
+  const withL1 = await member(new RedisCache({ url: redis.url, keyPrefix, l1: true }))
+  const withoutL1 = await member(new RedisCache({ url: redis.url, keyPrefix }))
+  t.equal((await withL1.inject('/doc')).json().version, 1)
+  t.match((await withL1.inject('/doc')).headers['cache-status'], /detail=l1/, 'held in L1')
+  version = 2
+  await withoutL1.emberCache.invalidate({ key: 'GET:/doc' })
+  await sleep(50)
+  t.equal((await withL1.inject('/doc')).json().version, 2, 'the L1 instance heard of the invalidation')
+})
+
+t.test('an L2 read that raced an invalidation filled L1 after the bus had dropped the key: the old entry was served until l1.ttl (found while fixing the soak\'s stale reads)', async (t) => {
+  const redis = await startRedis()
+  t.teardown(() => redis.stop())
+  // B's commands go through a proxy that holds Redis' replies back; its bus listens directly.
+  const proxy = await delayProxy(redis.port)
+  t.teardown(() => proxy.close())
+  const keyPrefix = freshPrefix('race')
+  let version = 1
+  const member = async (cache: RedisCache): Promise<FastifyInstance> => {
+    const app = await emberApp(t)
+    app.get('/doc', { config: { cache: { cache, ttl: 60 } } }, async () => ({ version }))
+    await app.ready()
+    return app
+  }
+  const a = await member(new RedisCache({ url: redis.url, keyPrefix }))
+  const b = await member(new RedisCache({ url: proxy.url, keyPrefix, commandTimeout: 2_000, l1: true, bus: { url: redis.url } }))
+  await a.inject('/doc')
+  await sleep(20)
+  proxy.toClientMs = 150
+  // B reads (Redis answers at once with the old entry; the reply reaches B 150 ms later)...
+  const racing = b.inject('/doc')
+  await sleep(30)
+  // ...while A invalidates: Redis drops the entry, and the bus tells B before its reply arrives.
+  version = 2
+  await a.emberCache.invalidate({ key: 'GET:/doc' })
+  t.equal((await racing).json().version, 1, 'the racing read began before the invalidation: the old entry is a fair answer for it')
+  proxy.toClientMs = 0
+  const after = await b.inject('/doc')
+  t.equal(after.json().version, 2, 'but it was not kept in L1: the next read gets the new data')
+  t.notMatch(after.headers['cache-status'], /detail=l1/)
 })

@@ -39,14 +39,18 @@ export class CoherenceBus {
 
   constructor (
     private readonly publisher: Redis | Cluster,
-    /** A connection of its own: a subscribed connection cannot run other commands. */
-    private readonly subscriber: Redis | Cluster,
+    /**
+     * A connection of its own (a subscribed connection cannot run other commands); none for an
+     * instance without an in-process tier, which only announces.
+     */
+    private readonly subscriber: Redis | Cluster | undefined,
     readonly channel: string,
     private readonly handlers: BusHandlers,
     private readonly log: () => FastifyBaseLogger,
     /** The cache's name, for logs. */
     private readonly cacheName: () => string
   ) {
+    if (subscriber === undefined) return
     subscriber.on('message', (channel: string, text: string) => {
       if (channel === this.channel) this.receive(text)
     })
@@ -73,6 +77,7 @@ export class CoherenceBus {
   }
 
   async open (): Promise<void> {
+    if (this.subscriber === undefined) return
     const status = this.subscriber.status
     if (status === 'wait' || status === 'end') await this.subscriber.connect()
     await this.subscriber.subscribe(this.channel)
@@ -109,7 +114,7 @@ export class CoherenceBus {
   /** Closes the subscription, and the publisher when the bus made it (not the cache's own client). */
   async close (closePublisher: boolean): Promise<void> {
     this.subscribed = false
-    const clients = closePublisher ? [this.subscriber, this.publisher] : [this.subscriber]
+    const clients = [this.subscriber, closePublisher ? this.publisher : undefined].filter((client) => client !== undefined)
     await Promise.all(clients.map(async (client) => {
       try {
         await client.quit()

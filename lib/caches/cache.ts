@@ -95,6 +95,8 @@ export function entryId (key: string, variant: string): string {
 
 const DEFAULT_VALUE_TTL = 60
 const DEFAULT_MAX_ENTRY_BYTES = 5 * 1024 * 1024
+/** The longest close() waits for stores, lock releases and refreshes still running. */
+const CLOSE_GRACE_MS = 2_000
 
 const noop = (): void => {}
 const silentLogger = {
@@ -139,6 +141,8 @@ export abstract class EmberCache {
   protected log: FastifyBaseLogger = silentLogger
   private readonly givenName: string | undefined
   private users = 0
+  /** Work that outlives its response (stores, fill-lock releases, refreshes): close() lets it finish. */
+  private readonly background = new Set<Promise<unknown>>()
   /** Set while the backend is open (or opening); undefined before the first use and after close(). */
   protected opening: Promise<void> | undefined
 
@@ -198,8 +202,30 @@ export abstract class EmberCache {
       if (this.users > 0) return
     }
     if (this.opening === undefined) return
+    await this.settleBackground()
     this.opening = undefined
     await this.shutdown()
+  }
+
+  /**
+   * Keeps `work` (a store, a lock release, a refresh that outlives its response) until it
+   * settles, so that close() can wait for it: closing under it left fill locks behind and
+   * entries half stored (found by test/faults-slow-and-close.test.ts).
+   */
+  track (work: Promise<unknown>): void {
+    const settled: Promise<unknown> = work.then(() => { this.background.delete(settled) }, () => { this.background.delete(settled) })
+    this.background.add(settled)
+  }
+
+  /** Waits for tracked work (and the work it starts) to settle, at most CLOSE_GRACE_MS. */
+  private async settleBackground (): Promise<void> {
+    const deadline = Date.now() + CLOSE_GRACE_MS
+    while (this.background.size > 0 && Date.now() < deadline) {
+      let timer: NodeJS.Timeout | undefined
+      const late = new Promise((resolve) => { timer = setTimeout(resolve, deadline - Date.now()) })
+      await Promise.race([Promise.all(this.background), late])
+      clearTimeout(timer)
+    }
   }
 
   /** Opens the backend once; the same promise for every caller until close(). */

@@ -6,7 +6,7 @@ import { InvalidOptionError, InvalidTargetError } from '../errors'
 import { checkBoolean, checkObject, checkPositiveInteger, checkString, describe } from '../validate'
 import type { Fence, FillLock, ParsedTarget } from './cache'
 import { loadIoredis } from './ioredis-loader'
-import { RemoteCache, withTimeout, type RemoteCacheOptions } from './remote-cache'
+import { RemoteCache, withTimeout, type BusConnections, type RemoteCacheOptions } from './remote-cache'
 
 export interface RedisCacheOptions extends RemoteCacheOptions {
   /** `redis://[:password@]host:port[/db]`. */
@@ -272,11 +272,12 @@ export class RedisCache extends RemoteCache {
     return true
   }
 
-  /** The bus publishes on the cache's own client and listens on a duplicate of it. */
-  protected override busConnections (): { publisher: Redis | Cluster, subscriber: Redis | Cluster, own: boolean } | undefined {
+  /** The bus publishes on the cache's own client and listens (with an L1) on a duplicate of it. */
+  protected override busConnections (listen: boolean): BusConnections | undefined {
     if (this.busOptions === false) return undefined
-    const given = super.busConnections()
+    const given = super.busConnections(listen)
     if (given !== undefined) return given
+    if (!listen) return { publisher: this.client, subscriber: undefined, own: false }
     const subscriber = this.client instanceof loadIoredis().Cluster ? this.client.duplicate() : (this.client as Redis).duplicate()
     subscriber.on('error', () => {})
     return { publisher: this.client, subscriber, own: false }
@@ -329,9 +330,9 @@ export class RedisCache extends RemoteCache {
         return taken === 'OK' ? token : undefined
       },
       release: (key, variant, token) => {
-        this.script(RELEASE_SCRIPT, lockKey(key, variant), [token]).catch(() => {
+        this.track(this.script(RELEASE_SCRIPT, lockKey(key, variant), [token]).catch(() => {
           // The lock expires by itself after `ttl`.
-        })
+        }))
       },
       isHeld: async (key, variant) => await this.bounded(this.client.exists(lockKey(key, variant))) === 1
     }

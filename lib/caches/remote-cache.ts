@@ -9,6 +9,7 @@ import { L1Tier } from './local-cache'
 import { BYPASS, EmberCache, entryId, type CacheOptions, type Fence, type LookupResult, type ParsedTarget } from './cache'
 import { CircuitBreaker, type CircuitBreakerOptions } from './circuit-breaker'
 import { DecodedEntries } from './decoded-entries'
+import { InvalidationLog } from '../invalidation-log'
 
 /** The in-process tier in front of a shared store. */
 export interface L1Options {
@@ -22,6 +23,9 @@ export interface L1Options {
    */
   ttl?: number
 }
+
+/** The bus's connections; `own` when the bus made the publisher (and so closes it). */
+export interface BusConnections { publisher: Redis | Cluster, subscriber: Redis | Cluster | undefined, own: boolean }
 
 /** Where the coherence bus runs: a Redis server (for Memcached and custom stores). */
 export interface BusOptions {
@@ -80,6 +84,8 @@ export abstract class RemoteCache extends EmberCache {
   private readonly decoded = new DecodedEntries()
   /** The in-process tier, when configured. */
   protected readonly l1: L1Tier | undefined
+  /** Changes applied to L1 (own invalidations, bus messages): an L1 fill that raced one is dropped. */
+  private readonly l1Changes = new InvalidationLog()
   /** The coherence bus, once open (when configured). */
   private bus: CoherenceBus | undefined
   protected readonly busOptions: false | BusOptions | undefined
@@ -138,8 +144,12 @@ export abstract class RemoteCache extends EmberCache {
     return new L1Tier(where + '.l1', { max: given.max ?? DEFAULT_L1_MAX, maxSize: given.maxSize ?? DEFAULT_L1_MAX_SIZE, ttlMs: ttl * 1000 })
   }
 
-  /** The connections of the bus: RedisCache duplicates its own; others connect to `bus.url`. */
-  protected busConnections (): { publisher: Redis | Cluster, subscriber: Redis | Cluster, own: boolean } | undefined {
+  /**
+   * The connections of the bus: RedisCache publishes on its own client and listens on a
+   * duplicate; others connect to `bus.url`. Without `listen` (no L1 to keep in step) only a
+   * publisher: the instance still tells the fleet what it invalidates.
+   */
+  protected busConnections (listen: boolean): BusConnections | undefined {
     const options = this.busOptions
     if (options === undefined || options === false || options.url === undefined) return undefined
     const lib = loadIoredis()
@@ -148,7 +158,7 @@ export abstract class RemoteCache extends EmberCache {
       client.on('error', () => {})
       return client
     }
-    return { publisher: make(), subscriber: make(), own: true }
+    return { publisher: make(), subscriber: listen ? make() : undefined, own: true }
   }
 
   /** The stored envelope for a key and variant, or null. May reject: the caller fails open. */
@@ -189,6 +199,7 @@ export abstract class RemoteCache extends EmberCache {
 
   private async lookupShared (key: string, variant: string): Promise<LookupResult> {
     if (!this.breaker.allows()) return BYPASS
+    const mark = this.l1Changes.mark()
     try {
       let entry = this.decoded.decode(entryId(key, variant), await this.readBytes(key, variant))
       if (entry !== undefined && entry.tags.length > 0) {
@@ -197,7 +208,7 @@ export abstract class RemoteCache extends EmberCache {
         else if (verdict === 'stale' && entry.kind === ENTRY_RESPONSE) entry = softened(entry)
       }
       this.breaker.succeeded()
-      if (entry !== undefined) this.l1?.store(key, variant, entry)
+      if (entry !== undefined) this.fillL1(mark, key, variant, entry)
       return entry
     } catch (err) {
       this.failed(err)
@@ -207,13 +218,14 @@ export abstract class RemoteCache extends EmberCache {
 
   async store (key: string, variant: string, entry: CacheEntry, fence?: Fence): Promise<boolean> {
     if (this.queued.length > 0 || !this.breaker.allows()) return false
+    const mark = this.l1Changes.mark()
     try {
       // A copy: the entry given may be one that lookups hand out (decoded entries are shared).
       const stamped = entry.tags.length > 0 ? { ...entry, tagVersions: await this.currentTagVersions(entry, fence) } : entry
       const stored = await this.writeBytes(key, variant, encodeEntry(stamped), retentionSeconds(stamped), stamped, fence)
       this.breaker.succeeded()
       if (stored && this.l1 !== undefined) {
-        this.l1.store(key, variant, entry)
+        this.fillL1(mark, key, variant, entry)
         // Other instances' L1 may hold what this replaces.
         this.bus?.announceStore(key)
       }
@@ -224,6 +236,24 @@ export abstract class RemoteCache extends EmberCache {
     }
   }
 
+  /** Drops a change from L1 and remembers it, for fills that were under way (fillL1). */
+  private dropFromL1 (target: ParsedTarget): void {
+    if (this.l1 === undefined) return
+    this.l1Changes.record(target)
+    this.l1.drop(target)
+  }
+
+  /**
+   * Puts what the shared store answered (or took) into L1, unless a change to the key reached
+   * this process meanwhile: the store's reply and the bus message come on different connections,
+   * in either order, and an entry put into L1 after its invalidation was applied would be served
+   * until l1.ttl (found by test/soak.test.ts: reads 2 s after a write got the old data).
+   */
+  private fillL1 (mark: number, key: string, variant: string, entry: CacheEntry): void {
+    if (this.l1 === undefined || this.l1Changes.touches(mark, key, entry.tags)) return
+    this.l1.store(key, variant, entry)
+  }
+
   /**
    * Runs an invalidation, or queues it when the backend fails (and behind any already queued,
    * so that they run in order). Rejects with InvalidationFailedError while it stays queued.
@@ -231,7 +261,7 @@ export abstract class RemoteCache extends EmberCache {
   protected override async apply (target: ParsedTarget): Promise<void> {
     this.invalidations.record(target)
     this.counters.invalidations++
-    this.l1?.drop(target)
+    this.dropFromL1(target)
     if (this.queued.length === 0) {
       try {
         await this.runInvalidation(target)
@@ -350,21 +380,23 @@ export abstract class RemoteCache extends EmberCache {
       this.breaker.open()
       this.log.warn({ cache: this.name, reason: describeBackendError(err), err }, 'ember-cache: cache backend unreachable at start-up; serving without cache until it answers')
     }
-    if (this.l1 !== undefined) await this.openBus()
+    // Every instance announces its invalidations, L1 or not: an instance (or a job) without an
+    // L1 that said nothing left the others' L1 serving what it had invalidated (found by
+    // test/soak.test.ts, one instance with L1 and one without: reads 2 s after a write were stale).
+    await this.openBus()
   }
 
   private async openBus (): Promise<void> {
-    const connections = this.busConnections()
+    const connections = this.busConnections(this.l1 !== undefined)
     if (connections === undefined) return
-    const l1 = this.l1 as L1Tier
     this.bus = new CoherenceBus(connections.publisher, connections.subscriber, this.keyPrefix + '#bus', {
       changed: (target, delayMs) => {
         this.counters.busMessages++
-        l1.drop(target)
+        this.dropFromL1(target)
         if (this.busDelays.length >= BUS_DELAY_SAMPLES) this.busDelays.shift()
         this.busDelays.push(delayMs)
       },
-      resubscribed: () => l1.drop({ clear: true })
+      resubscribed: () => { this.dropFromL1({ clear: true }) }
     }, () => this.log, () => this.name)
     this.ownsBusPublisher = connections.own
     try {

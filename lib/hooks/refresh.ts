@@ -29,8 +29,8 @@ export function buildRefresher (inject: (options: InjectOptions) => Promise<unkn
     const refreshing = channels.refresh.hasSubscribers
       ? trace(channels.refresh, { cache: settings.cache.name, route: settings.label, keyHash: keyHash(state.key) }, run, () => 'refreshed') as Promise<unknown>
       : run()
-    refreshing
+    settings.cache.track(refreshing
       .catch((err: unknown) => request.log.warn({ err, cache: settings.cache.name, route: settings.label }, 'ember-cache: background refresh failed'))
-      .finally(() => running.delete(id))
+      .finally(() => running.delete(id)))
   }
 }

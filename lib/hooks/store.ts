@@ -165,7 +165,7 @@ function store (state: CacheRequest, out: Outgoing): void {
   // with its codings once they are made. Requests for the key meanwhile wait on this request's
   // flight (and other instances on its fill lock), as they would for a slow store.
   respond()
-  encoding.then((encodings) => {
+  settings.cache.track(encoding.then((encodings) => {
     if (encodings !== undefined) entry.encodings = encodings
     // The compression took time: an invalidation since wins as it would have before.
     if (settings.cache.invalidations.touches(state.mark, state.key, entry.tags)) return state.settle(undefined)
@@ -173,7 +173,7 @@ function store (state: CacheRequest, out: Outgoing): void {
   }).catch((err: unknown) => {
     state.settle(undefined)
     request.log.warn({ err, cache: settings.cache.name, route: settings.label }, 'ember-cache: storing a compressed entry failed')
-  })
+  }))
 }
 
 /** An entry on its way into the cache. */
@@ -210,7 +210,7 @@ function commitEntry ({ state, entry, variant, learned }: Commit, after: (taken:
   const storing = channels.store.hasSubscribers
     ? trace(channels.store, { cache: cache.name, route: settings.label, keyHash: keyHash(state.key) }, write, (taken) => taken === false ? 'not-stored' : 'stored')
     : write()
-  if (storing instanceof Promise) storing.then(stored, () => stored(false))
+  if (storing instanceof Promise) cache.track(storing.then(stored, () => stored(false)))
   else stored(storing)
 }
 

@@ -29,9 +29,9 @@ export class VersionedData {
 }
 
 /** One fleet member: GET /item/:id cached on `cache`, PUT /item/:id writes and invalidates it. */
-export async function fleetMember (app: FastifyInstance, cache: EmberCache, data: VersionedData, ttl = 30): Promise<void> {
+export async function fleetMember (app: FastifyInstance, cache: EmberCache, data: VersionedData, route: { ttl: number, staleWhileRevalidate?: number } = { ttl: 30 }): Promise<void> {
   await app.register(emberCache)
-  app.get('/item/:id', { config: { cache: { cache, ttl } } }, async (request) => {
+  app.get('/item/:id', { config: { cache: { cache, ...route } } }, async (request) => {
     const item = Number((request.params as { id: string }).id)
     return { item, version: await data.read(item) }
   })
@@ -63,6 +63,19 @@ export interface LoadOptions {
   readers: number
   /** A write every this many ms (0: none). */
   writeEveryMs: number
+  /** Keep every answer in `samples` (default); a long soak only counts them in `totals`. */
+  keepSamples?: boolean
+}
+
+/** Running counts of every read, judged as it is answered. */
+export interface Totals {
+  reads: number
+  hits: number
+  non2xx: number
+  /** Reads holding a version older than one a write had answered before the read began. */
+  stale: number
+  /** Reads answered with another item's data. */
+  wrongItem: number
 }
 
 // Every request names the same site, as behind a load balancer, so the instances share entries.
@@ -72,6 +85,9 @@ const HOST = 'api.example'
 export class Load {
   readonly samples: Sample[] = []
   readonly writes: Write[] = []
+  readonly totals: Totals = { reads: 0, hits: 0, non2xx: 0, stale: 0, wrongItem: 0 }
+  /** Per item, the answered writes' ends and the highest version known at each. */
+  private readonly known = new Map<number, Array<{ end: number, version: number }>>()
   private readonly began = performance.now()
   private running = true
   private readonly agents: Agent[]
@@ -102,7 +118,9 @@ export class Load {
       const item = Math.floor(Math.random() * this.options.items)
       const start = this.now()
       const res = await this.send(instance, 'GET', item)
-      this.samples.push({ start, end: this.now(), instance, item, status: res.status, xCache: res.xCache, version: res.version })
+      const sample = { start, end: this.now(), instance, item, status: res.status, xCache: res.xCache, version: res.version }
+      this.count(sample, res.item)
+      if (this.options.keepSamples !== false) this.samples.push(sample)
     }
   }
 
@@ -114,11 +132,36 @@ export class Load {
       const item = Math.floor(Math.random() * this.options.items)
       const start = this.now()
       const res = await this.send(instance, 'PUT', item)
-      this.writes.push({ item, version: res.version, instance, start, end: this.now(), status: res.status })
+      const end = this.now()
+      this.writes.push({ item, version: res.version, instance, start, end, status: res.status })
+      if (res.status === 200) {
+        const list = this.known.get(item) ?? []
+        list.push({ end, version: Math.max(res.version, list.at(-1)?.version ?? 0) })
+        this.known.set(item, list)
+      }
     }
   }
 
-  private send (instance: number, method: string, item: number): Promise<{ status: number, xCache: string, version: number }> {
+  /** Judges one read as it is answered (the same rule as staleReads, without keeping it). */
+  private count (sample: Sample, bodyItem: number): void {
+    const totals = this.totals
+    totals.reads++
+    if (sample.status < 200 || sample.status > 299) {
+      totals.non2xx++
+      return
+    }
+    if (sample.xCache === 'HIT') totals.hits++
+    if (bodyItem !== sample.item) totals.wrongItem++
+    const list = this.known.get(sample.item)
+    if (list === undefined) return
+    for (let i = list.length - 1; i >= 0; i--) {
+      if (list[i].end > sample.start) continue
+      if (sample.version < list[i].version) totals.stale++
+      return
+    }
+  }
+
+  private send (instance: number, method: string, item: number): Promise<{ status: number, xCache: string, version: number, item: number }> {
     const url = new URL(`/item/${item}`, this.options.bases[instance])
     return new Promise((resolve) => {
       const req = httpRequest(url, { method, agent: this.agents[instance], headers: { host: HOST }, timeout: 10_000 }, (res) => {
@@ -126,14 +169,14 @@ export class Load {
         res.setEncoding('utf8')
         res.on('data', (chunk: string) => { body += chunk })
         res.on('end', () => {
-          let version = -1
-          try { version = (JSON.parse(body) as { version: number }).version } catch {}
-          resolve({ status: res.statusCode ?? 0, xCache: String(res.headers['x-cache']), version })
+          let parsed = { version: -1, item: -1 }
+          try { parsed = JSON.parse(body) as typeof parsed } catch {}
+          resolve({ status: res.statusCode ?? 0, xCache: String(res.headers['x-cache']), version: parsed.version, item: parsed.item })
         })
       })
       // A request that fails outright counts as status 0: a failure the judge reports.
       req.on('timeout', () => req.destroy(new Error('timeout')))
-      req.on('error', () => resolve({ status: 0, xCache: 'none', version: -1 }))
+      req.on('error', () => resolve({ status: 0, xCache: 'none', version: -1, item: -1 }))
       req.end()
     })
   }
