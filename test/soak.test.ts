@@ -58,11 +58,18 @@ t.test(`soak: ${SECONDS} s of reads, writes and invalidations on two instances s
       invalidations++
     }
   })()
+  // RSS and external (Buffer) memory every few seconds, to see that they level off.
+  const series: number[][] = []
+  const sampler = setInterval(() => {
+    const { rss, external } = process.memoryUsage()
+    series.push([Math.round(load.now() / 1000), Math.round(rss / MB), Math.round(external / MB)])
+  }, Math.max(1_000, SECONDS * 100))
   const warmUp = Math.max(2, SECONDS / 4) * 1000
   await sleep(warmUp)
   const afterWarmUp = memory()
   await sleep(SECONDS * 1000 - warmUp)
   const atEnd = memory()
+  clearInterval(sampler)
   state.running = false
   await invalidator
   await load.stop()
@@ -78,7 +85,9 @@ t.test(`soak: ${SECONDS} s of reads, writes and invalidations on two instances s
     stale: totals.stale,
     wrongItem: totals.wrongItem,
     heapGrowthMB: Number(((atEnd.heap - afterWarmUp.heap) / MB).toFixed(1)),
-    rssMB: [Number((afterWarmUp.rss / MB).toFixed(0)), Number((atEnd.rss / MB).toFixed(0))]
+    rssMB: [Number((afterWarmUp.rss / MB).toFixed(0)), Number((atEnd.rss / MB).toFixed(0))],
+    /** [second, rss MiB, external MiB] */
+    series
   }
   t.comment(JSON.stringify(figures))
   t.ok(totals.reads > SECONDS * 500, `${totals.reads} reads, ${load.writes.length} writes, ${invalidations} invalidations`)
@@ -89,4 +98,13 @@ t.test(`soak: ${SECONDS} s of reads, writes and invalidations on two instances s
   // Flat after warm-up: the L1 bound is 4 MiB; 16 MiB leaves room for GC timing, not for a leak
   // (a leak of even 100 bytes a request is over 30 MiB in the 90 s soak).
   t.ok(figures.heapGrowthMB < 16, `heap after warm-up grew ${figures.heapGrowthMB} MiB`)
+  // RSS swings by tens of MiB with each major GC here; only a long run can tell flat from rising:
+  // the mean of its last third against the mean of its middle third.
+  if (SECONDS >= 60) {
+    const mean = (rows: number[][]): number => rows.reduce((sum, row) => sum + row[1], 0) / rows.length
+    const third = Math.floor(series.length / 3)
+    const middle = mean(series.slice(third, 2 * third))
+    const last = mean(series.slice(2 * third))
+    t.ok(last <= middle * 1.25, `RSS flat after warm-up: mean ${middle.toFixed(0)} MiB, then ${last.toFixed(0)} MiB`)
+  }
 })
