@@ -6,6 +6,7 @@ import { MemoryCache, RedisCache } from '../lib/index'
 import { freshPrefix } from './helpers/backend-suite'
 import { delayProxy } from './helpers/delay-proxy'
 import { sleep } from './helpers/fault-kit'
+import { FAULT_OPTIONS, pause } from './helpers/fault-suite'
 import { startRedis } from './helpers/servers'
 import { countingApp, emberApp } from './helpers/apps'
 
@@ -130,4 +131,43 @@ t.test('an L2 read that raced an invalidation filled L1 after the bus had droppe
   const after = await b.inject('/doc')
   t.equal(after.json().version, 2, 'but it was not kept in L1: the next read gets the new data')
   t.notMatch(after.headers['cache-status'], /detail=l1/)
+})
+
+t.test('reads right after Redis came back served an entry another instance had invalidated while it was frozen (found by test/faults-under-load.test.ts)', async (t) => {
+  const redis = await startRedis()
+  t.teardown(async () => {
+    try { redis.resume() } catch {}
+    await redis.stop()
+  })
+  if (!redis.managed) { t.plan(0, 'needs a harness-managed Redis'); return }
+  const keyPrefix = freshPrefix('settle')
+  let version = 1
+  const member = async (): Promise<FastifyInstance> => {
+    const app = await emberApp(t)
+    const cache = new RedisCache({ url: redis.url, keyPrefix, ...FAULT_OPTIONS })
+    app.get('/doc', { config: { cache: { cache, ttl: 60 } } }, async () => ({ version }))
+    app.put('/doc', { config: { cache: { cache } } }, async () => ({ version: ++version }))
+    await app.ready()
+    return app
+  }
+  const [a, b] = [await member(), await member()]
+  await a.inject('/doc')
+  await sleep(30)
+  t.equal((await b.inject('/doc')).headers['x-cache'], 'HIT')
+  await pause(redis)
+  // B's breaker opens first, A's later: A cannot send its invalidation (its circuit is open),
+  // queues it, and retries one cooldown after its last failure, after B is back reading.
+  for (let i = 0; i < 3; i++) await b.inject('/doc')
+  for (let i = 0; i < 3; i++) await a.inject('/doc')
+  const write = await a.inject({ method: 'PUT', url: '/doc' })
+  t.match(write.headers['cache-status'], /invalidation-queued/, 'the write is answered, its invalidation queued')
+  redis.resume()
+  const seen: number[] = []
+  const until = Date.now() + 4 * FAULT_OPTIONS.circuitBreaker.cooldownMs
+  while (Date.now() < until) {
+    seen.push((await b.inject('/doc')).json().version)
+    await sleep(5)
+  }
+  t.equal(seen.filter((v) => v < 2).length, 0, `B never served the replaced entry (${seen.length} reads: ${seen.join('')})`)
+  t.equal((await b.inject('/doc')).headers['x-cache'], 'HIT', 'and caches again')
 })

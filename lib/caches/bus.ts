@@ -21,11 +21,13 @@ interface BusMessage {
   p?: string
   g?: string[]
   c?: true
+  /** The keys were stored anew (not invalidated). */
+  s?: true
 }
 
 export interface BusHandlers {
-  /** Another instance changed these entries. `delayMs` is how long the message took. */
-  changed: (target: ParsedTarget, delayMs: number) => void
+  /** Another instance changed these entries (`stored`: stored anew, else invalidated). `delayMs` is how long the message took. */
+  changed: (target: ParsedTarget, delayMs: number, stored: boolean) => void
   /** The subscription was lost and is back: messages may have been missed. */
   resubscribed: () => void
 }
@@ -95,15 +97,16 @@ export class CoherenceBus {
       setImmediate(() => {
         const keys = [...(this.storedKeys as Set<string>)]
         this.storedKeys = undefined
-        this.announce({ keys })
+        this.announce({ keys }, true)
       })
     }
     this.storedKeys.add(key)
   }
 
   /** Announces a change. Never throws: a message that cannot be sent costs at most an L1 ttl. */
-  announce (target: ParsedTarget): void {
+  announce (target: ParsedTarget, stored = false): void {
     const message: BusMessage = { i: this.instanceId, a: Date.now() }
+    if (stored) message.s = true
     if (target.keys !== undefined) message.k = target.keys
     else if (target.pattern !== undefined) message.p = target.pattern
     else if (target.tags !== undefined) message.g = target.tags
@@ -135,6 +138,6 @@ export class CoherenceBus {
     const target: ParsedTarget = message.k !== undefined
       ? { keys: message.k }
       : message.p !== undefined ? { pattern: message.p } : message.g !== undefined ? { tags: message.g } : { clear: true }
-    this.handlers.changed(target, Math.max(0, Date.now() - (message.a ?? Date.now())))
+    this.handlers.changed(target, Math.max(0, Date.now() - (message.a ?? Date.now())), message.s === true)
   }
 }

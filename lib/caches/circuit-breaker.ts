@@ -21,6 +21,8 @@ export class CircuitBreaker {
   private state = CLOSED
   private failures = 0
   private retryAt = 0
+  /** When the backend came back after the last incident; 0 once the settling time is over. */
+  private recoveredAt = 0
   private readonly threshold: number
   readonly cooldownMs: number
 
@@ -51,6 +53,7 @@ export class CircuitBreaker {
   succeeded (): void {
     if (this.state !== CLOSED) {
       this.log().info({ cache: this.name() }, 'ember-cache: cache backend is back; caching resumed')
+      this.recoveredAt = Date.now()
     }
     this.state = CLOSED
     this.failures = 0
@@ -63,6 +66,21 @@ export class CircuitBreaker {
       this.log().warn({ cache: this.name(), reason: describeBackendError(err), err }, 'ember-cache: cache backend failing; serving without cache until it recovers')
     }
     this.open()
+  }
+
+  /**
+   * True for two cooldowns after the backend came back. Other instances of a fleet saw the same
+   * incident and may hold invalidations they could not run; they retry one cooldown after their
+   * last failure (at the latest when the backend came back), so until then an entry in the
+   * backend may be one they have invalidated; the second cooldown is margin for their round
+   * trip (found by test/faults-under-load.test.ts: reads right after a SIGCONT got data a write
+   * had replaced).
+   */
+  get settling (): boolean {
+    if (this.recoveredAt === 0) return false
+    if (Date.now() - this.recoveredAt < 2 * this.cooldownMs) return true
+    this.recoveredAt = 0
+    return false
   }
 
   /** Opens the circuit now (the caller has said why, once). */

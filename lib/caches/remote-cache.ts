@@ -190,6 +190,8 @@ export abstract class RemoteCache extends EmberCache {
       this.drain().catch(() => {})
       return BYPASS
     }
+    // Just back from an incident: no hits until the fleet's queued invalidations have run.
+    if (this.breaker.settling) return BYPASS
     if (this.l1 !== undefined) {
       const near = this.l1.lookup(key, variant)
       if (near !== undefined) return near
@@ -208,6 +210,8 @@ export abstract class RemoteCache extends EmberCache {
         else if (verdict === 'stale' && entry.kind === ENTRY_RESPONSE) entry = softened(entry)
       }
       this.breaker.succeeded()
+      // The probe that found the backend back: its answer may be what the fleet has queued to remove.
+      if (this.breaker.settling) return BYPASS
       if (entry !== undefined) this.fillL1(mark, key, variant, entry)
       return entry
     } catch (err) {
@@ -236,10 +240,15 @@ export abstract class RemoteCache extends EmberCache {
     }
   }
 
-  /** Drops a change from L1 and remembers it, for fills that were under way (fillL1). */
-  private dropFromL1 (target: ParsedTarget): void {
+  /**
+   * Drops a change from L1 and remembers an invalidation, for fills that were under way
+   * (fillL1). Another instance's store is not remembered: what a racing read got is then an
+   * older entry nobody invalidated, still fair to keep, and every L2 hit around a busy key's
+   * store would otherwise skip L1.
+   */
+  private dropFromL1 (target: ParsedTarget, stored = false): void {
     if (this.l1 === undefined) return
-    this.l1Changes.record(target)
+    if (!stored) this.l1Changes.record(target)
     this.l1.drop(target)
   }
 
@@ -390,9 +399,9 @@ export abstract class RemoteCache extends EmberCache {
     const connections = this.busConnections(this.l1 !== undefined)
     if (connections === undefined) return
     this.bus = new CoherenceBus(connections.publisher, connections.subscriber, this.keyPrefix + '#bus', {
-      changed: (target, delayMs) => {
+      changed: (target, delayMs, stored) => {
         this.counters.busMessages++
-        this.dropFromL1(target)
+        this.dropFromL1(target, stored)
         if (this.busDelays.length >= BUS_DELAY_SAMPLES) this.busDelays.shift()
         this.busDelays.push(delayMs)
       },
