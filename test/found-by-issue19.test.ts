@@ -171,3 +171,33 @@ t.test('reads right after Redis came back served an entry another instance had i
   t.equal(seen.filter((v) => v < 2).length, 0, `B never served the replaced entry (${seen.length} reads: ${seen.join('')})`)
   t.equal((await b.inject('/doc')).headers['x-cache'], 'HIT', 'and caches again')
 })
+
+t.test('an invalidation made while the circuit was open was not sent: another instance, whose circuit never opened, kept reading the replaced entry (found by test/faults-under-load.test.ts on a Cluster with one master down)', async (t) => {
+  const redis = await startRedis()
+  t.teardown(() => redis.stop())
+  // A reaches Redis through a proxy that can make it slow; B directly, never failing.
+  const proxy = await delayProxy(redis.port)
+  t.teardown(() => proxy.close())
+  const keyPrefix = freshPrefix('forced')
+  let version = 1
+  const member = async (url: string): Promise<FastifyInstance> => {
+    const app = await emberApp(t)
+    const cache = new RedisCache({ url, keyPrefix, commandTimeout: 100, circuitBreaker: { threshold: 3, cooldownMs: 3_000 } })
+    app.get('/doc', { config: { cache: { cache, ttl: 60 } } }, async () => ({ version }))
+    app.put('/doc', { config: { cache: { cache } } }, async () => ({ version: ++version }))
+    await app.ready()
+    return app
+  }
+  const [a, b] = [await member(proxy.url), await member(redis.url)]
+  await b.inject('/doc')
+  t.equal((await b.inject('/doc')).headers['x-cache'], 'HIT')
+  proxy.toServerMs = 300
+  for (let i = 0; i < 3; i++) await a.inject('/doc')
+  t.equal(a.emberCache.stats().caches[0].breaker, 'open', "A's circuit is open")
+  proxy.toServerMs = 0
+  await sleep(400) // what the proxy held back has gone through; A's circuit stays open (3 s)
+  const write = await a.inject({ method: 'PUT', url: '/doc' })
+  t.equal(write.statusCode, 200)
+  t.notMatch(write.headers['cache-status'] ?? '', /invalidation-queued/, 'the invalidation went through, circuit open or not')
+  t.equal((await b.inject('/doc')).json().version, 2, 'B reads the new data')
+})

@@ -84,6 +84,11 @@ export abstract class RemoteCache extends EmberCache {
   private readonly decoded = new DecodedEntries()
   /** The in-process tier, when configured. */
   protected readonly l1: L1Tier | undefined
+  /**
+   * Set for the synchronous start of an invalidation, whose first guarded() call then runs
+   * even with the circuit open (see apply); guarded() clears it.
+   */
+  private forceNext = false
   /** Changes applied to L1 (own invalidations, bus messages): an L1 fill that raced one is dropped. */
   private readonly l1Changes = new InvalidationLog()
   /** The coherence bus, once open (when configured). */
@@ -271,17 +276,22 @@ export abstract class RemoteCache extends EmberCache {
     this.invalidations.record(target)
     this.counters.invalidations++
     this.dropFromL1(target)
-    if (this.queued.length === 0) {
-      try {
-        await this.runInvalidation(target)
-        this.bus?.announce(target)
-        return
-      } catch (err) {
-        this.lastFailure = err
-        this.counters.invalidationsFailed++
-        this.enqueue(target)
-      }
-    } else {
+    // Tried even with the circuit open or others queued (removals commute, so order does not
+    // matter): a Cluster with one master down still takes invalidations of the others' keys,
+    // which other instances, whose circuit may never have opened, go on reading (found by
+    // test/faults-under-load.test.ts); a frozen server runs it when it resumes.
+    try {
+      this.forceNext = true
+      const running = this.runInvalidation(target)
+      this.forceNext = false
+      await running
+      this.bus?.announce(target)
+      if (this.queued.length > 0) this.drain().catch(() => {})
+      return
+    } catch (err) {
+      this.forceNext = false
+      this.lastFailure = err
+      this.counters.invalidationsFailed++
       this.enqueue(target)
     }
     if (await this.drain()) return
@@ -361,20 +371,29 @@ export abstract class RemoteCache extends EmberCache {
 
   /** A backend command failed: counted (error or timeout), and the breaker told. */
   protected failed (err: unknown): void {
+    this.countFailure(err)
+    this.breaker.failed(err)
+  }
+
+  private countFailure (err: unknown): void {
     if (err instanceof BackendTimeoutError || /timed out/i.test((err as Error)?.message ?? '')) this.counters.backendTimeouts++
     else if (!(err instanceof CircuitOpenError)) this.counters.backendErrors++
-    this.breaker.failed(err)
   }
 
   /** Runs an invalidation command, failing fast while the circuit is open. */
   protected async guarded<T> (run: () => Promise<T>): Promise<T> {
-    if (!this.breaker.allows()) throw new CircuitOpenError(this.kind)
+    const forced = this.forceNext
+    this.forceNext = false
+    if (!forced && !this.breaker.allows()) throw new CircuitOpenError(this.kind)
     try {
       const result = await run()
       this.breaker.succeeded()
       return result
     } catch (err) {
-      this.failed(err)
+      // A forced attempt during an incident does not push the probe back: writes would keep
+      // the circuit from ever trying again.
+      if (forced && this.breaker.isOpen) this.countFailure(err)
+      else this.failed(err)
       throw err
     }
   }
