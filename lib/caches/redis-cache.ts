@@ -87,10 +87,13 @@ export class RedisCache extends RemoteCache {
   private readonly ownsClient: boolean
   private readonly scanCount: number
   /**
-   * A client passed in keeps its own options: often no commandTimeout and an unbounded offline
-   * queue, so a hung or down server would stall requests. Its commands get our timeout instead.
+   * Commands that need our own timer. A client passed in keeps its own options: often no
+   * commandTimeout and an unbounded offline queue, so a hung or down server would stall
+   * requests. A Cluster holds a command through slot refreshes and redirections before any
+   * node's commandTimeout starts (found by test/faults-under-load.test.ts: reads took 1.5 s
+   * while a master restarted).
    */
-  private readonly foreign: boolean
+  private readonly timed: boolean
 
   constructor (options: RedisCacheOptions) {
     checkObject('RedisCache', options)
@@ -113,14 +116,14 @@ export class RedisCache extends RemoteCache {
       }
       this.client = options.client
       this.ownsClient = options.closeClient ?? false
-      this.foreign = true
+      this.timed = true
       return
     }
     if (options.url === undefined && options.redisOptions === undefined && options.clusterNodes === undefined) {
       throw new InvalidOptionError('RedisCache', 'give one of url, redisOptions, clusterNodes or client')
     }
     this.ownsClient = true
-    this.foreign = false
+    this.timed = options.clusterNodes !== undefined
     const ours: RedisOptions = {
       lazyConnect: true,
       // Commands must fail fast while disconnected, not wait in an unbounded queue.
@@ -338,9 +341,9 @@ export class RedisCache extends RemoteCache {
     }
   }
 
-  /** Our own client times out by itself (ioredis commandTimeout); a foreign one gets ours. */
+  /** Our own single-node client times out by itself (ioredis commandTimeout); others get ours. */
   private bounded<T> (command: Promise<T>): Promise<T> {
-    return this.foreign ? withTimeout(command, this.commandTimeout, 'redis') : command
+    return this.timed ? withTimeout(command, this.commandTimeout, 'redis') : command
   }
 
   private masters (): Redis[] {
