@@ -51,6 +51,8 @@ export interface Sample {
   xCache: string
   /** The version the body held (-1 when it held none). */
   version: number
+  /** Set when the read held data a write had already replaced. */
+  stale?: true
 }
 
 export interface Write { item: number, version: number, instance: number, start: number, end: number, status: number }
@@ -118,7 +120,7 @@ export class Load {
       const item = Math.floor(Math.random() * this.options.items)
       const start = this.now()
       const res = await this.send(instance, 'GET', item)
-      const sample = { start, end: this.now(), instance, item, status: res.status, xCache: res.xCache, version: res.version }
+      const sample: Sample = { start, end: this.now(), instance, item, status: res.status, xCache: res.xCache, version: res.version }
       this.count(sample, res.item)
       if (this.options.keepSamples !== false) this.samples.push(sample)
     }
@@ -142,7 +144,11 @@ export class Load {
     }
   }
 
-  /** Judges one read as it is answered (the same rule as staleReads, without keeping it). */
+  /**
+   * Judges one read as it is answered. Stale: it holds a version older than one a write had
+   * answered before the read began (writes are recorded as they are answered, so by now every
+   * such write is known).
+   */
   private count (sample: Sample, bodyItem: number): void {
     const totals = this.totals
     totals.reads++
@@ -156,7 +162,10 @@ export class Load {
     if (list === undefined) return
     for (let i = list.length - 1; i >= 0; i--) {
       if (list[i].end > sample.start) continue
-      if (sample.version < list[i].version) totals.stale++
+      if (sample.version < list[i].version) {
+        totals.stale++
+        sample.stale = true
+      }
       return
     }
   }
@@ -206,34 +215,10 @@ export function judge (load: Load, from: number, to: number): Judged {
     sent: reads.length + writes.length,
     non2xx: reads.filter((s) => s.status < 200 || s.status > 299).length + writes.filter((w) => w.status < 200 || w.status > 299).length,
     writes: writes.length,
-    stale: staleReads(load, reads).length,
+    stale: reads.filter((s) => s.stale === true).length,
     p50: percentile(times, 0.5),
     p99: percentile(times, 0.99)
   }
-}
-
-/** Reads holding a version older than one a write had already answered before the read began. */
-export function staleReads (load: Load, reads: Sample[] = load.samples): Sample[] {
-  // For each item, the answered writes in order of answer, with the highest version known so far.
-  const byItem = new Map<number, Array<{ end: number, version: number }>>()
-  for (const write of [...load.writes].sort((a, b) => a.end - b.end)) {
-    if (write.status !== 200) continue
-    const list = byItem.get(write.item) ?? []
-    const best = Math.max(write.version, list.at(-1)?.version ?? 0)
-    list.push({ end: write.end, version: best })
-    byItem.set(write.item, list)
-  }
-  return reads.filter((read) => {
-    if (read.status !== 200) return false
-    const list = byItem.get(read.item)
-    if (list === undefined) return false
-    let known = 0
-    for (const write of list) {
-      if (write.end > read.start) break
-      known = write.version
-    }
-    return read.version < known
-  })
 }
 
 /** Seconds from `from` until every instance has answered a HIT again (Infinity when one never did). */
