@@ -100,7 +100,7 @@ export function compileTemplate (
 ): KeyBuilder {
   const parsed = parseTemplate(template, params, invalid)
   if (parsed.placeholders.length === 0) return () => template
-  return (request) => fillTemplate(parsed, request, escape === undefined ? undefined : (value) => escape(value))
+  return (request) => fillTemplate(parsed, request, escape)
 }
 
 /**

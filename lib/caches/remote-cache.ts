@@ -269,8 +269,8 @@ export abstract class RemoteCache extends EmberCache {
   }
 
   /**
-   * Runs an invalidation, or queues it when the backend fails (and behind any already queued,
-   * so that they run in order). Rejects with InvalidationFailedError while it stays queued.
+   * Runs an invalidation (whatever the circuit says), or queues it when the backend fails;
+   * the queue runs in order. Rejects with InvalidationFailedError while it stays queued.
    */
   protected override async apply (target: ParsedTarget): Promise<void> {
     this.invalidations.record(target)
