@@ -15,8 +15,10 @@ import { resolvePluginOptions, resolveRouteOptions, type CacheMode, type EmberCa
 import { buildLookupHook } from './hooks/lookup'
 import { buildRefresher } from './hooks/refresh'
 import { kState } from './hooks/request-state'
+import { kObserver } from './hooks/read-observer'
 import { buildStoreHook } from './hooks/store'
-import { buildWriteHook } from './hooks/write'
+import { buildWriteHook, buildWriteObserverHook, type OwnTargets } from './hooks/write'
+import { ReadRoutes } from './read-routes'
 
 const kSettings = Symbol('ember-cache.settings')
 const READ_METHODS = new Set(['GET', 'HEAD'])
@@ -64,6 +66,9 @@ async function emberCachePlugin (fastify: FastifyInstance, options: EmberCachePl
 
   /** The read routes with a cache, for stats(). */
   const routes: RouteSettings[] = []
+  /** The same, by path: a write route updates its read route's entry (resolved when ready). */
+  const readRoutes = new ReadRoutes()
+  const writeRoutes: Array<{ settings: RouteSettings, own: OwnTargets }> = []
   const decorator: EmberCacheDecorator = {
     invalidate: (target: InvalidationTarget) => invalidateAll(caches, target, fastify.log),
     clear: () => clearAll(caches, fastify.log),
@@ -80,6 +85,7 @@ async function emberCachePlugin (fastify: FastifyInstance, options: EmberCachePl
   }
   fastify.decorate('emberCache', decorator)
   fastify.decorateRequest(kState as unknown as string, null)
+  fastify.decorateRequest(kObserver as unknown as string, null)
   fastify.decorateReply('cacheInvalidate', function (this: FastifyReply, target: InvalidationTarget): Promise<InvalidationReport> {
     const settings = (this.request.routeOptions.config as unknown as Record<symbol, RouteSettings | undefined>)[kSettings]
     return invalidateAll(settings === undefined ? caches : [settings.cache], target, this.log)
@@ -90,7 +96,7 @@ async function emberCachePlugin (fastify: FastifyInstance, options: EmberCachePl
     if (config === undefined) return
     const methods = (Array.isArray(routeOptions.method) ? routeOptions.method : [routeOptions.method]).map((m) => m.toUpperCase())
     const label = methods.join(',') + ' ' + routeOptions.url
-    const settings = resolveRouteOptions(config, { label, params: routeParamNames(routeOptions.url ?? '') }, opts, cacheForMode)
+    const settings = resolveRouteOptions(config, { label, params: routeParamNames(routeOptions.url ?? ''), path: routeOptions.url ?? '' }, opts, cacheForMode)
     caches.add(settings.cache)
     // A new object: the automatic HEAD route still holds the user's original config.
     routeOptions.config = { ...routeOptions.config, [kSettings]: settings } as typeof routeOptions.config
@@ -101,6 +107,7 @@ async function emberCachePlugin (fastify: FastifyInstance, options: EmberCachePl
       if (!opts.enabled) return
       if (settings.early) checkEarlyHooks(routeOptions, label)
       routes.push(settings)
+      readRoutes.add(settings)
       const lookup = buildLookupHook(settings, refresh, refreshToken)
       // Lookup after the route's own hooks, so that a hit is never served to a request its auth
       // hooks reject; `early` (public routes only) moves it to onRequest and skips the rest.
@@ -117,13 +124,19 @@ async function emberCachePlugin (fastify: FastifyInstance, options: EmberCachePl
       if (settings.early) throw new InvalidOptionError(label + ' config.cache.early', 'belongs on a read route (GET, HEAD)')
       const targets = compileTargets(settings.invalidate, settings.cache, label + ' config.cache.invalidate', settings.routeParams)
       if (!opts.enabled) return
-      routeOptions.onSend = appendHook(routeOptions.onSend, buildWriteHook(settings, targets, settings.writeThrough))
+      const own: OwnTargets = { targets: [] }
+      writeRoutes.push({ settings, own })
+      // What a writeThrough handler reads of its caller decides whether its answer is shared.
+      if (settings.writeThrough && settings.observe !== undefined) routeOptions.preHandler = appendHook(routeOptions.preHandler, buildWriteObserverHook(settings, settings.observe))
+      routeOptions.onSend = appendHook(routeOptions.onSend, buildWriteHook(settings, targets, own))
       return
     }
     throw new InvalidOptionError(label + ' config.cache', 'cached routes are either reads (GET, HEAD) or writes (any unsafe method: POST, PUT, PATCH, DELETE, ...), not ' + methods.join(', '))
   })
 
   fastify.addHook('onReady', async () => {
+    // Every route is known now: each write route finds the entry its read route keeps.
+    for (const { settings, own } of writeRoutes) own.targets = readRoutes.ownTargets(settings)
     warnOnSharedNames(caches, fastify.log)
     await Promise.all([...caches].map((cache) => cache.connect(fastify.log)))
   })

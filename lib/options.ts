@@ -15,7 +15,8 @@ import {
   checkString, checkStringArray, describe, lowerCaseHeaders, rejectUnknown
 } from './validate'
 import { routeCounters, type RouteCounters } from './observe'
-import type { VariantPlan } from './variant'
+import { COOKIE_NAME_PREFIX, type VariantPlan } from './variant'
+import { CACHE_ANSWERED_HEADERS, type ObservePlan } from './hooks/read-observer'
 
 export type CacheMode = 'static' | 'memory' | 'redis' | 'memcached'
 const MODES: ReadonlySet<string> = new Set(['static', 'memory', 'redis', 'memcached'])
@@ -165,8 +166,18 @@ export interface RouteSettings {
   tags: string[] | ((request: CacheKeyRequest<any>) => string[]) | undefined
   /** The configured variant headers (route, else cache; authorization added for private routes). */
   varyHeaders: string[]
-  /** What the route's variants are made of: origin and configured headers. */
+  /** What the route's variants are made of: origin, configured headers and cookies. */
   variants: VariantPlan
+  /** What a miss's handler reads of its caller is observed with this plan; undefined on public routes. */
+  observe: ObservePlan | undefined
+  /**
+   * How the route keys per caller, which decides whether an answer shaped by the caller's
+   * identity may be stored: 'keyFn' (the route's own key), or the credential headers among the
+   * route's variant headers (authorization, cookie: a private route has both), [] for none.
+   */
+  callerKey: 'keyFn' | readonly string[]
+  /** Inputs a warning was logged for already ("read request.session"): one warning per route and input. */
+  warned: Set<string>
   /** The configured variant headers as a Vary value for responses, or undefined for none. */
   vary: string | undefined
   /** RFC 9111 §3.5: requests with Authorization may use the cache (the route opted in). */
@@ -175,6 +186,10 @@ export interface RouteSettings {
   keyOf: KeyBuilder
   /** The route's params (for the placeholders of write targets). */
   routeParams: ReadonlySet<string>
+  /** The route's path as registered (`/k/:id`): a write route finds its read route by it. */
+  path: string
+  /** The route itself gives key or keyFn (not only its cache object). */
+  keyGiven: boolean
   /** Content codings to store with entries of this route; undefined: identity only. */
   compression: CompressionSettings | undefined
   /** "METHODS url", for stats and traces. */
@@ -266,8 +281,10 @@ export function resolvePluginOptions (options: EmberCachePluginOptions | undefin
 export interface RouteInfo {
   /** "METHODS url", for error messages. */
   label: string
-  /** The route's path, for its param names. */
+  /** The route's param names. */
   params: ReadonlySet<string>
+  /** The route's path as registered. */
+  path: string
 }
 
 /**
@@ -321,10 +338,14 @@ export function resolveRouteOptions (
 
   let varyHeaders = lowerCaseHeaders(where + '.varyHeaders', route.varyHeaders) ?? defaults.varyHeaders ?? []
   // A private route keyed by URL (or a URL template) would hand one user's answer to another:
-  // without a keyFn that separates callers, it keeps one variant per credential.
-  if (isPrivate && !hasKeyFn && !varyHeaders.includes('authorization')) varyHeaders = [...varyHeaders, 'authorization']
+  // without a keyFn that separates callers, it keeps one variant per credential, whether the
+  // credential travels in Authorization or in a (session) cookie.
+  if (isPrivate && !hasKeyFn) {
+    for (const name of ['authorization', 'cookie']) if (!varyHeaders.includes(name)) varyHeaders = [...varyHeaders, name]
+  }
+  const varyCookies = pick('varyCookies') ?? []
   // Routes keyed per caller: their answers must not be stored by shared caches in front.
-  const perCaller = isPrivate || hasKeyFn || varyHeaders.includes('authorization') || varyHeaders.includes('cookie')
+  const perCaller = isPrivate || hasKeyFn || varyHeaders.includes('authorization') || varyHeaders.includes('cookie') || varyCookies.length > 0
 
   const early = route.early ?? false
   if (early) checkEarly(where, isPrivate, varyHeaders, pick('staleIfErrorTimeout') ?? 0)
@@ -340,13 +361,18 @@ export function resolveRouteOptions (
     statusCodesGiven: pick('statusCodes') !== undefined || plugin.statusCodesGiven,
     tags: pick('tags'),
     varyHeaders,
-    variants: { origin: !(pick('shareAcrossHosts') ?? false), names: varyHeaders },
+    variants: { origin: !(pick('shareAcrossHosts') ?? false), names: [...varyHeaders, ...varyCookies.map((name) => COOKIE_NAME_PREFIX + name)] },
+    observe: isPublic ? undefined : observePlan(varyHeaders, varyCookies, pick('unkeyedHeaders'), pick('callerProperties'), ttlFromResponse),
+    callerKey: hasKeyFn ? 'keyFn' : varyHeaders.filter((name) => name === 'authorization' || name === 'cookie'),
+    warned: new Set(),
     vary: varyHeaders.length === 0 ? undefined : varyHeaders.join(', '),
     // RFC 9111 §3.5: public (the route vouches its answers are everyone's) lets credentialed
     // requests use the entries too, as do the per-caller keys.
     allowsAuthorization: isPublic || isPrivate || hasKeyFn || varyHeaders.includes('authorization'),
     keyOf: keyBuilder(keySource, routeInfo.params, where),
     routeParams: routeInfo.params,
+    path: routeInfo.path,
+    keyGiven: route.key !== undefined || route.keyFn !== undefined,
     label: routeInfo.label,
     compression: routeCompression(where + '.compression', route.compression, defaults.compression, plugin.compression),
     counters: plugin.stats ? routeCounters() : undefined,
@@ -382,6 +408,20 @@ function checkEarly (where: string, isPrivate: boolean, varyHeaders: string[], s
   }
   if (staleIfErrorTimeout > 0) {
     throw new InvalidOptionError(where + '.early', 'cannot be combined with staleIfErrorTimeout: the timeout would count the route\'s own hooks, not only the handler')
+  }
+}
+
+/**
+ * What a miss observes (README, "Security"): every header but those in the key, those the cache
+ * answers itself, and those declared unkeyed; every cookie but those in the key; the session,
+ * the user and the named caller properties.
+ */
+function observePlan (varyHeaders: string[], varyCookies: string[], unkeyedHeaders: string[] | undefined, callerProperties: string[] | undefined, forwarding: boolean): ObservePlan {
+  return {
+    forwarding,
+    unobservedHeaders: new Set([...CACHE_ANSWERED_HEADERS, ...varyHeaders, ...(unkeyedHeaders ?? []).map((name) => name.toLowerCase())]),
+    keyedCookies: new Set(varyCookies),
+    identities: [...new Set(['session', 'user', ...(callerProperties ?? [])])]
   }
 }
 

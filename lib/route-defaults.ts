@@ -38,6 +38,24 @@ export interface RouteDefaults<RouteGeneric extends RouteGenericInterface = Loos
    */
   varyHeaders?: string[]
   /**
+   * Cookies that select a variant, by name: one entry per value (hashed, never stored in clear).
+   * A handler that reads a cookie nobody named makes its key vary on it too. Responses say
+   * `private` (shared caches in front cannot vary on one cookie). Default: none.
+   */
+  varyCookies?: string[]
+  /**
+   * Request headers the handler may read without them shaping its answer (logging, tracing):
+   * reads of them are not observed. Any other header a miss reads makes the key vary on it
+   * (README, "Security"). Default: none.
+   */
+  unkeyedHeaders?: string[]
+  /**
+   * Request properties that hold the caller's identity, besides `session` and `user` (which
+   * are always observed): a miss whose handler reads one is not stored unless the route keys
+   * per caller (`keyFn`, `private`) or is `public`. Default: none.
+   */
+  callerProperties?: string[]
+  /**
    * Replaces the computed key. The route then vouches that its key separates callers: requests
    * with Authorization may use the cache and responses are sent `private`. Default: none.
    */
@@ -52,8 +70,8 @@ export interface RouteDefaults<RouteGeneric extends RouteGenericInterface = Loos
   statusCodes?: number[]
   /**
    * The route's answers belong to one caller: responses say `Cache-Control: private`, and
-   * requests with Authorization may use the cache, one variant per credential unless a keyFn
-   * separates callers. Default false.
+   * requests with Authorization may use the cache, one variant per credential (the
+   * Authorization and Cookie headers) unless a keyFn separates callers. Default false.
    */
   private?: boolean
   /**
@@ -110,7 +128,7 @@ export interface CompressionOptions {
 }
 
 export const ROUTE_DEFAULT_NAMES = [
-  'ttl', 'tags', 'varyHeaders', 'keyFn', 'key', 'statusCodes', 'private', 'public', 'shareAcrossHosts',
+  'ttl', 'tags', 'varyHeaders', 'varyCookies', 'unkeyedHeaders', 'callerProperties', 'keyFn', 'key', 'statusCodes', 'private', 'public', 'shareAcrossHosts',
   'staleWhileRevalidate', 'staleIfError', 'staleIfErrorTimeout', 'respectRequestDirectives', 'streamMaxBytes',
   'heuristicFreshness', 'compression'
 ] as const
@@ -125,6 +143,9 @@ export function checkRouteDefaults (where: string, options: RouteDefaults<any>):
   }
   if (options.tags !== undefined && typeof options.tags !== 'function') checkStringArray(where + 'tags', options.tags)
   checkStringArray(where + 'varyHeaders', options.varyHeaders)
+  checkTokens(where + 'varyCookies', options.varyCookies, 'cookie names')
+  checkTokens(where + 'unkeyedHeaders', options.unkeyedHeaders, 'header names')
+  checkStringArray(where + 'callerProperties', options.callerProperties)
   checkFunction(where + 'keyFn', options.keyFn)
   checkString(where + 'key', options.key)
   if (options.keyFn !== undefined && options.key !== undefined) throw new InvalidOptionError(where + 'key', 'give either key or keyFn, not both')
@@ -140,6 +161,16 @@ export function checkRouteDefaults (where: string, options: RouteDefaults<any>):
   checkBoolean(where + 'heuristicFreshness', options.heuristicFreshness)
   checkNonNegativeInteger(where + 'streamMaxBytes', options.streamMaxBytes)
   compressionSettings(where + 'compression', options.compression)
+}
+
+const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/
+
+/** Header and cookie names are tokens (RFC 9110 §5.6.2, RFC 6265 §4.1.1). */
+function checkTokens (where: string, value: unknown, what: string): void {
+  if (value === undefined) return
+  if (!Array.isArray(value) || value.some((item) => typeof item !== 'string' || !TOKEN.test(item))) {
+    throw new InvalidOptionError(where, 'expected an array of ' + what + ' (tokens), got ' + describe(value))
+  }
 }
 
 const COMPRESSION_OPTIONS: ReadonlySet<string> = new Set(['encodings', 'minBytes', 'maxBytes'])

@@ -4,10 +4,12 @@ import type { FastifyRequest } from 'fastify'
 // A request's variant: which of the responses stored under one key it may be answered with.
 // Lines joined by '\n', in a fixed order:
 //   ':origin=' protocol '://' host     unless the route shares entries across hosts
-//   name '=' value                      one per configured vary header (varyHeaders)
-//   name '=' value                      one per header a key's stored response named in Vary
-// Header values cannot hold a newline and header names cannot hold ':', so no value can pass
-// for another line. Variants are kept apart from the key, so invalidating a key drops them all.
+//   name '=' value                      one per configured vary header (varyHeaders) or cookie
+//                                       (varyCookies, named 'cookie:' name)
+//   name '=' value                      one per header (or cookie) a key's stored response
+//                                       varies on: named in its Vary, or read by its handler
+// Header values cannot hold a newline, and header and cookie names cannot hold ':' or '=', so
+// no value can pass for another line. Variants are kept apart from the key, so invalidating a key drops them all.
 
 /** What a route's variants are made of, fixed at registration. */
 export interface VariantPlan {
@@ -43,12 +45,41 @@ export function extendVariant (base: string, request: FastifyRequest, names: rea
   return variant
 }
 
+/** The prefix of a cookie's name among a variant's names. */
+export const COOKIE_NAME_PREFIX = 'cookie:'
+
 function withHeader (variant: string, request: FastifyRequest, name: string): string {
-  const raw = request.headers[name]
-  let value = raw === undefined ? '' : normalized(Array.isArray(raw) ? raw.join(',') : raw)
-  // Credentials select a variant but are never written to the store in clear.
-  if ((name === 'authorization' || name === 'cookie') && value !== '') value = createHash('sha256').update(value).digest('base64url')
+  let value: string
+  if (name.startsWith(COOKIE_NAME_PREFIX)) value = cookieValues(request.headers.cookie, name.slice(COOKIE_NAME_PREFIX.length))
+  else {
+    const raw = request.headers[name]
+    value = raw === undefined ? '' : normalized(Array.isArray(raw) ? raw.join(',') : raw)
+    // Credentials select a variant but are never written to the store in clear.
+    if ((name === 'authorization' || name === 'cookie') && value !== '') value = secret(value)
+  }
   return (variant === '' ? '' : variant + '\n') + name + '=' + value
+}
+
+function secret (value: string): string {
+  return createHash('sha256').update(value).digest('base64url')
+}
+
+/**
+ * One cookie's value as a variant sees it: every pair of that name in the Cookie header, in
+ * order, so that two requests share a variant only when they hold exactly the same pairs,
+ * whichever of them a cookie parser hands the handler (the first, the last, all). Hashed:
+ * cookies are credentials often. '' when the request has none.
+ */
+function cookieValues (header: string | string[] | undefined, name: string): string {
+  if (header === undefined) return ''
+  const text = Array.isArray(header) ? header.join('; ') : header
+  const values: string[] = []
+  for (const pair of text.split(';')) {
+    const eq = pair.indexOf('=')
+    const pairName = (eq === -1 ? pair : pair.slice(0, eq)).trim()
+    if (pairName === name) values.push(eq === -1 ? '' : pair.slice(eq + 1).trim())
+  }
+  return values.length === 0 ? '' : secret(JSON.stringify(values))
 }
 
 /**

@@ -77,7 +77,7 @@ t.test('RFC 9111 §3.5: private with a key template keeps one variant per creden
   const alice = await app.inject({ url: '/users/1', headers: { authorization: 'Bearer alice' } })
   t.equal(alice.headers['x-cache'], 'HIT')
   t.equal(alice.body, 'Bearer alice#1')
-  t.equal(alice.headers.vary, 'authorization', 'Vary names the header the route keys on')
+  t.equal(alice.headers.vary, 'authorization, cookie', 'Vary names the headers the route keys on (the credentials: Authorization and Cookie)')
 })
 
 t.test('RFC 9111 §3.5: varyHeaders including Authorization (any case) opts in with one variant per credential', async (t) => {

@@ -188,7 +188,7 @@ t.test('RFC 9110 §12.5.5: a response names the request headers it was keyed on 
   t.equal(miss.headers.vary, 'Accept-Language, x-tenant-id')
   t.equal(hit.headers['x-cache'], 'HIT')
   t.equal(hit.headers.vary, 'Accept-Language, x-tenant-id', 'hits say it too')
-  t.equal((await app.inject('/private')).headers.vary, 'authorization', 'a private route keys on the credentials')
+  t.equal((await app.inject('/private')).headers.vary, 'authorization, cookie', 'a private route keys on the credentials (Authorization and Cookie)')
 })
 
 t.test('RFC 9111 §3.5: public is never added by default; per-caller routes say private', async (t) => {

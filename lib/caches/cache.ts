@@ -75,6 +75,8 @@ export interface SharedAnswer {
   entry: CacheEntry
   /** The variant the entry was stored under. */
   variant: string
+  /** The header (and 'cookie:' name) names that variant was extended with beyond the base, when known. */
+  learned?: readonly string[]
 }
 
 /** What a shared backend hands a miss when it starts, to check when it stores (opaque). */

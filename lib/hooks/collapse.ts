@@ -113,7 +113,7 @@ function usable (state: CacheRequest, found: Awaited<ReturnType<typeof readEntry
 
 /** The leader got its answer from another instance: hand it to this process's waiters too. */
 function shareAndServe (state: CacheRequest, reply: FastifyReply, entry: CacheEntry): void {
-  const answer: SharedAnswer = { entry, variant: state.variant }
+  const answer: SharedAnswer = { entry, variant: state.variant, learned: state.pointerNames }
   state.settings.cache.flights.settle(state.flight, answer)
   state.flight = ''
   state.decided('collapsed', 'collapsed')

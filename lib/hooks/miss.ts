@@ -1,11 +1,13 @@
 import type { FastifyReply, HookHandlerDoneFunction } from 'fastify'
+import { watchAnswer } from './answer'
+import { ReadObserver } from './read-observer'
 import { MISSED, type CacheRequest } from './request-state'
 import { tagsOf } from './response-entry'
 import { serveEntry } from './serve'
 
 /**
- * Lets the request through to the handler. With a stale-if-error entry and a
- * staleIfErrorTimeout, the stale entry answers if the handler is too slow.
+ * Lets the request through to the handler, observing what it reads of its caller. With a
+ * stale-if-error entry and a staleIfErrorTimeout, the stale entry answers if the handler is too slow.
  */
 export function startMiss (state: CacheRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void {
   state.phase = MISSED
@@ -29,31 +31,36 @@ export function startMiss (state: CacheRequest, reply: FastifyReply, done: HookH
   const { stale } = state
   if (stale !== undefined && state.settings.staleIfErrorTimeout > 0) {
     // RFC 5861 §4 counts an origin that does not answer in time as an error too. "Answered" is
-    // the handler's send, not the end of the response: onSend hooks may still be running then,
-    // and serving stale on top of them mixed two responses. Only requests with a timer pay this.
-    const send = reply.send
-    reply.send = function (payload?: unknown) {
-      clearTimeout(state.timer)
-      reply.send = send
-      return send.call(reply, payload)
-    }
+    // the handler's send (answer.ts), not the end of the response: onSend hooks may still be
+    // running then, and serving stale on top of them mixed two responses.
     state.timer = setTimeout(() => {
       if (reply.sent) return
-      reply.send = send
+      state.answered(reply, false)
       state.settle(undefined)
       state.recount('staleIfError')
       serveEntry(state, reply, stale, 'STALE', 'hit; fwd=stale; detail=origin-timeout')
     }, state.settings.staleIfErrorTimeout)
   }
+  // What the handler reads of its caller decides whether its answer may be shared; a HEAD or a
+  // miss the backend cannot take stores nothing, and a public route says its answer is everyone's.
+  const plan = state.settings.observe
+  if (plan !== undefined && !state.isHead && !state.backendDown) state.observer = new ReadObserver(plan, state.request)
+  watchAnswer(state, reply)
   const fence = state.fence
-  if (!(fence instanceof Promise)) return done()
+  if (!(fence instanceof Promise)) return toHandler(state, done)
   fence.then((value) => {
     state.fence = value
-    done()
+    toHandler(state, done)
   }, () => {
     state.fence = undefined
-    done()
+    toHandler(state, done)
   })
+}
+
+/** Hands the request on to the handler (and whatever hooks run before it), observed from here. */
+function toHandler (state: CacheRequest, done: HookHandlerDoneFunction): void {
+  state.observer?.start()
+  done()
 }
 
 /** Asks the shared backend for this miss's fence (started early, beside the fill lock, when it can be). */

@@ -1,4 +1,5 @@
 import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
+import type { ReadObserver } from './read-observer'
 import type { Fence, SharedAnswer } from '../caches/cache'
 import type { CacheEntry } from '../entry'
 import { channels, type RouteCounters, type TraceContext } from '../observe'
@@ -65,6 +66,14 @@ export class CacheRequest {
   credentialed = false
   /** A background refresh (stale-while-revalidate) of ours, not a client's request. */
   refreshing = false
+  /** What the handler reads of its caller during this miss (read-observer.ts); none on public routes. */
+  observer: ReadObserver | undefined = undefined
+  /** The header names of the Vary pointer the lookup followed (learned per key). */
+  pointerNames: readonly string[] | undefined = undefined
+  /** The reply's own methods while the miss watches for its answer (answer.ts). */
+  replySend: FastifyReply['send'] | undefined = undefined
+  replyHijack: FastifyReply['hijack'] | undefined = undefined
+  replyFrom: ((...args: unknown[]) => unknown) | undefined = undefined
 
   constructor (readonly settings: RouteSettings, readonly request: FastifyRequest, directives: Directives) {
     this.directives = directives
@@ -109,6 +118,32 @@ export class CacheRequest {
     if (this.counted !== undefined) counters[this.counted]--
     counters[counter]++
     this.counted = counter
+  }
+
+  /**
+   * The miss was answered (or the reply hijacked): what ran for it stops. A hijacked reply is
+   * ours no more: waiters run their own handler at once, and nothing is stored.
+   */
+  answered (reply: FastifyReply, hijacked: boolean): void {
+    this.unwatch(reply)
+    clearTimeout(this.timer)
+    this.timer = undefined
+    this.observer?.stop()
+    if (hijacked) {
+      this.settle(undefined)
+      this.phase = SERVED
+    }
+  }
+
+  /** Puts back the reply's own methods that answer.ts shadowed. */
+  private unwatch (reply: FastifyReply): void {
+    const bag = reply as unknown as Record<string, unknown>
+    if (this.replySend !== undefined) bag.send = this.replySend
+    if (this.replyHijack !== undefined) bag.hijack = this.replyHijack
+    if (this.replyFrom !== undefined) bag.from = this.replyFrom
+    this.replySend = undefined
+    this.replyHijack = undefined
+    this.replyFrom = undefined
   }
 
   /** Ends this request's flight: waiters get the entry, or undefined to run the handler themselves. */

@@ -17,6 +17,7 @@ import { fixedDecision, responseDecision, type StoreDecision } from './storabili
 import { bufferStream, isStream } from './stream-buffer'
 import { encodeEntry, mayEncode, varyWithEncoding } from './encode'
 import { learnedNames } from './variants'
+import { judgeReads, privateOnly } from './caller-reads'
 
 // The onSend hook of a cached read route: stores a storable miss, freshens a revalidated
 // entry, answers stale on origin errors, and labels every response with its cache status.
@@ -107,6 +108,11 @@ function store (state: CacheRequest, out: Outgoing): void {
   }
   if (reason === undefined && identity.length > settings.maxEntryBytes) reason = 'too-large'
   if (reason !== undefined) return refuse(state, reply, reason, out.payload, out.done)
+  // What the handler read of its caller: not shared at all, or shared per value of what it read
+  // (the headers it read join the response's Vary).
+  const reads = judgeReads(state, reply)
+  if (reads.refusal !== undefined) return refuse(state, reply, reads.refusal, out.payload, out.done)
+  headers.vary = reply.getHeader('vary')
 
   const stored = storableHeaders(headers, settings.header, settings.perRequestHeaders)
   if (decoded) delete stored['content-encoding']
@@ -122,6 +128,15 @@ function store (state: CacheRequest, out: Outgoing): void {
       learned = learnedNames(vary, settings.varyHeaders)
     }
   }
+  if (reads.cookies.length > 0) {
+    learned = [...learned, ...reads.cookies].sort()
+    // Shared caches in front cannot vary on one cookie: the answer is the caller's alone to them.
+    const cacheControl = headers['cache-control'] === undefined
+      ? (settings.ttlFromResponse ? 'private' : freshnessHeader(decision.ttl, 'private, '))
+      : privateOnly(String(headers['cache-control']))
+    reply.header('cache-control', cacheControl)
+    stored['cache-control'] = cacheControl
+  }
   const variant = learned.length === 0 ? state.baseVariant : extendVariant(state.baseVariant, request, learned)
   // A validator of our own, for routes whose responses we may edit (not a proxy's).
   if (typeof stored.etag !== 'string' && !settings.ttlFromResponse) {
@@ -130,7 +145,7 @@ function store (state: CacheRequest, out: Outgoing): void {
     reply.header('etag', stored.etag)
   }
   const entry = responseEntryOf(settings, reply.statusCode, stored, identity, decision, withSurrogateTags(tagsOf(request, settings), out.surrogate))
-  if (headers['cache-control'] === undefined && !settings.ttlFromResponse) reply.header('cache-control', freshnessHeader(entry.ttl, settings.scope))
+  if (stored['cache-control'] === undefined && !settings.ttlFromResponse) reply.header('cache-control', freshnessHeader(entry.ttl, settings.scope))
   // Hits will send the body in the client's best coding: this answer varies on Accept-Encoding too.
   const encodable = mayEncode(settings, reply.statusCode, stored, identity, cacheControl)
   if (encodable) {
@@ -192,7 +207,7 @@ function commitEntry ({ state, entry, variant, learned }: Commit, after: (taken:
   // Waiters in this process get the entry now (unless it may not be used as it is); other
   // instances once it is stored.
   if (state.flight !== '') {
-    cache.flights.settle(state.flight, Date.now() < freshUntil(entry) ? { entry, variant } : undefined)
+    cache.flights.settle(state.flight, Date.now() < freshUntil(entry) ? { entry, variant, learned } : undefined)
     state.flight = ''
   }
   const stored = (taken: unknown): void => {

@@ -22,7 +22,8 @@ export function readEntry (state: CacheRequest): LookupResult | Promise<LookupRe
 
 function follow (state: CacheRequest, found: LookupResult): LookupResult | Promise<LookupResult> {
   if (found === BYPASS || found === undefined || found.kind !== ENTRY_VARY) return found
-  state.variant = extendVariant(state.baseVariant, state.request, pointerNames(found))
+  state.pointerNames = pointerNames(found)
+  state.variant = extendVariant(state.baseVariant, state.request, state.pointerNames)
   return state.settings.cache.lookup(state.key, state.variant)
 }
 
@@ -57,6 +58,6 @@ export function entryFitsVariant (entry: CacheEntry, variant: string): boolean {
 /** Whether the answer a leader stored is the one this waiting request would get. */
 export function answerFits (state: CacheRequest, shared: SharedAnswer): boolean {
   if (shared.variant === state.variant) return true
-  const learned = learnedNames(shared.entry.headers.vary, state.settings.varyHeaders)
+  const learned = shared.learned ?? learnedNames(shared.entry.headers.vary, state.settings.varyHeaders)
   return learned.length > 0 && extendVariant(state.baseVariant, state.request, learned) === shared.variant
 }

@@ -1,51 +1,65 @@
-import type { FastifyReply, FastifyRequest } from 'fastify'
+import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
 import { MissingPlaceholderError, urlKey } from '../cache-key'
 import type { CacheEntry } from '../entry'
 import { FLAG_COMPUTED_ETAG } from '../http-freshness'
-import { computeEtag, parseCacheControl, refusalReason, storableHeaders } from '../http-semantics'
+import { computeEtag, parseCacheControl, refusalReason, storableHeaders, type Directives } from '../http-semantics'
 import { logInvalidationFailure, type TargetBuilder } from '../invalidation'
 import type { RouteSettings } from '../options'
-import { baseVariant, originOf } from '../variant'
+import { ownKeysOf, type OwnTarget } from '../read-routes'
+import { COOKIE_NAME_PREFIX, baseVariant, originOf } from '../variant'
+import { CacheRequest, setState, stateOf } from './request-state'
+import { ReadObserver, type ObservePlan } from './read-observer'
+import { watchAnswer } from './answer'
 import { bodyOf, responseEntryOf, tagsOf } from './response-entry'
 import type { OnSendDone } from './serve'
 import { encodeEntry, mayEncode, varyWithEncoding } from './encode'
 
 /**
- * The onSend hook of a write route (any unsafe method): after a non-error answer (2xx, 3xx;
- * RFC 9111 §4.4), invalidate the GET entry of the same URL, those its Location and
- * Content-Location name on the same origin, and the declared targets; with writeThrough, a 2xx
- * is stored as the GET entry instead. Nothing happens when the handler failed.
+ * The preHandler of a writeThrough route: what its handler reads of its caller decides whether
+ * its answer may become the read route's shared entry (it is observed as a read's miss is).
  */
-export function buildWriteHook (settings: RouteSettings, targets: TargetBuilder[], writeThrough: boolean) {
+export function buildWriteObserverHook (settings: RouteSettings, plan: ObservePlan) {
+  return function emberCacheWriteObserver (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void {
+    const state = new CacheRequest(settings, request, NO_DIRECTIVES)
+    state.observer = new ReadObserver(plan, request)
+    setState(request, state)
+    watchAnswer(state, reply)
+    state.observer.start()
+    done()
+  }
+}
+
+const NO_DIRECTIVES: Directives = new Map()
+
+/** A write route's own targets, resolved once the app is ready (read-routes.ts). */
+export interface OwnTargets {
+  targets: readonly OwnTarget[]
+}
+
+/**
+ * The onSend hook of a write route (any unsafe method): after a non-error answer (2xx, 3xx;
+ * RFC 9111 §4.4), invalidate the entry its read route keeps for the same URL (however that route
+ * keys it), those its Location and Content-Location name on the same origin, and the declared
+ * targets; with writeThrough, a 2xx is stored as the read route's entry instead, when the
+ * handler read nothing of its caller that the read route's key lacks. Nothing happens when the
+ * handler failed.
+ */
+export function buildWriteHook (settings: RouteSettings, targets: TargetBuilder[], own: OwnTargets) {
   const { cache } = settings
   return function emberCacheWrite (request: FastifyRequest, reply: FastifyReply, payload: unknown, done: OnSendDone): void {
     const status = reply.statusCode
     if (status < 200 || status >= 400) return done(null, payload)
     const work: Array<Promise<void>> = []
-    const key = ownKey(request, settings)
-    if (key !== undefined) {
-      const entry = writeThrough && status < 300 ? responseEntry(reply, payload, settings, request) : undefined
-      if (entry !== undefined) {
-        const encodable = mayEncode(settings, 200, entry.headers, entry.body, parseCacheControl(entry.headers['cache-control']))
-        if (encodable) entry.headers.vary = varyWithEncoding(entry.headers.vary)
-        // Every other variant of the key (other varyHeaders values, hosts, Vary learned by the
-        // GET route) holds the old representation: drop them all, then store. invalidate()
-        // is recorded first, so older misses in flight do not overwrite what this write stores.
-        const variant = baseVariant(request, settings.variants)
-        work.push(cache.invalidate({ key }).then(async () => {
-          // The write's answer waits for its entry anyway: the codings are made first, in the pool.
-          const encodings = encodable ? await encodeEntry(settings, entry) : undefined
-          if (encodings !== undefined) entry.encodings = encodings
-          await cache.store(key, variant, entry)
-        }))
-      } else {
-        work.push(cache.invalidate({ key }))
-      }
+    const writeThrough = settings.writeThrough && status < 300
+    const ownKeys = ownKeysOf(own.targets, request, (err) => warnOwnKey(request, err))
+    for (const { target, key } of ownKeys) {
+      const written = writeThrough && readNothingUnkeyed(request, target) ? responseEntry(reply, payload, settings, target, request) : undefined
+      work.push(written === undefined ? target.cache.invalidate({ key }) : writeEntry(request, target.reader ?? settings, target, key, written))
     }
     // RFC 9111 §4.4: the URIs in Location and Content-Location, when on our origin.
     for (const name of ['location', 'content-location']) {
       const target = sameOriginKey(request, reply.getHeader(name))
-      if (target !== undefined && target !== key) work.push(cache.invalidate({ key: target }))
+      if (target !== undefined && !ownKeys.some((own) => own.key === target && own.target.cache === cache)) work.push(cache.invalidate({ key: target }))
     }
     for (const build of targets) {
       for (const target of build(request)) work.push(cache.invalidate(target))
@@ -58,6 +72,46 @@ export function buildWriteHook (settings: RouteSettings, targets: TargetBuilder[
       done(null, payload)
     })
   }
+}
+
+/** A write's answer as the read route's entry, and whether it is stored with codings. */
+interface Written {
+  entry: CacheEntry
+  encodable: boolean
+}
+
+/**
+ * Every other variant of the key (other varyHeaders values, hosts, Vary learned by the read
+ * route) holds the old representation: drop them all, then store. invalidate() is recorded
+ * first, so older misses in flight do not overwrite what this write stores. `entrySettings` are
+ * the read route's (the write route's when no read route has its URL).
+ */
+async function writeEntry (request: FastifyRequest, entrySettings: RouteSettings, target: OwnTarget, key: string, { entry, encodable }: Written): Promise<void> {
+  const variant = baseVariant(request, entrySettings.variants)
+  await target.cache.invalidate({ key })
+  // The write's answer waits for its entry anyway: the codings are made first, in the pool.
+  const encodings = encodable ? await encodeEntry(entrySettings, entry) : undefined
+  if (encodings !== undefined) entry.encodings = encodings
+  await target.cache.store(key, variant, entry)
+}
+
+/**
+ * Whether the write's handler read nothing of its caller that the read route's key lacks: its
+ * answer is then the entry a read would have stored. Otherwise the write only invalidates.
+ */
+function readNothingUnkeyed (request: FastifyRequest, target: OwnTarget): boolean {
+  const observer = stateOf(request)?.observer
+  if (observer === undefined) return true
+  observer.stop()
+  const keyed = target.reader?.variants.names ?? []
+  return observer.identities === undefined && !observer.allHeaders &&
+    (observer.headers ?? []).every((name) => keyed.includes(name)) &&
+    (observer.cookies ?? []).every((name) => keyed.includes(COOKIE_NAME_PREFIX + name) || keyed.includes('cookie'))
+}
+
+function warnOwnKey (request: FastifyRequest, err: unknown): void {
+  if (err instanceof MissingPlaceholderError) request.log.warn({ placeholder: err.placeholder }, 'ember-cache: the key template has no value for a placeholder in this write; its own entry is not invalidated')
+  else request.log.warn({ err }, 'ember-cache: key could not be computed; its own entry is not invalidated')
 }
 
 /** The GET key of a Location/Content-Location URI on the request's own origin, or undefined. */
@@ -75,35 +129,34 @@ function sameOriginKey (request: FastifyRequest, value: unknown): string | undef
   return urlKey('GET', target.pathname + target.search)
 }
 
-/** The key of the GET entry of the write's URL (or its template), undefined when it cannot be made. */
-function ownKey (request: FastifyRequest, settings: RouteSettings): string | undefined {
-  try {
-    return settings.keyOf(request)
-  } catch (err) {
-    if (err instanceof MissingPlaceholderError) request.log.warn({ placeholder: err.placeholder }, 'ember-cache: the key template has no value for a placeholder in this write; its own entry is not invalidated')
-    else request.log.warn({ err }, 'ember-cache: key could not be computed; its own entry is not invalidated')
-    return undefined
-  }
-}
-
-/** The 2xx response of a PUT/PATCH as a GET entry, or undefined when it may not be stored. */
-function responseEntry (reply: FastifyReply, payload: unknown, settings: RouteSettings, request: FastifyRequest): CacheEntry | undefined {
+/**
+ * The 2xx response of a PUT/PATCH as the read route's entry, or undefined when it may not be
+ * stored. Freshness, size bound and codings are the read route's (the entry is its); tags are
+ * both routes'.
+ */
+function responseEntry (reply: FastifyReply, payload: unknown, write: RouteSettings, target: OwnTarget, request: FastifyRequest): Written | undefined {
+  const settings = target.reader ?? write
   // RFC 9111 §3.5: an answer to a credentialed request is not shared unless the route vouches
   // (private, key, keyFn or varyHeaders with authorization), as on the read side.
-  if (!settings.allowsAuthorization && request.headers.authorization !== undefined) return undefined
+  if (!write.allowsAuthorization && request.headers.authorization !== undefined) return undefined
   // No payload (a 204) is nothing to read back: invalidate instead.
   const body = payload === null || payload === undefined ? undefined : bodyOf(payload)
   if (body === undefined || body.length > settings.maxEntryBytes) return undefined
   const headers = reply.getHeaders()
-  if (refusalReason(reply.statusCode, settings.statusCodes, headers, parseCacheControl(headers['cache-control'])) !== undefined) return undefined
+  const cacheControl = parseCacheControl(headers['cache-control'])
+  if (refusalReason(reply.statusCode, settings.statusCodes, headers, cacheControl) !== undefined) return undefined
   const stored = storableHeaders(headers, settings.header, settings.perRequestHeaders)
   let flags = 0
   if (typeof stored.etag !== 'string') {
     stored.etag = computeEtag(body)
     flags = FLAG_COMPUTED_ETAG
   }
+  const tags = target.reader === undefined ? tagsOf(request, write) : [...new Set([...tagsOf(request, write), ...tagsOf(request, target.reader)])]
   // A 201 Created to a PUT is a 200 to the GET that reads it back.
-  return responseEntryOf(settings, 200, stored, body, {
+  const entry = responseEntryOf(settings, 200, stored, body, {
     ttl: settings.ttl, initialAge: 0, flags, staleWhileRevalidate: settings.staleWhileRevalidate, staleIfError: settings.staleIfError
-  }, tagsOf(request, settings))
+  }, tags)
+  const encodable = mayEncode(settings, 200, stored, body, cacheControl)
+  if (encodable) stored.vary = varyWithEncoding(stored.vary)
+  return { entry, encodable }
 }
