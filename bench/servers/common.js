@@ -13,7 +13,8 @@ const payload = payloadOf(process.env.BODY)
 
 const JSON_TYPE = 'application/json; charset=utf-8'
 const ITEM_PATH = '/item'
-const DIST = path.join(__dirname, '..', '..', 'dist', 'lib', 'index.js')
+// EMBER_DIST: another build of the plugin (an earlier commit's, for before/after pairs).
+const DIST = process.env.EMBER_DIST !== undefined && process.env.EMBER_DIST !== '' ? process.env.EMBER_DIST : path.join(__dirname, '..', '..', 'dist', 'lib', 'index.js')
 
 /** How many times the origin handler ran: run.js checks a hit config stays near zero. */
 const stats = { handlerCalls: 0 }
