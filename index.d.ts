@@ -44,6 +44,10 @@ declare namespace emberCache {
   export import StoreCacheOptions = lib.StoreCacheOptions
   export import CacheStore = lib.CacheStore
   export import urlKey = lib.urlKey
+  export import escapeKeyPart = lib.escapeKeyPart
+  export import proxyRequestHeaders = lib.proxyRequestHeaders
+  export import ProxyHeadersOptions = lib.ProxyHeadersOptions
+  export import ProxiedRequest = lib.ProxiedRequest
   export import cacheConfig = lib.cacheConfig
   export import registerPrometheusMetrics = lib.registerPrometheusMetrics
   export import PromClientLike = lib.PromClientLike

@@ -20,6 +20,8 @@ export const {
   CircuitOpenError,
   InvalidationFailedError,
   urlKey,
+  escapeKeyPart,
+  proxyRequestHeaders,
   cacheConfig,
   registerPrometheusMetrics,
   traceWithOpenTelemetry

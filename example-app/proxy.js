@@ -5,7 +5,7 @@
 // (`ttl: 'from-response'`), as in a proxy cache. UPSTREAM=http://host:port node example-app/proxy.js
 const Fastify = require('fastify')
 const replyFrom = require('@fastify/reply-from')
-const { emberCache, MemoryCache } = require('fastify-ember-cache')
+const { emberCache, MemoryCache, proxyRequestHeaders } = require('fastify-ember-cache')
 
 async function buildProxy (options = {}) {
   const app = Fastify({ logger: options.logger ?? false })
@@ -16,8 +16,12 @@ async function buildProxy (options = {}) {
   // A cache passes an origin's 503 on; reply-from would otherwise retry GETs that get one.
   await app.register(replyFrom, { base: options.upstream, retryMethods: [] })
 
-  const cache = new MemoryCache({ ttl: 'from-response', max: 50_000, heuristicFreshness: options.heuristicFreshness ?? false })
-  const forward = (request, reply) => reply.from(request.url)
+  // options.cache: a cache object of your own (a RedisCache shared by a fleet of proxies), given ttl: 'from-response'.
+  const cache = options.cache ?? new MemoryCache({ ttl: 'from-response', max: 50_000, heuristicFreshness: options.heuristicFreshness ?? false })
+  // The upstream hears what the key covers: the host and protocol this proxy was asked for,
+  // stated by the proxy; a client's own X-Forwarded-*, Forwarded and URL overrides never reach it.
+  const rewriteRequestHeaders = proxyRequestHeaders()
+  const forward = (request, reply) => reply.from(request.url, { rewriteRequestHeaders })
   // Reads are cached as the upstream's headers say; every unsafe method invalidates what it
   // touches (RFC 9111 §4.4), custom ones such as M-SEARCH included once Fastify knows them.
   app.addHttpMethod('M-SEARCH', { hasBody: true })

@@ -66,7 +66,6 @@ type Headers = Record<string, unknown>
  */
 export function responseFreshness (status: number, headers: Headers, cacheControl: Directives, exchange: Exchange): ResponseFreshness {
   const surrogate = surrogateDirectives(headers['surrogate-control'], exchange.surrogateToken)
-  const directives = surrogate ?? cacheControl
   const result: ResponseFreshness = {
     lifetime: undefined,
     explicit: false,
@@ -78,10 +77,17 @@ export function responseFreshness (status: number, headers: Headers, cacheContro
   }
   // RFC 9111 §5.2.2.3: must-understand: store only statuses whose caching rules we know, and
   // then no-store does not apply (it is there for caches that do not understand).
+  // Surrogate-Control (Edge Architecture 1.0) speaks to us in place of Cache-Control only in
+  // what it says: a freshness of its own lets us store what browsers may not (Cache-Control
+  // no-store), and its no-store keeps us out; one without either (`content="ESI/1.0"`, an ESI
+  // capability every page of an ESI origin carries) leaves Cache-Control's restrictions in
+  // force. `private` always keeps us out: a personal answer is never shared (README, "Security").
   const mustUnderstand = cacheControl.has('must-understand')
+  const surrogateFreshness = surrogate?.has('max-age') === true
   if (mustUnderstand && !UNDERSTOOD_STATUSES.has(status)) result.refusal = 'must-understand'
-  else if (directives.has('no-store') && !(mustUnderstand && surrogate === undefined)) result.refusal = 'no-store'
-  else if (surrogate === undefined && cacheControl.has('private')) result.refusal = 'private'
+  else if (surrogate?.has('no-store') === true) result.refusal = 'no-store'
+  else if (cacheControl.has('no-store') && !surrogateFreshness && !mustUnderstand) result.refusal = 'no-store'
+  else if (cacheControl.has('private')) result.refusal = 'private'
   // RFC 9111 §5.2.2.4, §5.2.2.2, §5.2.2.8: no-cache, must-revalidate, proxy-revalidate.
   if (cacheControl.has('no-cache')) result.flags |= FLAG_NO_CACHE
   if (cacheControl.has('must-revalidate') || cacheControl.has('proxy-revalidate')) result.flags |= FLAG_MUST_REVALIDATE

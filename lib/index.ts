@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto'
 import fp from 'fastify-plugin'
 import type { FastifyInstance, FastifyPluginAsync, FastifyReply } from 'fastify'
 import '../types/fastify'
@@ -19,6 +18,7 @@ import { kObserver } from './hooks/read-observer'
 import { buildStoreHook } from './hooks/store'
 import { buildWriteHook, buildWriteObserverHook, type OwnTargets } from './hooks/write'
 import { ReadRoutes } from './read-routes'
+import { KeyTemplates } from './key-templates'
 
 const kSettings = Symbol('ember-cache.settings')
 const READ_METHODS = new Set(['GET', 'HEAD'])
@@ -31,9 +31,7 @@ async function emberCachePlugin (fastify: FastifyInstance, options: EmberCachePl
   /** Every cache a route uses: connected once in onReady, closed once in onClose. */
   const caches = new Set<EmberCache>()
   const modeCaches = new Map<CacheMode, EmberCache>()
-  // Marks our own background refresh requests; random so a client cannot forge one.
-  const refreshToken = randomBytes(16).toString('hex')
-  const refresh = buildRefresher((injectOptions) => fastify.inject(injectOptions), refreshToken)
+  const refresh = buildRefresher((injectOptions) => fastify.inject(injectOptions))
 
   function cacheForMode (mode: CacheMode, where: string): EmberCache {
     let cache = modeCaches.get(mode)
@@ -68,6 +66,8 @@ async function emberCachePlugin (fastify: FastifyInstance, options: EmberCachePl
   const routes: RouteSettings[] = []
   /** The same, by path: a write route updates its read route's entry (resolved when ready). */
   const readRoutes = new ReadRoutes()
+  /** The key templates of the read routes, per cache: no two may make the same key. */
+  const keyTemplates = new KeyTemplates()
   const writeRoutes: Array<{ settings: RouteSettings, own: OwnTargets }> = []
   const decorator: EmberCacheDecorator = {
     invalidate: (target: InvalidationTarget) => invalidateAll(caches, target, fastify.log),
@@ -104,11 +104,15 @@ async function emberCachePlugin (fastify: FastifyInstance, options: EmberCachePl
       if (settings.writeThrough || settings.invalidate.length > 0) {
         throw new InvalidOptionError(label + ' config.cache.' + (settings.writeThrough ? 'writeThrough' : 'invalidate'), 'belongs on a write route (POST, PUT, PATCH, DELETE)')
       }
+      if (settings.keyTemplate !== undefined) {
+        const refused = keyTemplates.add(settings.cache, settings.keyTemplate, label)
+        if (refused !== undefined) throw new InvalidOptionError(label + ' config.cache.key', refused)
+      }
       if (!opts.enabled) return
       if (settings.early) checkEarlyHooks(routeOptions, label)
       routes.push(settings)
       readRoutes.add(settings)
-      const lookup = buildLookupHook(settings, refresh, refreshToken)
+      const lookup = buildLookupHook(settings, refresh)
       // Lookup after the route's own hooks, so that a hit is never served to a request its auth
       // hooks reject; `early` (public routes only) moves it to onRequest and skips the rest.
       if (settings.early) routeOptions.onRequest = appendHook(routeOptions.onRequest, lookup)
@@ -213,4 +217,5 @@ export { traceWithOpenTelemetry, TracerLike, SpanLike } from './opentelemetry'
 export { CacheEntry } from './entry'
 export { EmberCacheDecorator } from '../types/fastify'
 export { InvalidOptionError, InvalidTargetError, PatternNotSupportedError, BackendTimeoutError, CircuitOpenError, InvalidationFailedError } from './errors'
-export { urlKey } from './cache-key'
+export { urlKey, escapeKeyPart } from './cache-key'
+export { proxyRequestHeaders, ProxyHeadersOptions, ProxiedRequest } from './proxy-headers'

@@ -29,7 +29,8 @@ const SOFT_PREFIX = 'soft:'
 function compileTarget (text: string, cache: EmberCache, where: string, params: ReadonlySet<string>): TargetBuilder {
   const invalid = (message: string): Error => new InvalidOptionError(where, JSON.stringify(text) + ': ' + message)
   if (text.startsWith('tags:')) {
-    const builders = text.slice(5).split(',').map((tag) => compileTemplate(tag.trim(), params, invalid))
+    // Tags are names matched exactly: values fill in as they are.
+    const builders = text.slice(5).split(',').map((tag) => compileTemplate(tag.trim(), params, invalid, null))
     return fillOrSkip(text, (request) => [{ tags: builders.map((build) => build(request)) }])
   }
   // Entries keyed on a URL (`GET:/users/{id}`) hold the client's spelling of the value.
@@ -43,7 +44,8 @@ function compileTarget (text: string, cache: EmberCache, where: string, params: 
       const buildPatterns = compileUrlTemplate(text, params, invalid, escapeGlob)
       return fillOrSkip(text, (request) => buildPatterns(request).map((pattern) => ({ pattern })))
     }
-    const buildPattern = compileTemplate(text, params, invalid, escapeGlob)
+    // Escaped values hold no glob character: a param of `*` cannot widen the pattern.
+    const buildPattern = compileTemplate(text, params, invalid)
     return fillOrSkip(text, (request) => [{ pattern: buildPattern(request) }])
   }
   if (urlShaped) {

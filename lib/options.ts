@@ -3,7 +3,7 @@ import { EmberCache } from './caches/cache'
 import type { LocalCacheOptions, StaticCacheOptions } from './caches/local-cache'
 import type { RedisCacheOptions } from './caches/redis-cache'
 import type { MemcachedCacheOptions } from './caches/memcached-cache'
-import { compileTemplate, urlKey, type KeyBuilder } from './cache-key'
+import { compileTemplate, targetKey, urlKey, type KeyBuilder } from './cache-key'
 import { InvalidOptionError } from './errors'
 import {
   ROUTE_DEFAULT_NAMES, TTL_FROM_RESPONSE, checkRouteDefaults, compressionSettings, statusSet,
@@ -190,6 +190,8 @@ export interface RouteSettings {
   path: string
   /** The route itself gives key or keyFn (not only its cache object). */
   keyGiven: boolean
+  /** The key template the route's entries are keyed by (route or cache object), if any. */
+  keyTemplate: string | undefined
   /** Content codings to store with entries of this route; undefined: identity only. */
   compression: CompressionSettings | undefined
   /** "METHODS url", for stats and traces. */
@@ -369,10 +371,11 @@ export function resolveRouteOptions (
     // RFC 9111 §3.5: public (the route vouches its answers are everyone's) lets credentialed
     // requests use the entries too, as do the per-caller keys.
     allowsAuthorization: isPublic || isPrivate || hasKeyFn || varyHeaders.includes('authorization'),
-    keyOf: keyBuilder(keySource, routeInfo.params, where),
+    keyOf: keyBuilder(keySource, routeInfo.params, where, ttlFromResponse),
     routeParams: routeInfo.params,
     path: routeInfo.path,
     keyGiven: route.key !== undefined || route.keyFn !== undefined,
+    keyTemplate: keySource.keyFn === undefined ? keySource.key : undefined,
     label: routeInfo.label,
     compression: routeCompression(where + '.compression', route.compression, defaults.compression, plugin.compression),
     counters: plugin.stats ? routeCounters() : undefined,
@@ -432,18 +435,23 @@ function checkRouteObject (where: string, config: unknown): RouteCacheOptions {
   return config as RouteCacheOptions
 }
 
-/** The key of the GET entry a request reads or writes: HEAD and write methods map to GET. */
-function keyBuilder (source: RouteDefaults<any>, params: ReadonlySet<string>, where: string): KeyBuilder {
+/**
+ * The key of the GET entry a request reads or writes: HEAD and write methods map to GET. A
+ * from-response route (a proxy) keys the target as sent: its upstream may apply the query's
+ * parameters in order.
+ */
+function keyBuilder (source: RouteDefaults<any>, params: ReadonlySet<string>, where: string, asSent: boolean): KeyBuilder {
   const keyFn = source.keyFn
   if (keyFn !== undefined) {
     return (request) => {
       const key = keyFn(request)
-      if (typeof key !== 'string' || key.length === 0) throw new InvalidOptionError('keyFn', 'must return a non-empty string, returned ' + describe(key))
+      // A NUL would reach the names the cache keeps beside entries (tag sets, locks): refused.
+      if (typeof key !== 'string' || key.length === 0 || key.includes('\u0000')) throw new InvalidOptionError('keyFn', 'must return a non-empty string without NUL, returned ' + describe(key))
       return key
     }
   }
   if (source.key !== undefined) return compileTemplate(source.key, params, (message) => new InvalidOptionError(where + '.key', message))
-  return (request) => urlKey('GET', request.url)
+  return asSent ? (request) => targetKey('GET', request.url) : (request) => urlKey('GET', request.url)
 }
 
 function checkHeaderName (name: string, value: unknown): void {

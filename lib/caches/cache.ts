@@ -324,6 +324,7 @@ export abstract class EmberCache {
   // Cache-aside API: JSON-compatible values, for work outside routes.
 
   async get<T = unknown> (key: string): Promise<T | undefined> {
+    checkKey(key, 'get')
     await this.ensureOpen()
     const entry = await this.lookup(key, '')
     if (entry === undefined || entry === BYPASS || entry.kind !== ENTRY_VALUE) return undefined
@@ -332,6 +333,7 @@ export abstract class EmberCache {
   }
 
   async set (key: string, value: unknown, options?: SetOptions): Promise<void> {
+    checkKey(key, 'set')
     const ttl = options?.ttl ?? this.ttl ?? DEFAULT_VALUE_TTL
     checkSeconds('set() ttl', ttl)
     const json = JSON.stringify(value)
@@ -366,6 +368,7 @@ export abstract class EmberCache {
    * stores its result and returns it.
    */
   async wrap<T> (key: string, fn: () => T | Promise<T>, options?: SetOptions): Promise<T> {
+    checkKey(key, 'wrap')
     const cached = await this.get<T>(key)
     if (cached !== undefined) return cached
     const flightKey = key
@@ -421,6 +424,12 @@ function parseHardTarget (target: InvalidationTarget): ParsedTarget {
   throw new InvalidTargetError('expected a key string, { key }, { keys }, { pattern } or { tags }, got ' + describe(target))
 }
 
+/** A key or tag: a non-empty string without NUL (NUL names what the cache keeps beside entries). */
 function isText (value: unknown): value is string {
-  return typeof value === 'string' && value.length > 0
+  return typeof value === 'string' && value.length > 0 && !value.includes('\u0000')
+}
+
+/** Cache-aside keys are keys like any other: refused before anything is read or written. */
+function checkKey (key: unknown, method: string): void {
+  if (!isText(key)) throw new InvalidTargetError(method + '() expects a key: a non-empty string without NUL, got ' + describe(key))
 }

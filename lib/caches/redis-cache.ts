@@ -32,10 +32,16 @@ export interface RedisCacheOptions extends RemoteCacheOptions {
 }
 
 const REDIS_OPTIONS = ['url', 'redisOptions', 'clusterNodes', 'clusterOptions', 'client', 'closeClient', 'scanCount', 'lock']
-// Tag sets live beside the entries. Entries are hashes and tag sets are sets, so pattern
-// invalidation (SCAN ... TYPE hash) never takes a tag set for an entry.
-const TAG_INFIX = '#tag:'
-const LOCK_INFIX = '#fill:'
+// Tag sets and fill locks live beside the entries, under names no key can take: entries are
+// `<prefix><key>`, and no key holds a NUL (URL keys cannot; template values are escaped; a
+// keyFn's or cache-aside key with one is refused), so nothing a request sends reaches them
+// (a URL with `#fill:` in it once planted a hash at another key's lock). Entries are hashes,
+// tag sets sets and locks strings, so pattern invalidation (SCAN ... TYPE hash) never takes
+// one for an entry.
+const TAG_INFIX = '\u0000tag:'
+const LOCK_INFIX = '\u0000fill:'
+const LOCK_SEPARATOR = '\u0000'
+
 // Deletes the lock only if it still holds our token: a lock that expired and was taken by
 // another instance must not be released by us.
 const RELEASE_SCRIPT = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end"
@@ -322,7 +328,7 @@ export class RedisCache extends RemoteCache {
   }
 
   private buildFillLock ({ ttl, wait, poll }: Required<LockSettings>): FillLock {
-    const lockKey = (key: string, variant: string): string => this.keyPrefix + key + LOCK_INFIX + variant
+    const lockKey = (key: string, variant: string): string => this.keyPrefix + LOCK_INFIX + key + LOCK_SEPARATOR + variant
     return {
       wait,
       poll,

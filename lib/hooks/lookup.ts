@@ -10,7 +10,7 @@ import { channels, keyHash } from '../observe'
 import { baseVariant } from '../variant'
 import { joinOrLead } from './collapse'
 import { startMiss } from './miss'
-import { REFRESH_HEADER, REFRESH_ORIGIN_HEADER, type Refresher } from './refresh'
+import { refreshOrigin, type Refresher } from './refresh'
 import { BYPASSED, CacheRequest, setState, unexpected, type CountedOutcome } from './request-state'
 import { hasOriginValidators, startRevalidation } from './revalidate'
 import { serveEntry } from './serve'
@@ -23,7 +23,7 @@ import { entryFitsVariant, readEntry } from './variants'
 const EMPTY_DIRECTIVES: Directives = new Map()
 
 /** The hook that answers from the cache, or lets the request through as a miss. */
-export function buildLookupHook (settings: RouteSettings, refresh: Refresher, refreshToken: string) {
+export function buildLookupHook (settings: RouteSettings, refresh: Refresher) {
   const { respectRequestDirectives, allowsAuthorization } = settings
   // One warning per route for requests a key template cannot key, not one per request.
   let warnedMissing = false
@@ -43,6 +43,9 @@ export function buildLookupHook (settings: RouteSettings, refresh: Refresher, re
     // must-revalidate), but never answers a credentialed request from the cache.
     const credentialed = !allowsAuthorization && request.headers.authorization !== undefined
     if (credentialed && !settings.ttlFromResponse) return bypass(state, reply, done, 'fwd=bypass; detail=authorization', 'bypassAuthorization')
+    // RFC 9110 §7.1: a fragment is no part of a request target; a client that sends one anyway
+    // (`/page#...`) is not one to share an answer with, or to let near a key.
+    if (request.url.includes('#')) return bypass(state, reply, done, 'fwd=bypass; detail=fragment', 'bypassKey')
     try {
       state.key = settings.keyOf(request)
     } catch (err) {
@@ -58,9 +61,10 @@ export function buildLookupHook (settings: RouteSettings, refresh: Refresher, re
       return bypass(state, reply, done, 'fwd=bypass', 'bypassKey')
     }
     if (state.trace !== undefined) state.trace.keyHash = keyHash(state.key)
-    const isRefresh = request.headers[REFRESH_HEADER] === refreshToken
     // A refresh runs through inject (no TLS, another socket): it keeps the original request's origin.
-    state.baseVariant = baseVariant(request, settings.variants, isRefresh ? request.headers[REFRESH_ORIGIN_HEADER] as string : undefined)
+    const origin = refreshOrigin(request)
+    const isRefresh = origin !== undefined
+    state.baseVariant = baseVariant(request, settings.variants, origin)
     state.variant = state.baseVariant
 
     // RFC 9111 §5.2.1.5: no-store: do not use or store a response for this request.

@@ -97,13 +97,20 @@ function store (state: CacheRequest, out: Outgoing): void {
   // for this client: the entry keeps the identity body, which compression serves to anyone.
   let identity = out.body
   let decoded = false
+  // A coded body kept as it came (no-transform): it is one representation among those the
+  // client's Accept-Encoding selects, so the entry varies on that header itself.
+  let keptCoding = false
   const coding = headers['content-encoding']
   if (reason === undefined && coding !== undefined && coding !== 'identity' && variesOnEncoding(headers.vary)) {
-    const plain = decodeContent(out.body, String(coding), settings.maxEntryBytes)
-    if (typeof plain === 'string') reason = plain
+    // RFC 9110 §7.7, RFC 9111 §5.2.2.6: no-transform: the bytes (and their ETag and digests) as sent.
+    if (cacheControl.has('no-transform')) keptCoding = true
     else {
-      identity = plain
-      decoded = true
+      const plain = decodeContent(out.body, String(coding), settings.maxEntryBytes)
+      if (typeof plain === 'string') reason = plain
+      else {
+        identity = plain
+        decoded = true
+      }
     }
   }
   if (reason === undefined && identity.length > settings.maxEntryBytes) reason = 'too-large'
@@ -115,7 +122,7 @@ function store (state: CacheRequest, out: Outgoing): void {
   headers.vary = reply.getHeader('vary')
 
   const stored = storableHeaders(headers, settings.header, settings.perRequestHeaders)
-  if (decoded) delete stored['content-encoding']
+  if (decoded) forDecodedBody(stored)
   let learned: string[] = []
   if (stored.vary !== undefined) {
     // One string, so that hits find its parsed names in varyNames' memo without joining.
@@ -128,6 +135,7 @@ function store (state: CacheRequest, out: Outgoing): void {
       learned = learnedNames(vary, settings.varyHeaders)
     }
   }
+  if (keptCoding) learned = [...learned, 'accept-encoding'].sort()
   if (reads.cookies.length > 0) {
     learned = [...learned, ...reads.cookies].sort()
     // Shared caches in front cannot vary on one cookie: the answer is the caller's alone to them.
@@ -244,6 +252,20 @@ function refuse (state: CacheRequest, reply: FastifyReply, reason: string, paylo
   if (refusals !== undefined) refusals[reason] = (refusals[reason] ?? 0) + 1
   setStatusHeaders(reply, state.settings, 'MISS', state.forward + '; detail=' + reason, state.key)
   done(null, payload)
+}
+
+/**
+ * The headers of a body stored decoded (its coding undone): the coding goes, and so do the
+ * validator and digests of the coded bytes (RFC 9110 §8.8.3, RFC 9530 §2): a strong ETag
+ * becomes weak (the content is the same, the bytes are not), digests are dropped.
+ */
+function forDecodedBody (stored: CacheEntry['headers']): void {
+  delete stored['content-encoding']
+  delete stored['content-digest']
+  delete stored['repr-digest']
+  delete stored['content-md5']
+  const etag = stored.etag
+  if (typeof etag === 'string' && etag.startsWith('"')) stored.etag = 'W/' + etag
 }
 
 /** Reads and removes a header meant for the cache; undefined when the handler set none. */

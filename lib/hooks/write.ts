@@ -1,5 +1,5 @@
 import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
-import { MissingPlaceholderError, urlKey } from '../cache-key'
+import { MissingPlaceholderError, targetKey, urlKey } from '../cache-key'
 import type { CacheEntry } from '../entry'
 import { FLAG_COMPUTED_ETAG } from '../http-freshness'
 import { computeEtag, parseCacheControl, refusalReason, storableHeaders, type Directives } from '../http-semantics'
@@ -58,7 +58,7 @@ export function buildWriteHook (settings: RouteSettings, targets: TargetBuilder[
     }
     // RFC 9111 §4.4: the URIs in Location and Content-Location, when on our origin.
     for (const name of ['location', 'content-location']) {
-      const target = sameOriginKey(request, reply.getHeader(name))
+      const target = sameOriginKey(request, reply.getHeader(name), settings.ttlFromResponse)
       if (target !== undefined && !ownKeys.some((own) => own.key === target && own.target.cache === cache)) work.push(cache.invalidate({ key: target }))
     }
     for (const build of targets) {
@@ -114,8 +114,8 @@ function warnOwnKey (request: FastifyRequest, err: unknown): void {
   else request.log.warn({ err }, 'ember-cache: key could not be computed; its own entry is not invalidated')
 }
 
-/** The GET key of a Location/Content-Location URI on the request's own origin, or undefined. */
-function sameOriginKey (request: FastifyRequest, value: unknown): string | undefined {
+/** The GET key of a Location/Content-Location URI on the request's own origin, or undefined (`asSent`: a proxy's keys). */
+function sameOriginKey (request: FastifyRequest, value: unknown, asSent: boolean): string | undefined {
   if (typeof value !== 'string' || value === '') return undefined
   let base: URL
   let target: URL
@@ -126,7 +126,7 @@ function sameOriginKey (request: FastifyRequest, value: unknown): string | undef
     return undefined
   }
   if (target.origin !== base.origin) return undefined
-  return urlKey('GET', target.pathname + target.search)
+  return (asSent ? targetKey : urlKey)('GET', target.pathname + target.search)
 }
 
 /**
