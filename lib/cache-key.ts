@@ -249,31 +249,82 @@ function placeholderValue (request: FastifyRequest, placeholder: Placeholder): s
   return String(value)
 }
 
-/** Compiles a glob (`*`, `?`, `[...]`, backslash escapes) as Redis MATCH reads it. */
+/**
+ * Compiles a glob (`*`, `?`, `[...]`, backslash escapes) as Redis MATCH reads it. Never throws:
+ * a set is rebuilt character by character (a reversed range such as `[z-a]` is swapped, as
+ * Redis does), so no glob Redis accepts can break a regular expression here.
+ */
 export function globToRegExp (glob: string): RegExp {
   let source = '^'
   for (let i = 0; i < glob.length; i++) {
     const c = glob[i]
     if (c === '*') source += '[\\s\\S]*'
     else if (c === '?') source += '[\\s\\S]'
-    else if (c === '\\' && i + 1 < glob.length) source += escapeRegExp(glob[++i])
+    else if (c === '\\' && i + 1 < glob.length) source += escapeChar(glob[++i])
     else if (c === '[') {
-      const end = glob.indexOf(']', i + 1)
-      if (end === -1) { source += '\\['; continue }
-      let set = glob.slice(i + 1, end).replace(/\\/g, '\\\\')
-      if (set.startsWith('^')) set = '^' + set.slice(1)
-      source += '[' + set + ']'
-      i = end
-    } else source += escapeRegExp(c)
+      const set = readSet(glob, i + 1)
+      if (set === undefined) { source += '\\['; continue }
+      source += set.source
+      i = set.end
+    } else source += escapeChar(c)
   }
   return new RegExp(source + '$')
+}
+
+/** A `[...]` set from `start` (just after `[`): its RegExp source, and the index of its `]`. */
+function readSet (glob: string, start: number): { source: string, end: number } | undefined {
+  let i = start
+  let negate = false
+  if (glob[i] === '^') {
+    negate = true
+    i++
+  }
+  let items = ''
+  while (i < glob.length && glob[i] !== ']') {
+    let c = glob[i]
+    if (c === '\\' && i + 1 < glob.length) c = glob[++i]
+    if (glob[i + 1] === '-' && i + 2 < glob.length && glob[i + 2] !== ']') {
+      let end = glob[i + 2]
+      let next = i + 3
+      if (end === '\\' && i + 3 < glob.length) {
+        end = glob[i + 3]
+        next = i + 4
+      }
+      const [low, high] = c <= end ? [c, end] : [end, c]
+      items += escapeChar(low) + '-' + escapeChar(high)
+      i = next
+      continue
+    }
+    items += escapeChar(c)
+    i++
+  }
+  if (i >= glob.length) return undefined
+  // An empty set matches nothing in Redis.
+  if (items === '') return { source: negate ? '[\\s\\S]' : '(?!)', end: i }
+  return { source: '[' + (negate ? '^' : '') + items + ']', end: i }
+}
+
+/** One character as a RegExp literal (also inside a set). */
+function escapeChar (c: string): string {
+  return '\\u' + c.charCodeAt(0).toString(16).padStart(4, '0')
+}
+
+/**
+ * Why a pattern cannot be used, or undefined: checked once, where a pattern comes in
+ * (invalidate(), a bus message), before anything is sent or matched.
+ */
+export function checkPattern (pattern: unknown): string | undefined {
+  if (typeof pattern !== 'string' || pattern.length === 0) return 'a pattern is a non-empty string'
+  if (pattern.includes('\u0000')) return 'a pattern holds no NUL'
+  try {
+    globToRegExp(pattern)
+  } catch (err) {
+    return 'not a glob: ' + (err as Error).message
+  }
+  return undefined
 }
 
 /** Escapes glob metacharacters so a literal string (a key prefix) matches only itself. */
 export function escapeGlob (text: string): string {
   return text.replace(/[*?[\]\\]/g, '\\$&')
-}
-
-function escapeRegExp (c: string): string {
-  return c.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')
 }

@@ -90,6 +90,12 @@ export function retentionSeconds (entry: CacheEntry): number {
 
 /** The stale-while-revalidate window of a softly invalidated entry: until it would have gone anyway. */
 export const SOFT_STALE_WINDOW = MAX_UINT32
+/**
+ * The longest a softly invalidated entry is kept, served stale while refreshes run: its own
+ * retention when shorter. An entry that never expires (ttl 0) whose refreshes keep failing
+ * goes after this, rather than being served stale for ever.
+ */
+export const SOFT_STALE_MAX_SECONDS = 3600
 
 /**
  * A softly invalidated copy of an entry: stale from now (FLAG_STALE), and servable stale while

@@ -44,3 +44,9 @@ export const InvalidationFailedError = createError<[string, string]>(
   'FST_EMBER_CACHE_INVALIDATION_FAILED',
   '%s could not invalidate (%s); queued: it runs before this cache serves another hit'
 )
+
+/** The backend will not hold this one entry (too large for it). The entry is not stored; the backend is fine. */
+export const EntryRefusedError = createError<[string]>(
+  'FST_EMBER_CACHE_ENTRY_REFUSED',
+  'entry not stored: %s'
+)

@@ -74,10 +74,14 @@ export interface CacheCounters {
   backendTimeouts: number
   /** Messages received on the coherence bus. */
   busMessages: number
+  /** Messages on the bus's channel that were not ours (malformed, foreign): dropped. */
+  busMessagesRejected: number
+  /** Entries the backend would not hold (too large for it): not stored, the backend not blamed. */
+  entriesRefused: number
 }
 
 export function cacheCounters (): CacheCounters {
-  return { invalidations: 0, invalidationsFailed: 0, backendErrors: 0, backendTimeouts: 0, busMessages: 0 }
+  return { invalidations: 0, invalidationsFailed: 0, backendErrors: 0, backendTimeouts: 0, busMessages: 0, busMessagesRejected: 0, entriesRefused: 0 }
 }
 
 /** One cache object in `fastify.emberCache.stats()`. */

@@ -6,7 +6,7 @@ import { Cluster } from 'ioredis'
 import { RedisCache, type EmberCache } from '../lib/index'
 import { redisCommand, startRedisCluster, type RedisClusterHandle } from './helpers/servers'
 import { buildApp, freshPrefix, runBackendSuite, xCache } from './helpers/backend-suite'
-import { redisRawTraits } from './helpers/redis-raw'
+import { entryName, redisRawTraits } from './helpers/redis-raw'
 
 t.test('RedisCache on a 3-master cluster', async (t) => {
   const cluster: RedisClusterHandle = await startRedisCluster()
@@ -35,9 +35,9 @@ t.test('RedisCache on a 3-master cluster', async (t) => {
     for (let i = 1; i <= count; i++) t.equal(xCache(await app.app.inject(`${route}/${i}`)), 'MISS')
     for (let i = 1; i <= count; i++) t.equal(xCache(await app.app.inject(`${route}/${i}`)), 'HIT')
     const slots = new Set<number>()
-    for (let i = 1; i <= count; i++) slots.add(Number(await redisCommand(cluster.nodes[0], ['CLUSTER', 'KEYSLOT', `${keyPrefix}GET:${route}/${i}`])))
+    for (let i = 1; i <= count; i++) slots.add(Number(await redisCommand(cluster.nodes[0], ['CLUSTER', 'KEYSLOT', entryName(keyPrefix, `GET:${route}/${i}`)])))
     t.ok(slots.size > count / 2, `${count} keys sit in ${slots.size} different slots`)
-    const perNode = await keysPerNode(`${keyPrefix}GET:${route}/*`)
+    const perNode = await keysPerNode(entryName(keyPrefix, `GET:${route}/*`))
     t.ok(perNode.every((n) => n > 0), `every master holds some entries: ${perNode.join(', ')}`)
     return { cache, keyPrefix, app }
   }
@@ -46,7 +46,7 @@ t.test('RedisCache on a 3-master cluster', async (t) => {
     const { cache, keyPrefix, app } = await fill(t, '/items', 30)
     await app.app.inject('/json')
     await cache.invalidate({ pattern: 'GET:/items/*' })
-    t.same(await keysPerNode(`${keyPrefix}GET:/items/*`), [0, 0, 0], 'no matching entry left on any master')
+    t.same(await keysPerNode(entryName(keyPrefix, 'GET:/items/*')), [0, 0, 0], 'no matching entry left on any master')
     for (let i = 1; i <= 30; i++) t.equal(xCache(await app.app.inject(`/items/${i}`)), 'MISS', `/items/${i} dropped`)
     t.equal(xCache(await app.app.inject('/json')), 'HIT', 'a key outside the pattern is kept')
   })
@@ -55,7 +55,7 @@ t.test('RedisCache on a 3-master cluster', async (t) => {
     const { cache, keyPrefix, app } = await fill(t, '/tagged', 30)
     for (let i = 1; i <= 10; i++) await app.app.inject(`/fn-tagged/${i}`)
     await t.resolves(cache.invalidate({ tags: ['items', 'item:3', 'item:7'] }), 'several tags in one call')
-    t.same(await keysPerNode(`${keyPrefix}GET:/tagged/*`), [0, 0, 0], 'no tagged entry left on any master')
+    t.same(await keysPerNode(entryName(keyPrefix, 'GET:/tagged/*')), [0, 0, 0], 'no tagged entry left on any master')
     for (let i = 1; i <= 30; i++) t.equal(xCache(await app.app.inject(`/tagged/${i}`)), 'MISS', `/tagged/${i} dropped`)
     t.equal(xCache(await app.app.inject('/fn-tagged/3')), 'MISS')
     t.equal(xCache(await app.app.inject('/fn-tagged/4')), 'HIT', 'an entry with another tag is kept')

@@ -7,6 +7,7 @@ import { MemcachedCache } from '../lib/index'
 import { memcachedCommand, startMemcached, type MemcachedServer } from './helpers/servers'
 import { INJECT_VARIANT, buildApp, freshPrefix, runBackendSuite, xCache } from './helpers/backend-suite'
 import { entryKey, writeEntry } from './helpers/memcached-raw'
+import { placeKey } from '../lib/caches/memcached-cache'
 
 t.test('MemcachedCache on two servers', async (t) => {
   const first: MemcachedServer = await startMemcached()
@@ -15,8 +16,11 @@ t.test('MemcachedCache on two servers', async (t) => {
   const second: MemcachedServer | undefined = first.managed ? await startMemcached() : undefined
   if (second !== undefined) t.teardown(() => second.stop())
   const servers = second === undefined ? first.servers : `${first.servers},${second.servers}`
-  // Same server list, so memjs hashes a key to the same server the cache uses.
+  // Keys placed on the server the cache places them on (rendezvous hashing over the names).
   const raw = memjs.Client.create(servers, { retries: 1, timeout: 1, logger: { log: () => {} } })
+  const names = servers.split(',')
+  // memjs's types say a string; its code (and so this) returns the server's index.
+  ;(raw as unknown as { getServer: (key: string) => number }).getServer = (key) => names.indexOf(placeKey(names, key))
   t.teardown(() => raw.close())
   const memcachedCache = (keyPrefix: string): MemcachedCache => new MemcachedCache({ servers, keyPrefix, commandTimeout: 2_000 })
   /** Meta get (`mg key [flags]`) on one `host:port`: HD when it holds the key. `version` ends the reply. */

@@ -6,7 +6,7 @@ import { Redis } from 'ioredis'
 import emberCache, { RedisCache } from '../lib/index'
 import { startRedis, type RedisServer } from './helpers/servers'
 import { buildApp, freshPrefix, runBackendSuite, xCache } from './helpers/backend-suite'
-import { redisRawTraits } from './helpers/redis-raw'
+import { entryName, redisRawTraits } from './helpers/redis-raw'
 import { waitFor } from './helpers/fault-kit'
 
 t.test('RedisCache on one server', async (t) => {
@@ -28,7 +28,7 @@ t.test('RedisCache on one server', async (t) => {
   t.test('redis: a key of a foreign type where an entry belongs is a miss and is replaced', async (t) => {
     const keyPrefix = freshPrefix('redis')
     const { app, calls } = await buildApp(t, redisCache(keyPrefix))
-    await raw.set(keyPrefix + 'GET:/json', 'a plain string, not our hash')
+    await raw.set(entryName(keyPrefix, 'GET:/json'), 'a plain string, not our hash')
     for (let i = 1; i <= 5; i++) {
       const res = await app.inject('/json')
       t.equal(res.statusCode, 200, `request ${i} answered`)

@@ -9,6 +9,7 @@ import emberCache, { RedisCache } from '../lib/index'
 import { freshPrefix } from './helpers/backend-suite'
 import { liveHandles, retryUntil, sleep, timedGet, waitFor } from './helpers/fault-kit'
 import { redisCommand, startRedis } from './helpers/servers'
+import { entryName } from './helpers/redis-raw'
 import { delayProxy } from './helpers/delay-proxy'
 
 const COMMAND_TIMEOUT = 100
@@ -111,8 +112,8 @@ t.test('app.close() with requests, background refreshes, fill locks and compress
     return now.sockets <= baseline.sockets && now.timers <= baseline.timers
   }, 2_000).catch(() => -1)
   t.ok(settled >= 0, `no socket or timer left behind (baseline ${JSON.stringify(baseline)}, now ${JSON.stringify(liveHandles())})`)
-  const locks = await redisCommand(redis, ['KEYS', keyPrefix + '*#fill:*'])
+  const locks = await redisCommand(redis, ['KEYS', keyPrefix + '\u0000\u0000fill:*'])
   t.same(locks, [], 'no fill lock left in Redis (found here: close() did not wait for the release)')
-  const entries = ((await redisCommand(redis, ['KEYS', keyPrefix + 'GET:/item/m*'])) as string[]).filter((key) => !key.includes('#fill:'))
+  const entries = (await redisCommand(redis, ['KEYS', entryName(keyPrefix, 'GET:/item/m*')])) as string[]
   t.equal(entries.length, 4, 'the four misses were stored, compressed, before the cache closed')
 })

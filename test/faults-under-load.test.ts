@@ -14,6 +14,7 @@ import { FAULT_OPTIONS } from './helpers/fault-suite'
 import { sleep, waitFor } from './helpers/fault-kit'
 import { Load, VersionedData, fleetMember, hitsResumeAfter, judge, type Judged } from './helpers/load'
 import { redisCommand, startMemcached, startRedis, startRedisCluster, type ServerHandle } from './helpers/servers'
+import { entryName } from './helpers/redis-raw'
 import { freshPrefix } from './helpers/backend-suite'
 
 const LONG = Number(process.env.FAULT_LOAD_SECONDS ?? 0)
@@ -178,7 +179,7 @@ t.test('a write during an outage: once Redis is back with the replaced entry (AO
   t.equal(write.statusCode, 200, 'the write is answered while Redis is down')
   t.match(write.headers['cache-status'], /invalidation-queued/)
   await redis.restart()
-  const restored = await redisCommand(redis, ['EXISTS', keyPrefix + 'GET:/item/0'])
+  const restored = await redisCommand(redis, ['EXISTS', entryName(keyPrefix, 'GET:/item/0')])
   // Redis is back with the old entry (the AOF kept it); B reads it as fast as it can.
   const seen: Array<{ version: number, xCache: string }> = []
   const until = Date.now() + 2_000

@@ -6,6 +6,7 @@ import { Redis } from 'ioredis'
 import { emberCache, MemoryCache, RedisCache, MemcachedCache } from '../lib/index'
 import { encodeEntry, ENTRY_RESPONSE } from '../lib/entry'
 import { startMemcached, startRedis } from './helpers/servers'
+import { entryName } from './helpers/redis-raw'
 import { INJECT_VARIANT, freshPrefix } from './helpers/backend-suite'
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
@@ -154,7 +155,7 @@ t.test('an envelope with an impossible status crashed the request with an unhand
   await app.ready()
   t.teardown(() => app.close())
   const bogus = encodeEntry({ kind: ENTRY_RESPONSE, status: 0, headers: {}, body: Buffer.from('junk'), storedAt: Date.now(), ttl: 60, initialAge: 0, flags: 0, staleWhileRevalidate: 0, staleIfError: 0, tags: [], tagVersions: [] })
-  await raw.hset(keyPrefix + 'GET:/x', INJECT_VARIANT, bogus)
+  await raw.hset(entryName(keyPrefix, 'GET:/x'), INJECT_VARIANT, bogus)
   const res = await Promise.race([app.inject('/x'), sleep(2_000).then(() => undefined)])
   t.ok(res !== undefined, 'the request was answered')
   t.equal(res?.statusCode, 200)

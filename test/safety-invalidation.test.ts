@@ -6,7 +6,7 @@ import t, { type Test } from 'tap'
 import Fastify, { type FastifyInstance } from 'fastify'
 import { Redis } from 'ioredis'
 import memjs from 'memjs'
-import emberCache, { InvalidTargetError, MemcachedCache, MemoryCache, RedisCache, type RemoteCache } from '../lib/index'
+import emberCache, { MemcachedCache, MemoryCache, RedisCache, type RemoteCache } from '../lib/index'
 import { freshPrefix } from './helpers/backend-suite'
 import { sleep } from './helpers/fault-kit'
 import { startMemcached, startRedis, type MemcachedServer, type RedisServer } from './helpers/servers'
@@ -129,7 +129,7 @@ t.test('queued invalidations', async (t) => {
     await raw.set('foreign:' + prefixA, 'keep me')
     await raw.hset('foreign-hash:' + prefixA, 'f', 'keep me')
     for (const { app } of [appA, appB]) await app.inject('/item/1')
-    await raw.set(prefixA + 'GET:/item/1#fill:x', 'a lock')
+    await raw.set(prefixA + '\u0000\u0000fill:GET:/item/1\u0000x', 'a lock')
     t.ok((await raw.keys(prefixA + '*')).length >= 3, 'entry, tag sets and lock under A')
     await a.clear()
     t.same(await raw.keys(prefixA + '*'), [], 'nothing left under A')
@@ -137,9 +137,22 @@ t.test('queued invalidations', async (t) => {
     t.equal(await raw.hget('foreign-hash:' + prefixA, 'f'), 'keep me')
     t.equal((await appA.app.inject('/item/1')).headers['x-cache'], 'MISS')
     t.equal((await appB.app.inject('/item/1')).headers['x-cache'], 'HIT', 'the other prefix is untouched')
+    // Without a prefix, a cache still owns only its own names (they start with a NUL): clear()
+    // and a pattern of '*' leave everything else alone (a pattern once deleted foreign data).
     const bare = new RedisCache({ url: redis.url, keyPrefix: '' })
-    t.teardown(() => bare.close())
-    await t.rejects(bare.clear(), InvalidTargetError, 'clear() without a prefix of its own is refused: it would take other data with it')
+    const bareApp = await itemApp(t, bare)
+    await bareApp.app.inject('/item/1')
+    await raw.set('session:42', 'keep me')
+    await raw.set('GET:/item/1', 'a foreign key named like ours')
+    for (const invalidate of [() => bare.invalidate({ pattern: '*' }), () => bare.clear()]) {
+      await bareApp.app.inject('/item/1')
+      t.equal((await bareApp.app.inject('/item/1')).headers['x-cache'], 'HIT')
+      await invalidate()
+      t.equal((await bareApp.app.inject('/item/1')).headers['x-cache'], 'MISS', 'its own entry is gone')
+      t.equal(await raw.get('session:42'), 'keep me', 'foreign data survives')
+      t.equal(await raw.get('GET:/item/1'), 'a foreign key named like ours')
+    }
+    await raw.del('session:42', 'GET:/item/1')
   })
 
   t.test('memcached: clear() ends every entry of the cache, no flush_all', async (t) => {

@@ -2,6 +2,7 @@ import type { Cluster, Redis } from 'ioredis'
 import { randomBytes } from 'node:crypto'
 import type { FastifyBaseLogger } from 'fastify'
 import type { ParsedTarget } from './cache'
+import { checkPattern } from '../cache-key'
 
 // The coherence bus of a two-tier cache: every change one instance makes to the shared store
 // (a store under a key, an invalidation, a clear) is announced on a Redis pub/sub channel, and
@@ -28,9 +29,15 @@ interface BusMessage {
 export interface BusHandlers {
   /** Another instance changed these entries (`stored`: stored anew, else invalidated). `delayMs` is how long the message took. */
   changed: (target: ParsedTarget, delayMs: number, stored: boolean) => void
-  /** The subscription was lost and is back: messages may have been missed. */
+  /** The subscription was lost and is back: messages may have been missed (also: applying one failed). */
   resubscribed: () => void
+  /** A message that is not one of ours arrived (dropped). */
+  rejected: () => void
 }
+
+/** A message longer than this is not one of ours (keys of one turn of the event loop fit many times over). */
+const MAX_MESSAGE_BYTES = 1024 * 1024
+const MAX_NAMES = 10_000
 
 export class CoherenceBus {
   readonly instanceId = randomBytes(8).toString('base64url')
@@ -128,16 +135,61 @@ export class CoherenceBus {
   }
 
   private receive (text: string): void {
-    let message: BusMessage
+    // Anything that can publish on the server can reach this handler, inside ioredis's data
+    // handler: a message that is not exactly ours is dropped (counted, logged once), and nothing
+    // here may throw (one `PUBLISH <channel> null` took down every instance with an L1).
+    let target: ParsedTarget | undefined
+    let message: BusMessage | undefined
     try {
-      message = JSON.parse(text) as BusMessage
+      message = parseMessage(text)
+      target = message === undefined ? undefined : targetOf(message)
     } catch {
+      target = undefined
+    }
+    if (message === undefined || target === undefined) {
+      this.handlers.rejected()
+      if (!this.warnedForeign) {
+        this.warnedForeign = true
+        this.log().warn({ cache: this.cacheName(), channel: this.channel, message: text.slice(0, 200) }, 'ember-cache: a message on the coherence bus is not one of ours; ignored (and counted in stats: busMessagesRejected)')
+      }
       return
     }
     if (message.i === this.instanceId) return
-    const target: ParsedTarget = message.k !== undefined
-      ? { keys: message.k }
-      : message.p !== undefined ? { pattern: message.p } : message.g !== undefined ? { tags: message.g } : { clear: true }
-    this.handlers.changed(target, Math.max(0, Date.now() - (message.a ?? Date.now())), message.s === true)
+    try {
+      this.handlers.changed(target, Math.max(0, Date.now() - message.a), message.s === true)
+    } catch (err) {
+      this.log().error({ err, cache: this.cacheName() }, 'ember-cache: applying a coherence bus message failed; in-process tier emptied')
+      this.handlers.resubscribed()
+    }
   }
+
+  private warnedForeign = false
+}
+
+function isNames (value: unknown): value is string[] {
+  return Array.isArray(value) && value.length > 0 && value.length <= MAX_NAMES && value.every((name) => typeof name === 'string' && name.length > 0 && !name.includes('\u0000'))
+}
+
+/** The message, when it is exactly one of ours: an id, a time, and one target. */
+function parseMessage (text: string): BusMessage | undefined {
+  if (typeof text !== 'string' || text.length > MAX_MESSAGE_BYTES) return undefined
+  const value: unknown = JSON.parse(text)
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) return undefined
+  const message = value as Record<string, unknown>
+  if (typeof message.i !== 'string' || typeof message.a !== 'number' || !Number.isFinite(message.a)) return undefined
+  if (message.s !== undefined && message.s !== true) return undefined
+  const parts = [message.k !== undefined, message.p !== undefined, message.g !== undefined, message.c !== undefined].filter(Boolean).length
+  if (parts !== 1) return undefined
+  if (message.k !== undefined && !isNames(message.k)) return undefined
+  if (message.g !== undefined && !isNames(message.g)) return undefined
+  if (message.c !== undefined && message.c !== true) return undefined
+  if (message.p !== undefined && (typeof message.p !== 'string' || checkPattern(message.p) !== undefined)) return undefined
+  return message as unknown as BusMessage
+}
+
+function targetOf (message: BusMessage): ParsedTarget {
+  if (message.k !== undefined) return { keys: message.k }
+  if (message.p !== undefined) return { pattern: message.p }
+  if (message.g !== undefined) return { tags: message.g }
+  return { clear: true }
 }

@@ -1,6 +1,7 @@
 import type { FastifyBaseLogger } from 'fastify'
 import { ENTRY_VALUE, NO_TAGS, freshUntil, type CacheEntry } from '../entry'
-import { InvalidTargetError } from '../errors'
+import { InvalidOptionError, InvalidTargetError } from '../errors'
+import { checkPattern } from '../cache-key'
 import { ROUTE_DEFAULT_NAMES, checkRouteDefaults, type RouteDefaults } from '../route-defaults'
 import { InvalidationLog } from '../invalidation-log'
 import { cacheCounters, channels, trace, type CacheCounters, type CacheStats } from '../observe'
@@ -154,6 +155,8 @@ export abstract class EmberCache {
     rejectUnknown(where + '.', opts, new Set([...CACHE_OPTION_NAMES, ...allowed]))
     checkString(where + '.name', opts.name)
     checkString(where + '.keyPrefix', opts.keyPrefix)
+    // A NUL ends a prefix in a backend's names: a prefix holding one could reach another cache's.
+    if (opts.keyPrefix?.includes('\u0000') === true) throw new InvalidOptionError(where + '.keyPrefix', 'must not hold a NUL, got ' + describe(opts.keyPrefix))
     checkPositiveInteger(where + '.maxEntryBytes', opts.maxEntryBytes)
     checkRouteDefaults(where + '.', opts)
     this.givenName = opts.name
@@ -407,14 +410,25 @@ function parseTarget (target: InvalidationTarget): ParsedTarget {
   return parsed
 }
 
+const TARGET_KINDS = ['key', 'keys', 'pattern', 'tags']
+
 function parseHardTarget (target: InvalidationTarget): ParsedTarget {
-  if (target !== null && typeof target === 'object') {
+  if (target !== null && typeof target === 'object' && !Array.isArray(target)) {
+    // Exactly one kind of target and nothing unknown: `{ key, tags }` once ran only the key.
+    const names = Object.keys(target)
+    const kinds = names.filter((name) => TARGET_KINDS.includes(name))
+    const unknown = names.filter((name) => name !== 'soft' && !TARGET_KINDS.includes(name))
+    if (kinds.length > 1) throw new InvalidTargetError('give one of key, keys, pattern, tags per invalidation (call invalidate once for each), got ' + describe(target))
+    if (unknown.length > 0) throw new InvalidTargetError('unknown field ' + unknown.join(', ') + '; expected one of key, keys, pattern, tags (and soft), got ' + describe(target))
     if ('key' in target) {
       const keys = Array.isArray(target.key) ? target.key : [target.key]
       if (keys.every(isText)) return { keys }
     } else if ('keys' in target && Array.isArray(target.keys) && target.keys.every(isText)) {
       return { keys: target.keys }
     } else if ('pattern' in target && isText(target.pattern)) {
+      // Checked before anything is sent: a receiver that could not compile it would throw.
+      const refused = checkPattern(target.pattern)
+      if (refused !== undefined) throw new InvalidTargetError(refused + ', got ' + describe(target.pattern))
       return { pattern: target.pattern }
     } else if ('tags' in target) {
       const tags = Array.isArray(target.tags) ? target.tags : [target.tags]

@@ -83,6 +83,14 @@ export class CircuitBreaker {
     return false
   }
 
+  /**
+   * The backend was away and is back, seen without a request failing (the connection closed and
+   * reopened while this instance was quiet): settle as after an incident (see `settling`).
+   */
+  cameBack (): void {
+    this.recoveredAt = Date.now()
+  }
+
   /** Opens the circuit now (the caller has said why, once). */
   open (): void {
     this.state = OPEN

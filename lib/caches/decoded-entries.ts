@@ -17,6 +17,8 @@ const MAX_ENVELOPE_BYTES = 256 * 1024
 interface Decoded {
   bytes: Buffer
   entry: CacheEntry
+  /** The clock offset its times were translated by. */
+  offset: number
 }
 
 export class DecodedEntries {
@@ -26,30 +28,38 @@ export class DecodedEntries {
     sizeCalculation: (value) => value.bytes.length
   })
 
-  /** The entry these bytes (read for `id`) hold, or undefined for no or invalid bytes. */
-  decode (id: string, bytes: Buffer | null | undefined): CacheEntry | undefined {
+  /**
+   * The entry these bytes (read for `id`) hold, or undefined for no or invalid bytes. Its
+   * storedAt, written on the backend's clock, is read on ours: minus `offset` (backend minus ours).
+   */
+  decode (id: string, bytes: Buffer | null | undefined, offset = 0): CacheEntry | undefined {
     if (bytes == null) {
       this.decoded.delete(id)
       return undefined
     }
     const known = this.decoded.get(id)
-    if (known !== undefined && known.bytes.equals(bytes)) return known.entry
+    if (known !== undefined && known.offset === offset && known.bytes.equals(bytes)) return known.entry
     if (bytes.length > MAX_ENVELOPE_BYTES) {
       if (known !== undefined) this.decoded.delete(id)
-      return decodeEntry(bytes)
+      return onOurClock(decodeEntry(bytes), offset)
     }
     // Our own copy: the client's buffer may be a view into a larger socket chunk, which the
     // memo would otherwise keep alive (and Buffer.from would share Node's 8 KB pool slabs).
     // The entry's body is then a view into this copy.
     const own = Buffer.allocUnsafeSlow(bytes.length)
     bytes.copy(own)
-    const entry = decodeEntry(own, false)
+    const entry = onOurClock(decodeEntry(own, false), offset)
     if (entry === undefined) this.decoded.delete(id)
-    else this.decoded.set(id, { bytes: own, entry })
+    else this.decoded.set(id, { bytes: own, entry, offset })
     return entry
   }
 
   clear (): void {
     this.decoded.clear()
   }
+}
+
+function onOurClock (entry: CacheEntry | undefined, offset: number): CacheEntry | undefined {
+  if (entry !== undefined && offset !== 0) entry.storedAt -= offset
+  return entry
 }

@@ -1,5 +1,5 @@
 import { LRUCache } from 'lru-cache'
-import { ENTRY_RESPONSE, entrySize, retentionSeconds, softened, type CacheEntry } from '../entry'
+import { ENTRY_RESPONSE, SOFT_STALE_MAX_SECONDS, entrySize, retentionSeconds, softened, type CacheEntry } from '../entry'
 import { globToRegExp } from '../cache-key'
 import { InvalidOptionError } from '../errors'
 import { checkPositiveInteger } from '../validate'
@@ -109,8 +109,8 @@ export abstract class LocalCache extends EmberCache {
     for (const id of this.idsOf(target)) {
       const entry = this.entries.peek(id)
       if (entry === undefined || entry.kind !== ENTRY_RESPONSE) continue
-      const remaining = this.entries.getRemainingTTL(id)
-      this.entries.set(id, softened(entry), { ttl: remaining === Infinity ? 0 : Math.max(1, remaining) })
+      const remaining = Math.min(this.entries.getRemainingTTL(id), SOFT_STALE_MAX_SECONDS * 1000)
+      this.entries.set(id, softened(entry), { ttl: Math.max(1, remaining) })
     }
   }
 
@@ -186,14 +186,56 @@ export class L1Tier extends LocalCache {
     super(where, { max: options.max, ...(options.maxSize === undefined ? {} : { maxSize: options.maxSize }) }, [], options.ttlMs)
   }
 
-  /** Runs an invalidation on the tier's own entries, synchronously (for the bus). */
+  /**
+   * Patterns waiting to be matched against the tier's entries (one pass per turn of the event
+   * loop for all of them); lookups meanwhile check them. A burst of pattern messages, each
+   * matched at once against every entry, stalled the event loop for seconds.
+   */
+  private pendingPatterns: RegExp[] | undefined = undefined
+
+  /** Runs an invalidation on the tier's own entries (for the bus): keys and tags at once, patterns within the turn. */
   drop (target: ParsedTarget): void {
     if (target.keys !== undefined) this.removeKeys(target.keys)
-    else if (target.pattern !== undefined) this.removePattern(target.pattern)
+    else if (target.pattern !== undefined) this.dropPattern(target.pattern)
     else if (target.tags !== undefined) this.removeTags(target.tags)
-    else this.removeAll()
+    else {
+      this.pendingPatterns = undefined
+      this.removeAll()
+    }
+  }
+
+  override lookup (key: string, variant: string): LookupResult {
+    const patterns = this.pendingPatterns
+    if (patterns !== undefined) {
+      for (let i = 0; i < patterns.length; i++) if (patterns[i].test(key)) return undefined
+    }
+    return super.lookup(key, variant)
+  }
+
+  private dropPattern (pattern: string): void {
+    if (this.pendingPatterns === undefined) {
+      this.pendingPatterns = []
+      setImmediate(() => this.matchPending())
+    }
+    this.pendingPatterns.push(globToRegExp(pattern))
+  }
+
+  /** One pass for every pattern of the turn; past a bound on the work, the tier is emptied instead. */
+  private matchPending (): void {
+    const patterns = this.pendingPatterns
+    this.pendingPatterns = undefined
+    if (patterns === undefined) return
+    if (patterns.length * this.entries.size > PATTERN_WORK_LIMIT) return this.removeAll()
+    for (const id of [...this.entries.keys()]) {
+      const cut = id.indexOf(VARIANT_SEPARATOR)
+      const key = cut === -1 ? id : id.slice(0, cut)
+      if (patterns.some((matcher) => matcher.test(key))) this.entries.delete(id)
+    }
   }
 }
+
+/** Pattern tests one turn of the event loop may spend on the in-process tier (about 2 ms); past it, the tier is emptied. */
+const PATTERN_WORK_LIMIT = 20_000
 
 /** In-process LRU with TTL: the embedded default, no server needed. */
 export class MemoryCache extends LocalCache {

@@ -13,11 +13,17 @@ export interface MemcachedCacheOptions extends RemoteCacheOptions {
   host?: string
   /** Single-server form, with `host`. Default 11211. */
   port?: number
-  /** Clients (each with its own connections) used in turn. Default 1. */
+  /** Clients per server (each with its own connection) used in turn. Default 1. */
   poolSize?: number
+  /**
+   * The largest item the servers hold, in bytes (memcached's `-I`). Larger entries are not
+   * stored (counted in stats as entriesRefused; the backend is not blamed). Default 1 MiB, and
+   * `maxEntryBytes` defaults to it less 16 KiB for the envelope and key.
+   */
+  maxItemBytes?: number
 }
 
-const MEMCACHED_OPTIONS = ['servers', 'host', 'port', 'poolSize']
+const MEMCACHED_OPTIONS = ['servers', 'host', 'port', 'poolSize', 'maxItemBytes']
 // Memcached reads an expiry above 30 days as an absolute Unix time (memcached protocol.txt).
 const MAX_RELATIVE_EXPIRY = 60 * 60 * 24 * 30
 // Keys: at most 250 bytes, no spaces or control characters (memcached protocol.txt).
@@ -36,51 +42,126 @@ type MemjsClient = memjs.Client<string | Buffer, Buffer | null>
 /**
  * Entries in Memcached, shared by every instance, with the version scheme of VersionedCache
  * (Memcached has no scan and no sets). Pattern invalidation is refused with a typed error.
+ *
+ * Where a key lives does not depend on how the server list is written: each key goes to the
+ * server that ranks highest for it by rendezvous hashing over the servers' names, so instances
+ * that list the servers in another order agree, and adding or removing a server moves only
+ * the keys that rank it first (about 1/n of them). Versions (what invalidation moves on) are
+ * written to every server an instance knows and read from their key's own: an instance whose
+ * list differs from another's during a rolling change still sees every invalidation made by
+ * instances that know its server, and a server coming back into the list never serves versions
+ * older than the invalidations made meanwhile.
  */
 export class MemcachedCache extends VersionedCache {
   readonly kind = 'memcached'
   readonly servers: string
-  private readonly clients: MemjsClient[]
-  private turn = 0
+  /** Per server (`host:port`), its clients, used in turn. */
+  private readonly pools: Map<string, { clients: MemjsClient[], turn: number }>
+  /** The servers' names, as placement ranks them. */
+  private readonly names: string[]
+  /** The largest item the servers hold, in bytes (memcached's -I, item_size_max). */
+  private readonly itemBytes: number
 
   constructor (options: MemcachedCacheOptions) {
     checkObject('MemcachedCache', options)
-    super('MemcachedCache', options, MEMCACHED_OPTIONS)
+    super('MemcachedCache', withItemDefaults(options), MEMCACHED_OPTIONS)
     checkString('MemcachedCache.host', options.host)
     checkPositiveInteger('MemcachedCache.port', options.port)
     checkPositiveInteger('MemcachedCache.poolSize', options.poolSize)
+    checkPositiveInteger('MemcachedCache.maxItemBytes', options.maxItemBytes)
     // The prefix stays readable in front of hashed keys too, so it must itself be a safe, short key.
     if (this.keyPrefix !== '' && (Buffer.byteLength(this.keyPrefix) > MAX_PREFIX_BYTES || !isSafeKey(this.keyPrefix))) {
       throw new InvalidOptionError('MemcachedCache.keyPrefix', `expected at most ${MAX_PREFIX_BYTES} bytes without spaces or control characters, got ` + describe(this.keyPrefix))
     }
+    this.itemBytes = options.maxItemBytes ?? DEFAULT_ITEM_BYTES
     this.servers = serverList(options)
+    this.names = [...new Set(this.servers.split(','))]
     const poolSize = options.poolSize ?? 1
-    this.clients = []
-    for (let i = 0; i < poolSize; i++) {
-      this.clients.push(memjs.Client.create(this.servers, {
-        // memjs counts in seconds; our own timer (withTimeout) is the real bound. memjs only
-        // end()s a socket it times out, so each of its timeouts against a hung server leaves a
-        // half-open socket behind until the server wakes: let it time out rarely, not per probe.
-        timeout: (this.commandTimeout * MEMJS_TIMEOUT_FACTOR) / 1000,
-        conntimeout: this.connectTimeout / 1000,
-        retries: 1,
-        keepAlive: true,
-        logger: { log: () => {} }
-      }))
+    this.pools = new Map()
+    for (const server of this.names) {
+      const clients: MemjsClient[] = []
+      for (let i = 0; i < poolSize; i++) {
+        clients.push(memjs.Client.create(server, {
+          // memjs counts in seconds; our own timer (withTimeout) is the real bound. memjs only
+          // end()s a socket it times out, so each of its timeouts against a hung server leaves a
+          // half-open socket behind until the server wakes: let it time out rarely, not per probe.
+          timeout: (this.commandTimeout * MEMJS_TIMEOUT_FACTOR) / 1000,
+          conntimeout: this.connectTimeout / 1000,
+          retries: 1,
+          // Never another server's: a key read elsewhere while its own is away comes back stale.
+          failover: false,
+          keepAlive: true,
+          logger: { log: () => {} }
+        }))
+      }
+      this.pools.set(server, { clients, turn: 0 })
     }
   }
 
   protected async read (storageKey: string): Promise<Buffer | null> {
-    const { value } = await this.command((client) => client.get(storageKey))
+    const { value } = await this.command(this.ownerOf(storageKey), (client) => client.get(storageKey))
     return value
   }
 
   protected async write (storageKey: string, value: Buffer, retention: number): Promise<void> {
-    await this.command((client) => client.set(storageKey, value, { expires: expiryOf(retention) }))
+    await this.command(this.ownerOf(storageKey), (client) => client.set(storageKey, value, { expires: this.expiryOf(retention) }))
   }
 
   protected async writeIfAbsent (storageKey: string, value: Buffer): Promise<void> {
-    await this.command((client) => client.add(storageKey, value, { expires: 0 }))
+    await this.command(this.ownerOf(storageKey), (client) => client.add(storageKey, value, { expires: 0 }))
+  }
+
+  protected async remove (storageKey: string): Promise<void> {
+    await this.command(this.ownerOf(storageKey), (client) => client.delete(storageKey))
+  }
+
+  /**
+   * A version moved on: on every server. Done when its own server took it (the others matter
+   * only to instances whose server list differs); a server that is down gets it no more than
+   * it gets anything else, and comes back empty.
+   */
+  protected override async writeVersion (storageKey: string, value: Buffer): Promise<void> {
+    const others = this.spreadVersion(storageKey, value)
+    await this.write(storageKey, value, 0)
+    await others
+  }
+
+  protected override async spreadVersion (storageKey: string, value: Buffer): Promise<void> {
+    const owner = this.ownerOf(storageKey)
+    await Promise.all(this.names.filter((server) => server !== owner).map((server) =>
+      this.command(server, (client) => client.set(storageKey, value, { expires: 0 })).catch(() => {})))
+  }
+
+  protected override async readForUpdate (storageKey: string): Promise<{ value: Buffer | null, token: unknown }> {
+    return await this.command(this.ownerOf(storageKey), (client) => getsWithCas(client, storageKey))
+  }
+
+  protected override async writeIfUnchanged (storageKey: string, value: Buffer, token: unknown): Promise<boolean> {
+    return await this.command(this.ownerOf(storageKey), (client) => token === undefined
+      ? client.add(storageKey, value, { expires: 0 }).then(() => true, () => false)
+      : setWithCas(client, storageKey, value, token as Buffer))
+  }
+
+  protected override get maxItemBytes (): number {
+    return this.itemBytes
+  }
+
+  protected override refusesEntry (err: unknown): boolean {
+    return /too large|E2BIG/i.test((err as Error | undefined)?.message ?? '')
+  }
+
+  /** memcached's clock (its `stats` time: whole seconds), for entry ages every instance agrees on. */
+  protected override async serverTime (): Promise<number | undefined> {
+    const client = (this.pools.get(this.names[0]) as { clients: MemjsClient[] }).clients[0]
+    const time = await withTimeout(new Promise<string | undefined>((resolve, reject) => {
+      client.stats((err, _server, stats) => { if (err !== null && err !== undefined) reject(err); else resolve(stats?.time) })
+    }), this.commandTimeout, 'memcached')
+    // A whole second, floored: the instant is somewhere in it.
+    return time === undefined ? undefined : Number(time) * 1000 + 500
+  }
+
+  protected override get clockMarginMs (): number {
+    return 1_100
   }
 
   protected removePattern (): never {
@@ -92,27 +173,40 @@ export class MemcachedCache extends VersionedCache {
   }
 
   protected override defaultName (): string {
-    return 'memcached:' + this.keyPrefix + '@' + this.servers
+    return 'memcached:' + this.keyPrefix + '@' + withoutCredentials(this.servers)
   }
 
   protected async connectBackend (): Promise<void> {
-    // memjs connects on first use: ask every server for its version so onReady really waits.
-    await Promise.all(this.clients.map((client) => client.get('ember:connect-probe')))
+    // memjs connects on first use: ask every server so onReady really waits.
+    await Promise.all([...this.pools.values()].flatMap((pool) => pool.clients.map((client) => client.get('ember:connect-probe'))))
   }
 
   protected async disconnectBackend (): Promise<void> {
-    for (const client of this.clients) {
-      client.close()
-      // close() only end()s: a socket to a hung (SIGSTOPped) server would wait for a FIN that
-      // never comes and keep the process alive. error() destroys it and fails what is pending.
-      for (const server of client.servers) server.error(new Error('memcached client closed'))
+    for (const pool of this.pools.values()) {
+      for (const client of pool.clients) {
+        client.close()
+        // close() only end()s: a socket to a hung (SIGSTOPped) server would wait for a FIN that
+        // never comes and keep the process alive. error() destroys it and fails what is pending.
+        for (const server of client.servers) server.error(new Error('memcached client closed'))
+      }
     }
   }
 
-  private command<T> (run: (client: MemjsClient) => Promise<T>): Promise<T> {
-    const client = this.clients[this.turn]
-    this.turn = (this.turn + 1) % this.clients.length
+  /** The server `storageKey` lives on. */
+  private ownerOf (storageKey: string): string {
+    return placeKey(this.names, storageKey)
+  }
+
+  private command<T> (server: string, run: (client: MemjsClient) => Promise<T>): Promise<T> {
+    const pool = this.pools.get(server) as { clients: MemjsClient[], turn: number }
+    const client = pool.clients[pool.turn]
+    pool.turn = (pool.turn + 1) % pool.clients.length
     return withTimeout(run(client), this.commandTimeout, 'memcached')
+  }
+
+  /** Memcached's expiry for `retention` seconds (see expiryOf): absolute times on its own clock. */
+  private expiryOf (retention: number): number {
+    return expiryOf(retention, this.serverNow())
   }
 
   /** Where an entry lives: readable when it can be, hashed when too long, odd or a variant. */
@@ -128,6 +222,104 @@ export class MemcachedCache extends VersionedCache {
   protected versionKey (name: string): string {
     return this.keyPrefix + VERSION_MARK + hashOf('v\u0000' + name)
   }
+}
+
+/** The server of `servers` a storage key lives on: the highest rendezvous rank of its name with the key. */
+export function placeKey (servers: readonly string[], storageKey: string): string {
+  let best = servers[0]
+  let bestRank = -1
+  for (const server of servers) {
+    const rank = rendezvousRank(server, storageKey)
+    if (rank > bestRank || (rank === bestRank && server < best)) {
+      best = server
+      bestRank = rank
+    }
+  }
+  return best
+}
+
+/** A server's rank for a key (rendezvous hashing): FNV-1a of both, mixed. */
+function rendezvousRank (server: string, key: string): number {
+  let hash = 0x811c9dc5
+  for (const text of [server, '\u0000', key]) {
+    for (let i = 0; i < text.length; i++) {
+      hash ^= text.charCodeAt(i)
+      hash = Math.imul(hash, 0x01000193)
+    }
+  }
+  // Finalizer (murmur3's): FNV's low bits alone rank servers poorly.
+  hash ^= hash >>> 16
+  hash = Math.imul(hash, 0x85ebca6b)
+  hash ^= hash >>> 13
+  hash = Math.imul(hash, 0xc2b2ae35)
+  hash ^= hash >>> 16
+  return hash >>> 0
+}
+
+/** A value and its CAS token, through memjs's request layer (its API has no gets). */
+function getsWithCas (client: MemjsClient, key: string): Promise<{ value: Buffer | null, token: unknown }> {
+  const raw = client as unknown as RawClient
+  return new Promise((resolve, reject) => {
+    raw.incrSeq()
+    const request = memjs.Utils.makeRequestBuffer(OP_GET, key, '', '', raw.seq)
+    raw.perform(key, request, raw.seq, (err, response) => {
+      if (err !== null && err !== undefined) return reject(err)
+      if (response.header.status === STATUS_NOT_FOUND) return resolve({ value: null, token: undefined })
+      if (response.header.status !== 0) return reject(new Error('memcached gets: status ' + String(response.header.status)))
+      resolve({ value: response.val, token: Buffer.from(response.header.cas) })
+    })
+  })
+}
+
+/** Sets `key` only while its CAS token is `cas`; false when it changed (or went) meanwhile. */
+function setWithCas (client: MemjsClient, key: string, value: Buffer, cas: Buffer): Promise<boolean> {
+  const raw = client as unknown as RawClient
+  return new Promise((resolve, reject) => {
+    raw.incrSeq()
+    const extras = Buffer.alloc(8)
+    const request = memjs.Utils.makeRequestBuffer(OP_SET, key, extras, value, raw.seq)
+    cas.copy(request, 16)
+    raw.perform(key, request, raw.seq, (err, response) => {
+      if (err !== null && err !== undefined) return reject(err)
+      const status = response.header.status
+      if (status === 0) return resolve(true)
+      if (status === STATUS_EXISTS || status === STATUS_NOT_FOUND) return resolve(false)
+      reject(new Error('memcached cas: status ' + String(status)))
+    })
+  })
+}
+
+/** What is used of memjs's request layer (binary protocol). */
+interface RawClient {
+  seq: number
+  incrSeq: () => void
+  perform: (key: string, request: Buffer, seq: number, callback: (err: Error | null | undefined, response: { header: { status: number, cas: Buffer }, val: Buffer }) => void) => void
+}
+
+const OP_GET = 0x00
+const OP_SET = 0x01
+const STATUS_NOT_FOUND = 0x0001
+const STATUS_EXISTS = 0x0002
+
+/** memcached's default item size (1 MiB), the bound of what one entry may weigh. */
+const DEFAULT_ITEM_BYTES = 1024 * 1024
+
+/**
+ * maxEntryBytes, by default, within one item: an entry's envelope (headers, codings) and key
+ * take room besides the body.
+ */
+function withItemDefaults (options: MemcachedCacheOptions): MemcachedCacheOptions {
+  if (options === null || typeof options !== 'object' || options.maxEntryBytes !== undefined) return options
+  const item = typeof options.maxItemBytes === 'number' ? options.maxItemBytes : DEFAULT_ITEM_BYTES
+  return { ...options, maxEntryBytes: Math.max(1, item - ITEM_OVERHEAD_BYTES) }
+}
+
+/** Room kept in an item for the envelope's headers and the key. */
+const ITEM_OVERHEAD_BYTES = 16 * 1024
+
+/** A server list for names and logs: credentials (`user:pass@host`) left out. */
+function withoutCredentials (servers: string): string {
+  return servers.split(',').map((server) => server.replace(/^[^@]*@/, '')).join(',')
 }
 
 function hashOf (text: string): string {
@@ -161,10 +353,11 @@ function isSafeKey (key: string): boolean {
  * that ticks once a second, so an item given 1 s may vanish at the next tick, milliseconds
  * later (measured: 19 of 40 such items were gone within the second). One second more keeps
  * every item at least `retention`; freshness is checked from the entry's own storedAt anyway.
+ * Beyond 30 days memcached reads an absolute Unix time: `now` is its clock's.
  */
-function expiryOf (retention: number): number {
+function expiryOf (retention: number, now: number): number {
   if (retention === 0) return 0
   const seconds = retention + 1
   if (seconds <= MAX_RELATIVE_EXPIRY) return seconds
-  return Math.floor(Date.now() / 1000) + seconds
+  return Math.floor(now / 1000) + seconds
 }

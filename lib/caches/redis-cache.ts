@@ -1,8 +1,8 @@
 import type { Redis, Cluster, RedisOptions, ClusterNode, ClusterOptions } from 'ioredis'
 import { createHash, randomUUID } from 'node:crypto'
-import type { CacheEntry } from '../entry'
+import { SOFT_STALE_MAX_SECONDS, type CacheEntry } from '../entry'
 import { escapeGlob } from '../cache-key'
-import { InvalidOptionError, InvalidTargetError } from '../errors'
+import { InvalidOptionError } from '../errors'
 import { checkBoolean, checkObject, checkPositiveInteger, checkString, describe } from '../validate'
 import type { Fence, FillLock, ParsedTarget } from './cache'
 import { loadIoredis } from './ioredis-loader'
@@ -32,14 +32,23 @@ export interface RedisCacheOptions extends RemoteCacheOptions {
 }
 
 const REDIS_OPTIONS = ['url', 'redisOptions', 'clusterNodes', 'clusterOptions', 'client', 'closeClient', 'scanCount', 'lock']
-// Tag sets and fill locks live beside the entries, under names no key can take: entries are
-// `<prefix><key>`, and no key holds a NUL (URL keys cannot; template values are escaped; a
-// keyFn's or cache-aside key with one is refused), so nothing a request sends reaches them
-// (a URL with `#fill:` in it once planted a hash at another key's lock). Entries are hashes,
-// tag sets sets and locks strings, so pattern invalidation (SCAN ... TYPE hash) never takes
-// one for an entry.
-const TAG_INFIX = '\u0000tag:'
-const LOCK_INFIX = '\u0000fill:'
+// Every name a cache keeps starts with its prefix and a NUL: a cache owns exactly its own keys,
+// whatever prefixes others on the server use (`api:` and `api:v2:` are `api:\0...` and
+// `api:v2:\0...`: clearing one never touches the other, nor anything that is not ours). An
+// entry is `<prefix>\0<key>`; tag sets and fill locks are `<prefix>\0\0tag:...` and
+// `<prefix>\0\0fill:...`: no key holds a NUL (URL keys cannot; template values are escaped; a
+// keyFn's or cache-aside key with one is refused), so no request reaches them (a URL with
+// `#fill:` in it once planted a hash at another key's lock). Entries are hashes, tag sets sets
+// and locks strings, so pattern invalidation (SCAN ... TYPE hash) never takes one for an entry.
+const OWN = '\u0000'
+const TAG_INFIX = OWN + '\u0000tag:'
+/** When a tag was last invalidated (ms, on Redis's clock): misses that stored it since began earlier. */
+const TAG_TIME_INFIX = OWN + '\u0000tagt:'
+/** Eviction policies that never drop a tag set before the entries it names. */
+const SAFE_EVICTION = new Set(['noeviction', 'volatile-ttl'])
+/** How long a tag's last invalidation time is kept: longer than any miss runs. */
+const TAG_TIME_KEEP_SECONDS = 600
+const LOCK_INFIX = OWN + '\u0000fill:'
 const LOCK_SEPARATOR = '\u0000'
 
 // Deletes the lock only if it still holds our token: a lock that expired and was taken by
@@ -47,25 +56,26 @@ const LOCK_SEPARATOR = '\u0000'
 const RELEASE_SCRIPT = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end"
 // A miss's fence lives in the entry's own hash (one slot on a Cluster): invalidating the key, a
 // pattern matching it, a tag of it (its key joined the tag's set when the miss began) or
-// everything removes the hash and the fence with it. Concurrent misses share one fence.
+// everything removes the hash and the fence with it. Concurrent misses share one fence. An
+// entry's hash keeps the expiry its store gave it (its retention is a hard bound: refreshes
+// that kept failing once pushed a softly invalidated entry's life back to 5 minutes each
+// time); a fence alone, on a key with no entry, lives FENCE_KEEP_SECONDS.
 const FENCE_FIELD = '\u0000fence'
-/** A hash made (or kept) for a fence lives at least this long: longer than any handler runs. */
+/** A hash made for a fence lives this long: longer than any handler runs. */
 const FENCE_KEEP_SECONDS = 300
 const FENCE_SCRIPT = `local fence = redis.call('HGET', KEYS[1], ARGV[1])
-if fence then
-  local ttl = redis.call('TTL', KEYS[1])
-  if ttl >= 0 and ttl < tonumber(ARGV[3]) then redis.call('EXPIRE', KEYS[1], ARGV[3]) end
-  return fence
-end
+if fence then return fence end
 local existed = redis.call('EXISTS', KEYS[1])
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-local ttl = redis.call('TTL', KEYS[1])
-if existed == 0 or (ttl >= 0 and ttl < tonumber(ARGV[3])) then redis.call('EXPIRE', KEYS[1], ARGV[3]) end
+if existed == 0 then redis.call('EXPIRE', KEYS[1], ARGV[3]) end
 return ARGV[2]`
 // Soft invalidation of one key: its fence goes (misses in flight do not store), and every
 // response envelope in the hash is marked stale (FLAG_STALE) with an unbounded
-// stale-while-revalidate window, in place (offsets: ENVELOPE_FLAGS_OFFSET, ENVELOPE_SWR_OFFSET).
+// stale-while-revalidate window, in place (offsets: ENVELOPE_FLAGS_OFFSET, ENVELOPE_SWR_OFFSET),
+// for what is left of its retention, and at most SOFT_STALE_MAX_SECONDS (ARGV[2]).
 const SOFT_SCRIPT = `redis.call('HDEL', KEYS[1], ARGV[1])
+local ttl = redis.call('TTL', KEYS[1])
+if ttl == -1 or ttl > tonumber(ARGV[2]) then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
 local fields = redis.call('HGETALL', KEYS[1])
 for i = 1, #fields, 2 do
   local value = fields[i + 1]
@@ -123,6 +133,7 @@ export class RedisCache extends RemoteCache {
       this.client = options.client
       this.ownsClient = options.closeClient ?? false
       this.timed = true
+      this.watchConnection()
       return
     }
     if (options.url === undefined && options.redisOptions === undefined && options.clusterNodes === undefined) {
@@ -159,12 +170,18 @@ export class RedisCache extends RemoteCache {
     }
     // ioredis emits 'error' on every failed reconnect; the breaker logs incidents instead.
     this.client.on('error', () => {})
+    this.watchConnection()
+  }
+
+  /** The connection's comings and goings: queued invalidations run when it is back, and the cache settles. */
+  private watchConnection (): void {
     this.client.on('ready', () => { this.backendReady() })
+    this.client.on('close', () => { this.backendLost() })
   }
 
   protected async readBytes (key: string, variant: string): Promise<Buffer | null> {
     try {
-      return await this.bounded(this.client.hgetBuffer(this.keyPrefix + key, variant))
+      return await this.bounded(this.client.hgetBuffer(this.entryName(key), variant))
     } catch (err) {
       // A key of another type under our entry's name is a miss, not a backend failure: counted
       // as one, a single such key would trip the breaker for the whole cache.
@@ -174,9 +191,9 @@ export class RedisCache extends RemoteCache {
   }
 
   /** The miss's fence in the entry's hash, and its route tags' sets naming the key already. */
-  override async beginFill (key: string, tags: readonly string[]): Promise<Fence> {
+  protected override async beginBackendFill (key: string, tags: readonly string[]): Promise<Fence> {
     if (!this.breaker.allows()) return undefined
-    const redisKey = this.keyPrefix + key
+    const redisKey = this.entryName(key)
     try {
       const [fence] = await this.bounded(Promise.all([
         this.script(FENCE_SCRIPT, redisKey, [FENCE_FIELD, randomUUID(), FENCE_KEEP_SECONDS]),
@@ -190,7 +207,7 @@ export class RedisCache extends RemoteCache {
   }
 
   protected async writeBytes (key: string, variant: string, bytes: Buffer, retention: number, entry: CacheEntry, fence?: Fence, replaced = false): Promise<boolean> {
-    const redisKey = this.keyPrefix + key
+    const redisKey = this.entryName(key)
     const writes: Array<Promise<unknown>> = []
     if (typeof fence === 'string') {
       writes.push(this.script(FENCED_STORE_SCRIPT, redisKey, [FENCE_FIELD, fence, variant, bytes, retention]))
@@ -201,6 +218,7 @@ export class RedisCache extends RemoteCache {
       if (retention > 0) writes.push(this.client.expire(redisKey, retention))
       else writes.push(this.client.persist(redisKey))
     }
+    if (entry.tags.length > 0) this.warnIfTagSetsEvictable()
     for (const tag of entry.tags) {
       const tagKey = this.keyPrefix + TAG_INFIX + tag
       writes.push(this.client.sadd(tagKey, key))
@@ -235,11 +253,11 @@ export class RedisCache extends RemoteCache {
 
   protected async removeKeys (keys: string[]): Promise<void> {
     // One UNLINK per key: on a Cluster, keys live in different slots.
-    await this.guarded(() => this.bounded(Promise.all(keys.map((key) => this.client.unlink(this.keyPrefix + key)))))
+    await this.guarded(() => this.bounded(Promise.all(keys.map((key) => this.client.unlink(this.entryName(key))))))
   }
 
   protected async removePattern (pattern: string): Promise<void> {
-    const match = escapeGlob(this.keyPrefix) + pattern
+    const match = escapeGlob(this.keyPrefix) + OWN + pattern
     await this.guarded(() => Promise.all(this.masters().map((node) => this.scanAndUnlink(node, match, 'hash'))))
   }
 
@@ -247,34 +265,53 @@ export class RedisCache extends RemoteCache {
   protected override async markStale (target: ParsedTarget): Promise<void> {
     await this.guarded(async () => {
       const keys: string[] = []
-      if (target.keys !== undefined) keys.push(...target.keys.map((key) => this.keyPrefix + key))
+      if (target.keys !== undefined) keys.push(...target.keys.map((key) => this.entryName(key)))
       else if (target.tags !== undefined) {
+        await this.noteTagsInvalidated(target.tags)
         for (const tag of target.tags) {
           const members = await this.bounded(this.client.smembers(this.keyPrefix + TAG_INFIX + tag))
-          keys.push(...members.map((key) => this.keyPrefix + key))
+          keys.push(...members.map((key) => this.entryName(key)))
         }
       } else {
-        const match = escapeGlob(this.keyPrefix) + (target.pattern ?? '*')
+        const match = escapeGlob(this.keyPrefix) + OWN + (target.pattern ?? '*')
         await Promise.all(this.masters().map((node) => this.scanKeys(node, match, 'hash', async (found) => { keys.push(...found) })))
       }
-      await this.bounded(Promise.all(keys.map((key) => this.script(SOFT_SCRIPT, key, [FENCE_FIELD]))))
+      await this.bounded(Promise.all(keys.map((key) => this.script(SOFT_SCRIPT, key, [FENCE_FIELD, SOFT_STALE_MAX_SECONDS]))))
     })
   }
 
   /** Every key under the prefix, whatever its type: entries, tag sets and fill locks. */
   protected async removeAll (): Promise<void> {
-    const match = escapeGlob(this.keyPrefix) + '*'
+    const match = escapeGlob(this.keyPrefix) + OWN + '*'
     await this.guarded(() => Promise.all(this.masters().map((node) => this.scanAndUnlink(node, match, undefined))))
   }
 
-  protected override checkSupported (target: ParsedTarget): void {
-    if (target.clear === true && !this.canClear()) {
-      throw new InvalidTargetError('clear() on a RedisCache without a keyPrefix would remove every hash on the server; give the cache a keyPrefix of its own')
-    }
+  /**
+   * Notes when these tags were invalidated, before their entries go: a miss that began earlier
+   * and stores one of them later (a tag only its response named) withdraws its entry.
+   */
+  private async noteTagsInvalidated (tags: readonly string[]): Promise<void> {
+    const at = String(this.serverNow())
+    await this.bounded(Promise.all(tags.map((tag) => this.client.set(this.keyPrefix + TAG_TIME_INFIX + tag, at, 'EX', TAG_TIME_KEEP_SECONDS))))
   }
 
-  protected override canClear (): boolean {
-    return this.keyPrefix !== ''
+  protected override async tagInvalidatedAt (tags: readonly string[]): Promise<Array<number | undefined>> {
+    const times = await this.bounded(Promise.all(tags.map((tag) => this.client.get(this.keyPrefix + TAG_TIME_INFIX + tag))))
+    return times.map((time) => time === null ? undefined : Number(time))
+  }
+
+  protected override async withdraw (key: string, variant: string): Promise<void> {
+    await this.bounded(this.client.hdel(this.entryName(key), variant))
+  }
+
+  protected override async serverTime (): Promise<number | undefined> {
+    const [seconds, micros] = await this.bounded(this.masters()[0].time())
+    return Number(seconds) * 1000 + Math.floor(Number(micros) / 1000)
+  }
+
+  /** Where the entry of `key` lives (OWN above). */
+  private entryName (key: string): string {
+    return this.keyPrefix + OWN + key
   }
 
   protected override hasOwnBus (): boolean {
@@ -299,11 +336,13 @@ export class RedisCache extends RemoteCache {
   }
 
   protected async removeTags (tags: string[]): Promise<void> {
+    this.warnIfTagSetsEvictable()
     await this.guarded(async () => {
+      await this.noteTagsInvalidated(tags)
       for (const tag of tags) {
         const tagKey = this.keyPrefix + TAG_INFIX + tag
         const keys = await this.bounded(this.client.smembers(tagKey))
-        await this.bounded(Promise.all(keys.map((key) => this.client.unlink(this.keyPrefix + key))))
+        await this.bounded(Promise.all(keys.map((key) => this.client.unlink(this.entryName(key)))))
         // Only the members read above: deleting the set also dropped keys tagged meanwhile, which
         // then escaped every later invalidation of the tag. An emptied set is removed by Redis.
         if (keys.length > 0) await this.bounded(this.client.srem(tagKey, ...keys))
@@ -315,6 +354,24 @@ export class RedisCache extends RemoteCache {
     const status = this.client.status
     if (status === 'wait' || status === 'end') await this.client.connect()
     else if (status !== 'ready') await waitUntilReady(this.client)
+    this.evictionPolicy = await this.bounded(this.masters()[0].config('GET', 'maxmemory-policy'))
+      .then((reply) => String((reply as string[])[1] ?? 'unknown'), () => 'unknown (CONFIG GET refused)')
+  }
+
+  /** The server's maxmemory-policy, read at connect. */
+  private evictionPolicy: string | undefined
+  private warnedEviction = false
+
+  /**
+   * Tag invalidation finds a tag's entries through its tag set: a policy that may evict the set
+   * while its entries stay (every allkeys-* policy, and volatile-lru/lfu/random: tag sets expire
+   * too) makes a later tag invalidation miss them. noeviction and volatile-ttl (tag sets outlive
+   * their entries) never do. Said once, when tags are first used.
+   */
+  private warnIfTagSetsEvictable (): void {
+    if (this.warnedEviction || this.evictionPolicy === undefined || SAFE_EVICTION.has(this.evictionPolicy)) return
+    this.warnedEviction = true
+    this.log.warn({ cache: this.name, maxmemoryPolicy: this.evictionPolicy }, `ember-cache: Redis maxmemory-policy is ${this.evictionPolicy}: it may evict a tag set and keep the entries it names, which a tag invalidation then misses; use noeviction or volatile-ttl (README, "Operations")`)
   }
 
   protected async disconnectBackend (): Promise<void> {

@@ -1,5 +1,5 @@
 import { ENTRY_RESPONSE, encodeEntry, retentionSeconds, softened, type CacheEntry } from '../entry'
-import { BackendTimeoutError, CircuitOpenError, InvalidOptionError, InvalidationFailedError } from '../errors'
+import { BackendTimeoutError, CircuitOpenError, EntryRefusedError, InvalidOptionError, InvalidationFailedError } from '../errors'
 import type { Cluster, Redis, RedisOptions } from 'ioredis'
 import { checkObject, checkPositiveInteger, checkString, describe, rejectUnknown } from '../validate'
 import { describeBackendError, percentile, type CacheStats } from '../observe'
@@ -62,6 +62,10 @@ const DEFAULT_L1_TTL_WITHOUT_BUS = 1
 /** Without a bus, an instance hears nothing from the fleet: L1 may only keep entries briefly. */
 const MAX_L1_TTL_WITHOUT_BUS = 5
 const BUS_DELAY_SAMPLES = 1000
+/** How often the backend's clock is measured against ours. */
+const CLOCK_CHECK_MS = 60_000
+/** A clock further off the backend's than this is warned about. */
+const SKEW_WARN_MS = 2_000
 const DEFAULT_COMMAND_TIMEOUT = 200
 const DEFAULT_CONNECT_TIMEOUT = 2000
 /**
@@ -166,6 +170,20 @@ export abstract class RemoteCache extends EmberCache {
     return { publisher: make(), subscriber: listen ? make() : undefined, own: true }
   }
 
+  /**
+   * Starts a miss: the backend's own fence (beginBackendFill), the route tags it names, and when
+   * it began on the backend's clock (for tags only its response will name: keptAfterTagCheck).
+   */
+  override beginFill (key: string, tags: readonly string[]): Promise<Fence> | undefined {
+    const startedAt = this.serverNow()
+    return this.beginBackendFill(key, tags).then((inner): RemoteFence => ({ inner, tags, startedAt }))
+  }
+
+  /** The backend's part of a miss's fence (see EmberCache.beginFill). */
+  protected async beginBackendFill (_key: string, _tags: readonly string[]): Promise<Fence> {
+    return undefined
+  }
+
   /** The stored envelope for a key and variant, or null. May reject: the caller fails open. */
   protected abstract readBytes (key: string, variant: string): Promise<Buffer | null | undefined>
   /**
@@ -208,7 +226,7 @@ export abstract class RemoteCache extends EmberCache {
     if (!this.breaker.allows()) return BYPASS
     const mark = this.l1Changes.mark()
     try {
-      let entry = this.decoded.decode(entryId(key, variant), await this.readBytes(key, variant))
+      let entry = this.decoded.decode(entryId(key, variant), await this.readBytes(key, variant), this.clockOffset)
       if (entry !== undefined && entry.tags.length > 0) {
         const verdict = await this.tagsStillValid(entry)
         if (verdict === false) entry = undefined
@@ -230,8 +248,16 @@ export abstract class RemoteCache extends EmberCache {
     const mark = this.l1Changes.mark()
     try {
       // A copy: the entry given may be one that lookups hand out (decoded entries are shared).
-      const stamped = entry.tags.length > 0 ? { ...entry, tagVersions: await this.currentTagVersions(entry, fence) } : entry
-      const stored = await this.writeBytes(key, variant, encodeEntry(stamped), retentionSeconds(stamped), stamped, fence)
+      // Its time goes to the backend on the backend's clock, which every instance reads it by.
+      const stamped = { ...entry, storedAt: entry.storedAt + this.clockOffset }
+      const inner = (fence as RemoteFence | undefined)?.inner
+      if (entry.tags.length > 0) stamped.tagVersions = await this.currentTagVersions(stamped, inner)
+      const bytes = encodeEntry(stamped)
+      if (bytes.length > this.maxItemBytes) throw new EntryRefusedError(`the entry is ${bytes.length} bytes, over the ${this.maxItemBytes} this backend holds`)
+      let stored = await this.writeBytes(key, variant, bytes, retentionSeconds(stamped), stamped, inner)
+      // Tags only the response named (Cache-Tag) were not fenced when the miss began: an
+      // invalidation of one since then wins as route tags' do (the entry is withdrawn).
+      if (stored && fence !== undefined && entry.tags.length > 0) stored = await this.keptAfterTagCheck(key, variant, stamped, fence)
       this.breaker.succeeded()
       if (stored && this.l1 !== undefined) {
         this.fillL1(mark, key, variant, entry)
@@ -240,9 +266,88 @@ export abstract class RemoteCache extends EmberCache {
       }
       return stored
     } catch (err) {
+      // One entry the backend will not hold (too large) is that entry's refusal, not a failing
+      // backend: six such misses once opened the breaker, and every route answered BYPASS.
+      if (err instanceof EntryRefusedError || this.refusesEntry(err)) {
+        this.counters.entriesRefused++
+        return false
+      }
       this.failed(err)
       return false
     }
+  }
+
+  /** The largest envelope the backend holds, in bytes (Memcached: its item size). */
+  protected get maxItemBytes (): number {
+    return Infinity
+  }
+
+  /** Whether a backend error is about one entry (too large...), not the backend. */
+  protected refusesEntry (_err: unknown): boolean {
+    return false
+  }
+
+  /**
+   * The response-only tags of a stored entry (those its miss's fence did not name) were not
+   * invalidated since the miss began; if one was, the entry is withdrawn and false returned.
+   */
+  private async keptAfterTagCheck (key: string, variant: string, entry: CacheEntry, fence: Fence): Promise<boolean> {
+    const { tags: fenced, startedAt: since } = fence as RemoteFence
+    const late = entry.tags.filter((tag) => !fenced.includes(tag))
+    if (late.length === 0) return true
+    const times = await this.tagInvalidatedAt(late)
+    if (times.every((at) => at === undefined || at < since - this.clockMarginMs)) return true
+    await this.withdraw(key, variant)
+    return false
+  }
+
+  /** When each tag was last invalidated (on the backend's clock, ms), undefined when unknown. */
+  protected async tagInvalidatedAt (tags: readonly string[]): Promise<Array<number | undefined>> {
+    return tags.map(() => undefined)
+  }
+
+  /** Removes one variant just stored (its response-only tag was invalidated meanwhile). */
+  protected async withdraw (_key: string, _variant: string): Promise<void> {}
+
+  /**
+   * The backend's clock minus ours, in ms: every time in an entry is written on the backend's
+   * clock and read on ours, so that instances whose clocks differ agree on an entry's age (a
+   * writer 30 s ahead once had its 5 s entries served fresh for 35 s). 0 until measured, and
+   * while within what the measurement can tell.
+   */
+  protected clockOffset = 0
+  /** What two instances' views of one instant may differ by (the backend clock's resolution, and margin). */
+  protected get clockMarginMs (): number {
+    return 100
+  }
+
+  /** The backend's clock now (ms), or undefined for a backend that has none to tell. */
+  protected async serverTime (): Promise<number | undefined> {
+    return undefined
+  }
+
+  /** Our clock translated to the backend's (ms): what "now" is in times written to it. */
+  serverNow (): number {
+    return Date.now() + this.clockOffset
+  }
+
+  private clockTimer: NodeJS.Timeout | undefined
+  private warnedSkew = false
+
+  /** Measures the backend's clock against ours (at open, then every CLOCK_CHECK_MS). */
+  private async measureClock (): Promise<void> {
+    const before = Date.now()
+    const server = await this.serverTime()
+    const after = Date.now()
+    if (server === undefined) return
+    const offset = server - (before + after) / 2
+    const error = (after - before) / 2 + this.clockMarginMs
+    this.clockOffset = Math.abs(offset) > error ? Math.round(offset) : 0
+    const skewed = Math.abs(offset) > SKEW_WARN_MS
+    if (skewed && !this.warnedSkew) {
+      this.log.warn({ cache: this.name, offsetMs: Math.round(offset) }, `ember-cache: this process's clock is ${Math.round(Math.abs(offset) / 1000)} s ${offset > 0 ? 'behind' : 'ahead of'} the cache backend's; entry ages are counted on the backend's clock, but check NTP: other instances' may be off too`)
+    }
+    this.warnedSkew = skewed
   }
 
   /**
@@ -316,7 +421,7 @@ export abstract class RemoteCache extends EmberCache {
     if (this.queued.length === 0) {
       this.log.warn({ cache: this.name, reason: describeBackendError(this.lastFailure), err: this.lastFailure }, 'ember-cache: invalidation failed; queued, and this cache serves no hits until it runs')
     }
-    if (this.queued.length >= MAX_QUEUED_INVALIDATIONS && this.canClear()) {
+    if (this.queued.length >= MAX_QUEUED_INVALIDATIONS) {
       this.queued.length = 0
       target = { clear: true }
     }
@@ -351,8 +456,23 @@ export abstract class RemoteCache extends EmberCache {
    * replica) still holds what the queue removes: the sooner it runs, the shorter that window.
    */
   protected backendReady (): void {
+    if (this.connectionLost) {
+      this.connectionLost = false
+      // Another instance may have queued invalidations while the backend was away, even if
+      // this one was asked nothing meanwhile (a quiet instance once served a replaced entry
+      // for 2 s after Redis came back from its AOF): settle before serving hits.
+      this.breaker.cameBack()
+    }
     if (this.queued.length > 0) this.drain().catch(() => {})
   }
+
+  /** The backend's connection closed while the cache was open. */
+  protected backendLost (): void {
+    if (this.opening !== undefined && !this.closing) this.connectionLost = true
+  }
+
+  private connectionLost = false
+  private closing = false
 
   /** Retries the queue after the breaker's cooldown, without waiting for a request to ask. */
   private scheduleRetry (): void {
@@ -362,11 +482,6 @@ export abstract class RemoteCache extends EmberCache {
       if (this.queued.length > 0) this.drain().catch(() => {})
     }, this.breaker.cooldownMs)
     this.retryTimer.unref()
-  }
-
-  /** Whether clear() can stand in for a long queue (it needs a prefix of its own on Redis). */
-  protected canClear (): boolean {
-    return true
   }
 
   /** A backend command failed: counted (error or timeout), and the breaker told. */
@@ -408,6 +523,9 @@ export abstract class RemoteCache extends EmberCache {
       this.breaker.open()
       this.log.warn({ cache: this.name, reason: describeBackendError(err), err }, 'ember-cache: cache backend unreachable at start-up; serving without cache until it answers')
     }
+    await this.measureClock().catch(() => {})
+    this.clockTimer = setInterval(() => { this.measureClock().catch(() => {}) }, CLOCK_CHECK_MS)
+    this.clockTimer.unref()
     // Every instance announces its invalidations, L1 or not: an instance (or a job) without an
     // L1 that said nothing left the others' L1 serving what it had invalidated (found by
     // test/soak.test.ts, one instance with L1 and one without: reads 2 s after a write were stale).
@@ -424,7 +542,8 @@ export abstract class RemoteCache extends EmberCache {
         if (this.busDelays.length >= BUS_DELAY_SAMPLES) this.busDelays.shift()
         this.busDelays.push(delayMs)
       },
-      resubscribed: () => { this.dropFromL1({ clear: true }) }
+      resubscribed: () => { this.dropFromL1({ clear: true }) },
+      rejected: () => { this.counters.busMessagesRejected++ }
     }, () => this.log, () => this.name)
     this.ownsBusPublisher = connections.own
     try {
@@ -439,6 +558,9 @@ export abstract class RemoteCache extends EmberCache {
   private ownsBusPublisher = false
 
   protected override async shutdown (): Promise<void> {
+    this.closing = true
+    clearInterval(this.clockTimer)
+    this.clockTimer = undefined
     clearTimeout(this.retryTimer)
     this.retryTimer = undefined
     if (this.queued.length > 0) {
@@ -454,6 +576,16 @@ export abstract class RemoteCache extends EmberCache {
     }
     await this.disconnectBackend()
   }
+}
+
+/** A remote cache's fence for one miss. */
+interface RemoteFence {
+  /** The backend's own (RedisCache: the fence field's value; versioned: the versions seen). */
+  inner: Fence
+  /** The route tags the fence covers (named when the miss began). */
+  tags: readonly string[]
+  /** When the miss began, on the backend's clock (ms). */
+  startedAt: number
 }
 
 /** Rejects with BackendTimeoutError when `promise` takes longer than `ms`. */

@@ -85,6 +85,10 @@ export class StoreCache extends VersionedCache {
     await this.call(() => this.backend.set(storageKey, value, retention))
   }
 
+  protected async remove (storageKey: string): Promise<void> {
+    await this.call(() => this.backend.delete(storageKey))
+  }
+
   protected async writeIfAbsent (storageKey: string, value: Buffer): Promise<void> {
     const add = this.backend.add
     if (add !== undefined) await this.call(() => add.call(this.backend, storageKey, value))

@@ -1,4 +1,4 @@
-import { softenedEnvelope, type CacheEntry } from '../entry'
+import { SOFT_STALE_MAX_SECONDS, softenedEnvelope, type CacheEntry } from '../entry'
 import type { Fence, ParsedTarget } from './cache'
 import { RemoteCache } from './remote-cache'
 
@@ -30,6 +30,30 @@ export abstract class VersionedCache extends RemoteCache {
    * only makes entries stored meanwhile misses, never serves a stale one.
    */
   protected abstract writeIfAbsent (storageKey: string, value: Buffer): Promise<void>
+  /** Removes what is stored at `storageKey`. */
+  protected abstract remove (storageKey: string): Promise<void>
+  /**
+   * The bytes at `storageKey` and a token to replace them with only if they did not change
+   * meanwhile (memcached's CAS). Stores without one give the bytes themselves as the token.
+   */
+  protected async readForUpdate (storageKey: string): Promise<{ value: Buffer | null, token: unknown }> {
+    const value = await this.read(storageKey)
+    return { value, token: value }
+  }
+
+  /**
+   * Writes `value` if what was read for the token is still there; false when it changed. This
+   * default compares and writes in two steps (a store without compare-and-set: a racing writer
+   * can slip between them).
+   */
+  protected async writeIfUnchanged (storageKey: string, value: Buffer, token: unknown): Promise<boolean> {
+    const now = await this.read(storageKey)
+    const before = token as Buffer | null
+    if (now === null ? before !== null : before === null || !now.equals(before)) return false
+    await this.write(storageKey, value, 0)
+    return true
+  }
+
   /** Where the entry of `key` and `variant` lives. */
   protected abstract entryKey (key: string, variant: string): string
   /** Where the version called `name` lives. */
@@ -47,10 +71,16 @@ export abstract class VersionedCache extends RemoteCache {
     const gen = parseVersion(generation)
     const current = unwrapVersions(stored, ns.head + '\n' + gen.head)
     if (current !== null) return current
-    // Stored before the key's last soft invalidation: still there, but stale.
-    if (gen.previous === undefined) return null
-    const previous = unwrapVersions(stored, ns.head + '\n' + gen.previous)
+    // Stored before the key's last soft invalidation: still there, but stale (for a while).
+    if (!this.softlyValid(gen)) return null
+    const previous = unwrapVersions(stored, ns.head + '\n' + (gen.previous as string))
     return previous === null ? null : softenedEnvelope(previous)
+  }
+
+  /** A soft move's previous version still reads as stale: within SOFT_STALE_MAX_SECONDS of the move. */
+  private softlyValid (version: Version): boolean {
+    if (version.previous === undefined) return false
+    return version.at === undefined || this.serverNow() - version.at <= SOFT_STALE_MAX_SECONDS * 1000
   }
 
   /**
@@ -58,7 +88,7 @@ export abstract class VersionedCache extends RemoteCache {
    * so an invalidation anywhere in the fleet meanwhile (which moves one of them on) leaves it
    * a miss for every reader: nothing to check at store time.
    */
-  override async beginFill (key: string, tags: readonly string[]): Promise<Fence> {
+  protected override async beginBackendFill (key: string, tags: readonly string[]): Promise<Fence> {
     if (!this.breaker.allows()) return undefined
     try {
       const [namespace, generation, ...tagVersions] = await Promise.all([
@@ -90,14 +120,23 @@ export abstract class VersionedCache extends RemoteCache {
     const current = await Promise.all(entry.tags.map((tag) => this.read(this.versionKey(tagOf(tag)))))
     let verdict: boolean | 'stale' = true
     for (let i = 0; i < current.length; i++) {
-      const version = current[i]
-      if (version === null) return false
-      const { head, previous } = parseVersion(version)
-      if (head === entry.tagVersions[i]) continue
-      if (previous !== entry.tagVersions[i]) return false
+      const bytes = current[i]
+      if (bytes === null) return false
+      const version = parseVersion(bytes)
+      if (version.head === entry.tagVersions[i]) continue
+      if (version.previous !== entry.tagVersions[i] || !this.softlyValid(version)) return false
       verdict = 'stale'
     }
     return verdict
+  }
+
+  protected override async tagInvalidatedAt (tags: readonly string[]): Promise<Array<number | undefined>> {
+    const versions = await Promise.all(tags.map((tag) => this.read(this.versionKey(tagOf(tag)))))
+    return versions.map((bytes) => bytes === null ? undefined : parseVersion(bytes).at)
+  }
+
+  protected override async withdraw (key: string, variant: string): Promise<void> {
+    await this.remove(this.entryKey(key, variant))
   }
 
   /**
@@ -111,10 +150,21 @@ export abstract class VersionedCache extends RemoteCache {
     else await super.markStale(target)
   }
 
+  /**
+   * Moves a version on, remembering the one before. Compare-and-set, retried: a hard move
+   * between the read and the write must not be undone (37 of 60 soft invalidations racing a
+   * hard one once brought back the entry the hard one had removed, as stale).
+   */
   private async bumpSoftly (name: string): Promise<void> {
-    const current = await this.read(this.versionKey(name))
-    const head = current === null ? undefined : parseVersion(current).head
-    await this.write(this.versionKey(name), Buffer.from(head === undefined ? randomVersion() : randomVersion() + '~' + head), 0)
+    const key = this.versionKey(name)
+    for (let attempt = 0; attempt < SOFT_BUMP_ATTEMPTS; attempt++) {
+      const { value, token } = await this.readForUpdate(key)
+      const head = value === null ? undefined : parseVersion(value).head
+      const next = Buffer.from(head === undefined ? this.newVersion() : randomVersion() + '~' + head + '@' + String(this.serverNow()))
+      if (await this.writeIfUnchanged(key, next, token)) return await this.spreadVersion(key, next)
+    }
+    // Still racing after that: a hard move removes at least as much as the soft one would.
+    await this.bump(name)
   }
 
   protected async removeKeys (keys: string[]): Promise<void> {
@@ -124,6 +174,11 @@ export abstract class VersionedCache extends RemoteCache {
 
   protected async removeTags (tags: string[]): Promise<void> {
     await this.guarded(() => Promise.all(tags.map((tag) => this.bump(tagOf(tag)))))
+  }
+
+  /** A fresh version, stamped with when it was made (the backend's clock): a miss that began earlier and stores its tag is withdrawn. */
+  private newVersion (): string {
+    return randomVersion() + '@' + String(this.serverNow())
   }
 
   /** A new namespace version: every entry stored before is a miss from now on. */
@@ -147,8 +202,16 @@ export abstract class VersionedCache extends RemoteCache {
   }
 
   private async bump (name: string): Promise<void> {
-    await this.write(this.versionKey(name), Buffer.from(randomVersion()), 0)
+    await this.writeVersion(this.versionKey(name), Buffer.from(this.newVersion()))
   }
+
+  /** Writes a version record (it never expires). */
+  protected async writeVersion (storageKey: string, value: Buffer): Promise<void> {
+    await this.write(storageKey, value, 0)
+  }
+
+  /** A version record was just replaced by compare-and-set where it lives: backends that keep copies elsewhere update them. */
+  protected async spreadVersion (_storageKey: string, _value: Buffer): Promise<void> {}
 }
 
 function generationOf (key: string): string {
@@ -159,12 +222,29 @@ function tagOf (tag: string): string {
   return 'tag\u0000' + tag
 }
 
-/** A version as stored: `head`, or `head~previous` after a soft move. */
-function parseVersion (value: Buffer): { head: string, previous: string | undefined } {
-  const text = value.toString('utf8')
-  const cut = text.indexOf('~')
-  return cut === -1 ? { head: text, previous: undefined } : { head: text.slice(0, cut), previous: text.slice(cut + 1) }
+/** A version as read: its head, the one before a soft move, and when it was moved (ms, the backend's clock). */
+interface Version {
+  head: string
+  previous: string | undefined
+  at: number | undefined
 }
+
+/** A version as stored: `head`, or `head~previous` after a soft move, then `@time` when it was moved. */
+function parseVersion (value: Buffer): Version {
+  let text = value.toString('utf8')
+  let at: number | undefined
+  const stamp = text.lastIndexOf('@')
+  if (stamp !== -1) {
+    at = Number(text.slice(stamp + 1))
+    if (!Number.isFinite(at)) at = undefined
+    text = text.slice(0, stamp)
+  }
+  const cut = text.indexOf('~')
+  return cut === -1 ? { head: text, previous: undefined, at } : { head: text.slice(0, cut), previous: text.slice(cut + 1), at }
+}
+
+/** Compare-and-set attempts of a soft move before it falls back to a hard one. */
+const SOFT_BUMP_ATTEMPTS = 5
 
 function randomVersion (): string {
   return Date.now().toString(36) + Math.random().toString(36).slice(2)

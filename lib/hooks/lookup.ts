@@ -10,7 +10,7 @@ import { channels, keyHash } from '../observe'
 import { baseVariant } from '../variant'
 import { joinOrLead } from './collapse'
 import { startMiss } from './miss'
-import { refreshOrigin, type Refresher } from './refresh'
+import { refreshOf, type Refresher } from './refresh'
 import { BYPASSED, CacheRequest, setState, unexpected, type CountedOutcome } from './request-state'
 import { hasOriginValidators, startRevalidation } from './revalidate'
 import { serveEntry } from './serve'
@@ -62,9 +62,10 @@ export function buildLookupHook (settings: RouteSettings, refresh: Refresher) {
     }
     if (state.trace !== undefined) state.trace.keyHash = keyHash(state.key)
     // A refresh runs through inject (no TLS, another socket): it keeps the original request's origin.
-    const origin = refreshOrigin(request)
-    const isRefresh = origin !== undefined
-    state.baseVariant = baseVariant(request, settings.variants, origin)
+    const refreshing = refreshOf(request)
+    const isRefresh = refreshing !== undefined
+    state.refresh = refreshing
+    state.baseVariant = baseVariant(request, settings.variants, refreshing?.origin)
     state.variant = state.baseVariant
 
     // RFC 9111 §5.2.1.5: no-store: do not use or store a response for this request.

@@ -12,17 +12,25 @@ import type { CacheRequest } from './request-state'
 // the request it stands for (inject has neither TLS nor the original socket). Nothing is added
 // to its headers: a handler, a hook or an upstream behind reply-from sees the client's own.
 
-/** The class of every refresh's request; each refresh makes a subclass carrying its origin. */
+/** The class of every refresh's request; each refresh makes a subclass carrying its record. */
 class RefreshRequest extends IncomingMessage {}
-const kOrigin = Symbol('ember-cache.refresh-origin')
+const kRefresh = Symbol('ember-cache.refresh')
 
-/** The origin a background refresh stands in for, or undefined for any other request. */
-export function refreshOrigin (request: FastifyRequest): string | undefined {
+/** What a refresh stands for, and what came of it. */
+export interface RefreshRecord {
+  /** The origin (protocol and host) of the request the refresh stands for. */
+  origin: string
+  /** Its answer was stored (set by the store hook): the entry is fresh again. */
+  stored: boolean
+}
+
+/** The record of a background refresh, or undefined for any other request. */
+export function refreshOf (request: FastifyRequest): RefreshRecord | undefined {
   const raw = request.raw
   if (!(raw instanceof RefreshRequest)) return undefined
   for (let proto = Object.getPrototypeOf(raw) as object | null; proto !== null; proto = Object.getPrototypeOf(proto) as object | null) {
-    const origin = (proto.constructor as unknown as Record<symbol, string | undefined>)[kOrigin]
-    if (origin !== undefined) return origin
+    const record = (proto.constructor as unknown as Record<symbol, RefreshRecord | undefined>)[kRefresh]
+    if (record !== undefined) return record
   }
   return undefined
 }
@@ -30,19 +38,34 @@ export function refreshOrigin (request: FastifyRequest): string | undefined {
 /** Runs a request again in the background to refresh an entry (stale-while-revalidate). */
 export type Refresher = (state: CacheRequest) => void
 
-/** Builds the refresher used by stale-while-revalidate: one background request per key. */
+/** A key whose refresh did not store waits this long before the next, doubling up to REFRESH_BACKOFF_MAX_MS. */
+const REFRESH_BACKOFF_MS = 1_000
+const REFRESH_BACKOFF_MAX_MS = 60_000
+/** Keys whose refreshes failed that are remembered (the oldest go first). */
+const MAX_BACKING_OFF = 10_000
+
+/**
+ * Builds the refresher used by stale-while-revalidate: one background request per key at a
+ * time, and after one that did not store (the origin failed, or answered something not to be
+ * stored), none for that key for a while, doubling with each failure (1 s, 2 s, 4 s ... 60 s):
+ * a failing origin once got 1,342 calls from 1,354 stale answers in 8 s.
+ */
 export function buildRefresher (inject: (options: InjectOptions) => Promise<unknown>): Refresher {
   const running = new Set<string>()
+  const backoff = new Map<string, { failures: number, until: number }>()
   return (state) => {
     const { request, settings } = state
     const id = settings.cache.name + '\u0000' + state.key + '\u0000' + state.variant
     if (running.has(id)) return
+    const waiting = backoff.get(id)
+    if (waiting !== undefined && Date.now() < waiting.until) return
     running.add(id)
     const headers = { ...request.headers }
     delete headers['if-none-match']
     delete headers['if-modified-since']
+    const record: RefreshRecord = { origin: originOf(request), stored: false }
     const Request = class extends RefreshRequest {
-      static [kOrigin] = originOf(request)
+      static [kRefresh] = record
     }
     const run = (): Promise<unknown> => inject({ method: 'GET', url: request.url, headers: headers as Record<string, string>, Request } as InjectOptions)
     const refreshing = channels.refresh.hasSubscribers
@@ -50,6 +73,16 @@ export function buildRefresher (inject: (options: InjectOptions) => Promise<unkn
       : run()
     settings.cache.track(refreshing
       .catch((err: unknown) => request.log.warn({ err, cache: settings.cache.name, route: settings.label }, 'ember-cache: background refresh failed'))
-      .finally(() => running.delete(id)))
+      .finally(() => {
+        running.delete(id)
+        if (record.stored) {
+          backoff.delete(id)
+          return
+        }
+        const failures = (backoff.get(id)?.failures ?? 0) + 1
+        backoff.delete(id)
+        if (backoff.size >= MAX_BACKING_OFF) backoff.delete(backoff.keys().next().value as string)
+        backoff.set(id, { failures, until: Date.now() + Math.min(REFRESH_BACKOFF_MAX_MS, REFRESH_BACKOFF_MS * 2 ** (failures - 1)) })
+      }))
   }
 }

@@ -1,5 +1,6 @@
 import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
 import type { ReadObserver } from './read-observer'
+import type { RefreshRecord } from './refresh'
 import type { Fence, SharedAnswer } from '../caches/cache'
 import type { CacheEntry } from '../entry'
 import { channels, type RouteCounters, type TraceContext } from '../observe'
@@ -66,6 +67,8 @@ export class CacheRequest {
   credentialed = false
   /** A background refresh (stale-while-revalidate) of ours, not a client's request. */
   refreshing = false
+  /** The refresh's record, told when its answer is stored. */
+  refresh: RefreshRecord | undefined = undefined
   /** What the handler reads of its caller during this miss (read-observer.ts); none on public routes. */
   observer: ReadObserver | undefined = undefined
   /** The header names of the Vary pointer the lookup followed (learned per key). */

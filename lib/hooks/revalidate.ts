@@ -66,6 +66,7 @@ export function finishRevalidation (state: CacheRequest, reply: FastifyReply, fr
       state.flight = ''
     }
     const storing = settings.cache.store(state.key, state.variant, entry, state.fence)
+    if (state.refresh !== undefined) state.refresh.stored = true
     detail += '; stored'
     if (storing instanceof Promise) storing.catch(() => {})
   }

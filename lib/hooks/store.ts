@@ -168,6 +168,8 @@ function store (state: CacheRequest, out: Outgoing): void {
     return out.done(null, out.payload)
   }
   setStatusHeaders(reply, settings, 'MISS', state.forward + '; stored; ttl=' + entry.ttl, state.key)
+  // A refresh that stores has done its work (the store itself may finish after its answer).
+  if (state.refresh !== undefined) state.refresh.stored = true
   const respond = (): void => {
     if (notModified(state, stored)) {
       reply.code(304)

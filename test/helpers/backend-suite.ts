@@ -447,7 +447,7 @@ export function runBackendSuite (t: Test, name: string, makeCache: MakeCache, tr
       // Cache-Status ttl= is the freshness left (RFC 9211 §2.4); max-age stays the lifetime, with Age.
       const maxAge = (res: { headers: Record<string, unknown> }): number => Number(/; ttl=(\d+)/.exec(String(res.headers['cache-status']))?.[1])
       const ahead = await app.inject('/items/1')
-      t.equal(xCache(ahead), 'HIT')
+      t.equal(xCache(ahead), 'HIT', String(ahead.headers['cache-status']))
       t.equal(ahead.headers.age, '0', 'no negative Age')
       for (let i = 0; i < 3; i++) {
         const res = await app.inject('/json')

@@ -2,7 +2,8 @@
 // entries at `prefix + key` when the key is a plain Memcached key without variant, else at
 // `prefix + 'sha256:' + base64url(sha256('e\0' + key + '\0' + variant))`; versions at
 // `prefix + '!' + base64url(sha256('v\0' + name))` for names 'ns', 'gen\0' + key, 'tag\0' + tag;
-// each entry value is [u16 length][namespace '\n' generation][envelope].
+// each entry value is [u16 length][namespace '\n' generation][envelope]. A version's value is
+// its head, then `~previous` after a soft move, then `@time` when it was moved: entries hold heads.
 
 import { createHash, randomBytes } from 'node:crypto'
 import type memjs from 'memjs'
@@ -24,9 +25,13 @@ export function versionKey (keyPrefix: string, name: string): string {
 /** The version's value, made (as the cache would) when it does not exist yet. */
 async function version (raw: Raw, key: string): Promise<string> {
   const { value } = await raw.get(key)
-  if (value !== null) return value.toString('utf8')
+  if (value !== null) return headOf(value.toString('utf8'))
   await raw.add(key, randomBytes(8).toString('hex'), { expires: 0 })
-  return String((await raw.get(key)).value)
+  return headOf(String((await raw.get(key)).value))
+}
+
+function headOf (version: string): string {
+  return version.split('@')[0].split('~')[0]
 }
 
 /** Writes `envelope` where the cache reads the entry of `key` and `variant`, under its current versions. */
