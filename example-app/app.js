@@ -46,6 +46,21 @@ async function build (options = {}) {
   }
   /** A write changed these things: drop them from every cache the app uses. */
   const changed = (tags) => app.emberCache.invalidate({ tags })
+  /** Only the task's owner, or an admin, may change it. */
+  const mayChange = (user, task) => user.role === 'admin' || task.ownerId === user.id
+
+  // One canonical spelling per id: `1`, never `01`, `1.0`, `0x1`, `+1` or `1e0`. Keys are the
+  // URL as sent and tags are built from the param, so every spelling the database reads as the
+  // same row would be an entry of its own that the row's writes do not reach (they stayed HIT
+  // with the old data). Anything else is a 400 before any cache or handler sees it.
+  const ID = { type: 'string', pattern: '^[1-9][0-9]{0,9}$' }
+  const params = (name) => ({ type: 'object', properties: { [name]: ID }, required: [name] })
+  const taskBody = (required) => ({
+    type: 'object',
+    additionalProperties: false,
+    required,
+    properties: { title: { type: 'string', minLength: 1, maxLength: 200 }, done: { type: 'boolean' } }
+  })
 
   const startedAt = new Date().toISOString()
   app.get('/health', { config: { cache: { cache: new StaticCache(), early: true } } }, async () => ({ status: 'ok', version: '1.0.0', startedAt }))
@@ -54,6 +69,7 @@ async function build (options = {}) {
   app.get('/projects', { config: { cache: { cache: projectsCache, public: true, tags: ['projects'] } } }, async () => db.listProjects())
 
   app.get('/projects/:projectId/tasks', {
+    schema: { params: params('projectId') },
     config: { cache: { cache: tasksCache, public: true, tags: (request) => ['project:' + request.params.projectId] } }
   }, async (request, reply) => {
     if (db.getProject(Number(request.params.projectId)) === undefined) return reply.code(404).send({ error: 'no such project' })
@@ -61,6 +77,7 @@ async function build (options = {}) {
   })
 
   app.get('/tasks/:taskId', {
+    schema: { params: params('taskId') },
     config: { cache: { cache: tasksCache, public: true, key: 'task:{taskId}', tags: (request) => ['task:' + request.params.taskId] } }
   }, async (request, reply) => {
     const task = db.getTask(Number(request.params.taskId))
@@ -81,20 +98,22 @@ async function build (options = {}) {
     generatedAt: new Date().toISOString()
   }))
 
-  app.post('/projects', { preHandler: authenticate }, async (request, reply) => {
-    const name = request.body?.name
-    if (typeof name !== 'string' || name.length === 0) return reply.code(400).send({ error: 'name is required' })
-    const project = db.createProject(name)
+  app.post('/projects', {
+    preHandler: authenticate,
+    schema: { body: { type: 'object', additionalProperties: false, required: ['name'], properties: { name: { type: 'string', minLength: 1, maxLength: 200 } } } }
+  }, async (request, reply) => {
+    const project = db.createProject(request.body.name)
     await changed(['projects'])
     return reply.code(201).send(project)
   })
 
-  app.post('/projects/:projectId/tasks', { preHandler: authenticate }, async (request, reply) => {
+  app.post('/projects/:projectId/tasks', {
+    preHandler: authenticate,
+    schema: { params: params('projectId'), body: taskBody(['title']) }
+  }, async (request, reply) => {
     const projectId = Number(request.params.projectId)
-    const title = request.body?.title
     if (db.getProject(projectId) === undefined) return reply.code(404).send({ error: 'no such project' })
-    if (typeof title !== 'string' || title.length === 0) return reply.code(400).send({ error: 'title is required' })
-    const task = db.createTask(projectId, request.user.id, title)
+    const task = db.createTask(projectId, request.user.id, request.body.title)
     await changed(['project:' + projectId, 'user:' + request.user.id, 'projects', 'summary'])
     return reply.code(201).send(task)
   })
@@ -103,21 +122,25 @@ async function build (options = {}) {
   // `public` says the answer is the same for everyone, so a credentialed write may store it.
   app.patch('/tasks/:taskId', {
     preHandler: authenticate,
+    schema: { params: params('taskId'), body: { ...taskBody([]), minProperties: 1 } },
     config: { cache: { cache: tasksCache, public: true, key: 'task:{taskId}', writeThrough: true, tags: (request) => ['task:' + request.params.taskId] } }
   }, async (request, reply) => {
     const before = db.getTask(Number(request.params.taskId))
     if (before === undefined) return reply.code(404).send({ error: 'no such task' })
-    const task = db.updateTask(before.id, request.body ?? {})
+    if (!mayChange(request.user, before)) return reply.code(403).send({ error: 'only its owner or an admin may change a task' })
+    const task = db.updateTask(before.id, request.body)
     await changed(['project:' + task.projectId, 'user:' + task.ownerId, 'summary'])
     return task
   })
 
   app.delete('/tasks/:taskId', {
     preHandler: authenticate,
+    schema: { params: params('taskId') },
     config: { cache: { cache: tasksCache, key: 'task:{taskId}' } }
   }, async (request, reply) => {
     const task = db.getTask(Number(request.params.taskId))
     if (task === undefined) return reply.code(404).send({ error: 'no such task' })
+    if (!mayChange(request.user, task)) return reply.code(403).send({ error: 'only its owner or an admin may delete a task' })
     db.deleteTask(task.id)
     await changed(['project:' + task.projectId, 'user:' + task.ownerId, 'projects', 'summary'])
     return reply.code(204).send()

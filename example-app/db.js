@@ -81,8 +81,9 @@ function openDb (file = process.env.DB_FILE ?? ':memory:') {
       const { lastInsertRowid } = run('insertTask', 'run', projectId, ownerId, title, new Date().toISOString())
       return asTask(run('task', 'get', Number(lastInsertRowid)))
     },
+    // Fields as the route's schema checked them: title a non-empty string, done a boolean.
     updateTask: (id, { title, done }) => {
-      const { changes } = run('updateTask', 'run', title ?? null, done === undefined ? null : Number(Boolean(done)), new Date().toISOString(), id)
+      const { changes } = run('updateTask', 'run', title ?? null, done === undefined ? null : (done ? 1 : 0), new Date().toISOString(), id)
       return changes === 0 ? undefined : asTask(run('task', 'get', id))
     },
     deleteTask: (id) => run('deleteTask', 'run', id).changes > 0,

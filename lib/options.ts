@@ -14,7 +14,7 @@ import {
   checkBoolean, checkNonNegativeInteger, checkObject, checkSeconds,
   checkString, checkStringArray, describe, lowerCaseHeaders, rejectUnknown
 } from './validate'
-import { routeCounters, type RouteCounters } from './observe'
+import { keyHasher, routeCounters, type RouteCounters } from './observe'
 import { COOKIE_NAME_PREFIX, type VariantPlan } from './variant'
 import { CACHE_ANSWERED_HEADERS, type ObservePlan } from './hooks/read-observer'
 
@@ -74,6 +74,12 @@ export interface EmberCachePluginOptions {
    * `fastify.emberCache.stats()`. Default true.
    */
   stats?: boolean
+  /**
+   * The secret of the keyed hash that stands for keys in traces (diagnostics_channel,
+   * OpenTelemetry): give every instance the same one and their traces correlate. At least 16
+   * characters. Default: a random secret per process.
+   */
+  keyHashSecret?: string
   /**
    * Caches used outside routes (cache-aside only) that the app should open in `onReady`,
    * close in `onClose` and include in `fastify.emberCache.invalidate()`. Caches used by a route
@@ -144,6 +150,7 @@ export interface ResolvedPluginOptions {
   caches: EmberCache[]
   stats: boolean
   compression: CompressionSettings | false
+  hashKey: (key: string) => string
 }
 
 /** Everything a cached route needs per request, computed once at route registration. */
@@ -196,6 +203,8 @@ export interface RouteSettings {
   compression: CompressionSettings | undefined
   /** "METHODS url", for stats and traces. */
   label: string
+  /** A key's hash for traces (HMAC under the plugin's keyHashSecret). */
+  hashKey: (key: string) => string
   /** What the cache did for this route's requests (stats()); undefined with `stats: false`. */
   counters: RouteCounters | undefined
   statusCodes: Set<number>
@@ -222,7 +231,7 @@ export interface RouteSettings {
 const PLUGIN_OPTIONS: ReadonlySet<string> = new Set([
   'enabled', 'defaultTtl', 'header', 'statusCodes', 'keyPrefix', 'memory', 'static', 'redis', 'memcached',
   'respectRequestDirectives', 'cacheStatus', 'debug', 'collapseWait', 'streamMaxBytes', 'surrogateKeyHeader', 'perRequestHeaders',
-  'caches', 'stats', 'compression'
+  'caches', 'stats', 'compression', 'keyHashSecret'
 ])
 const ROUTE_OPTIONS: ReadonlySet<string> = new Set(['mode', 'cache', 'invalidate', 'writeThrough', 'early', ...ROUTE_DEFAULT_NAMES])
 // RFC 9110 §15.3.7: a 206 holds part of a representation; storing it as the whole would be wrong.
@@ -248,6 +257,9 @@ export function resolvePluginOptions (options: EmberCachePluginOptions | undefin
   checkNonNegativeInteger('streamMaxBytes', opts.streamMaxBytes)
   checkHeaderName('surrogateKeyHeader', opts.surrogateKeyHeader)
   checkBoolean('stats', opts.stats)
+  if (opts.keyHashSecret !== undefined && (typeof opts.keyHashSecret !== 'string' || opts.keyHashSecret.length < 16)) {
+    throw new InvalidOptionError('keyHashSecret', 'expected a string of at least 16 characters, got ' + describe(opts.keyHashSecret))
+  }
   const compression = compressionSettings('compression', opts.compression)
   if (opts.caches !== undefined && (!Array.isArray(opts.caches) || opts.caches.some((cache) => !(cache instanceof EmberCache)))) {
     throw new InvalidOptionError('caches', 'expected an array of cache objects (MemoryCache, StaticCache, RedisCache, MemcachedCache), got ' + describe(opts.caches))
@@ -275,7 +287,8 @@ export function resolvePluginOptions (options: EmberCachePluginOptions | undefin
     perRequestHeaders: new Set(lowerCaseHeaders('perRequestHeaders', opts.perRequestHeaders) ?? DEFAULT_PER_REQUEST_HEADERS),
     caches: opts.caches ?? [],
     stats: opts.stats ?? true,
-    compression: compression ?? DEFAULT_COMPRESSION
+    compression: compression ?? DEFAULT_COMPRESSION,
+    hashKey: keyHasher(opts.keyHashSecret)
   }
 }
 
@@ -353,6 +366,8 @@ export function resolveRouteOptions (
   if (early) checkEarly(where, isPrivate, varyHeaders, pick('staleIfErrorTimeout') ?? 0)
 
   const ttl = isStatic ? 0 : (typeof ttlOption === 'number' ? ttlOption : undefined) ?? cache.ttl ?? plugin.defaultTtl
+  // A retention the backend cannot hold fails every store: refused here, naming the option.
+  cache.checkRetention(where + '.ttl', ttl + Math.max(pick('staleWhileRevalidate') ?? 0, pick('staleIfError') ?? 0))
   return {
     cache,
     isStatic,
@@ -379,6 +394,7 @@ export function resolveRouteOptions (
     label: routeInfo.label,
     compression: routeCompression(where + '.compression', route.compression, defaults.compression, plugin.compression),
     counters: plugin.stats ? routeCounters() : undefined,
+    hashKey: plugin.hashKey,
     statusCodes: statusSet(where + '.statusCodes', pick('statusCodes')) ?? plugin.statusCodes,
     invalidate: route.invalidate ?? [],
     writeThrough: route.writeThrough ?? false,

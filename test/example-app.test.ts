@@ -10,7 +10,7 @@ import { createRequire } from 'node:module'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import type { FastifyInstance } from 'fastify'
-import { startMemcached, startRedis } from './helpers/servers'
+import { redisCommand, startMemcached, startRedis } from './helpers/servers'
 
 const { build } = createRequire(__filename)('../example-app/app.js') as {
   build: (options?: { redisUrl?: string, memcachedServers?: string, dbFile?: string }) => Promise<FastifyInstance>
@@ -175,4 +175,44 @@ t.test('example app: `node example-app/server.js` serves on the port it prints',
   const second = await fetch(base + '/projects/1/tasks')
   t.equal(first.headers.get('x-cache'), 'MISS')
   t.equal(second.headers.get('x-cache'), 'HIT')
+})
+
+t.test('example app: one canonical id per resource, validated bodies, ownership (issue 26)', async (t) => {
+  const get = await listening(t)
+  await get('/projects/1/tasks')
+  for (const spelling of ['01', '1.0', '0x1', '+1', '1e0', '1%0a', '-1', '0']) {
+    const res = await get('/projects/' + spelling + '/tasks')
+    t.equal(res.status, 400, `/projects/${spelling}/tasks is not another name of project 1`)
+  }
+  const created = await get('/projects/1/tasks', { method: 'POST', token: 'linus-token', body: { title: 'New one' } })
+  t.equal(created.status, 201)
+  const list = await get('/projects/1/tasks')
+  t.ok(list.body.some((task: { title: string }) => task.title === 'New one'), 'the project\'s list has the new task')
+  for (const [body, why] of [[{ title: {} }, 'an object title'], [{ title: '' }, 'an empty title'], [{ done: 'maybe' }, 'done that is not a boolean'], [{}, 'nothing to change']] as const) {
+    const res = await get('/tasks/2', { method: 'PATCH', token: 'linus-token', body })
+    t.equal(res.status, 400, `PATCH with ${why}: 400, not a database error`)
+  }
+  const done = await get('/tasks/2', { method: 'PATCH', token: 'linus-token', body: { done: false } })
+  t.same([done.status, done.body.done], [200, false])
+  t.equal((await get('/tasks/1', { method: 'PATCH', token: 'linus-token', body: { title: 'mine now' } })).status, 403, 'a member cannot change another\'s task')
+  t.equal((await get('/tasks/1', { method: 'DELETE', token: 'grace-token' })).status, 403, 'nor delete it')
+  t.equal((await get('/tasks/1', { method: 'PATCH', token: 'ada-token', body: { title: 'by the admin' } })).status, 200, 'an admin may')
+})
+
+t.test('example app on Redis: 1,000 anonymous 404s leave nothing unbounded behind (issue 26)', async (t) => {
+  const redis = await startRedis()
+  t.teardown(() => redis.stop())
+  const get = await listening(t, { redisUrl: redis.url })
+  for (let i = 0; i < 1_000; i++) t.equal((await get('/tasks/' + String(100_000 + i))).status, 404)
+  const keys = await redisCommand(redis, ['KEYS', '*']) as string[]
+  let unbounded = 0
+  let longest = 0
+  for (const key of keys) {
+    const ttl = Number(await redisCommand(redis, ['TTL', key]))
+    if (ttl === -1) unbounded++
+    longest = Math.max(longest, ttl)
+  }
+  t.equal(unbounded, 0, `no key without an expiry (${keys.length} keys)`)
+  t.ok(longest <= 600, `every key a miss left expires within 10 minutes (longest ${longest} s)`)
+  t.ok(keys.length <= 1_010, `${keys.length} keys: at most one fence per missing task, no tag sets`)
 })

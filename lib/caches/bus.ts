@@ -104,21 +104,24 @@ export class CoherenceBus {
       setImmediate(() => {
         const keys = [...(this.storedKeys as Set<string>)]
         this.storedKeys = undefined
-        this.announce({ keys }, true)
+        this.announce({ keys }, true).catch(() => {})
       })
     }
     this.storedKeys.add(key)
   }
 
-  /** Announces a change. Never throws: a message that cannot be sent costs at most an L1 ttl. */
-  announce (target: ParsedTarget, stored = false): void {
+  /**
+   * Announces a change; resolves once Redis has it (and so has pushed it to every subscriber).
+   * Never rejects: a message that cannot be sent costs at most an L1 ttl.
+   */
+  announce (target: ParsedTarget, stored = false): Promise<void> {
     const message: BusMessage = { i: this.instanceId, a: Date.now() }
     if (stored) message.s = true
     if (target.keys !== undefined) message.k = target.keys
     else if (target.pattern !== undefined) message.p = target.pattern
     else if (target.tags !== undefined) message.g = target.tags
     else message.c = true
-    this.publisher.publish(this.channel, JSON.stringify(message)).catch(() => {})
+    return this.publisher.publish(this.channel, JSON.stringify(message)).then(() => {}, () => {})
   }
 
   /** Closes the subscription, and the publisher when the bus made it (not the cache's own client). */

@@ -51,7 +51,16 @@ export interface InvalidationReport {
 export interface SetOptions {
   /** Seconds; defaults to the cache's ttl, then 60. 0 = never expires. */
   ttl?: number
+  /** Tags stored with the value, for invalidate({ tags }): non-empty strings. */
   tags?: string[]
+}
+
+export interface WrapOptions extends SetOptions {
+  /**
+   * Milliseconds a call waits for a concurrent call's run of the function on the same key before
+   * running its own (a run that never settles cannot hold the key for good). Default 5000.
+   */
+  wait?: number
 }
 
 /**
@@ -97,6 +106,8 @@ export function entryId (key: string, variant: string): string {
 }
 
 const DEFAULT_VALUE_TTL = 60
+const DEFAULT_WRAP_WAIT_MS = 5_000
+const MAX_UINT32_SECONDS = 0xffffffff
 const DEFAULT_MAX_ENTRY_BYTES = 5 * 1024 * 1024
 /** The longest close() waits for stores, lock releases and refreshes still running. */
 const CLOSE_GRACE_MS = 2_000
@@ -335,14 +346,24 @@ export abstract class EmberCache {
     return JSON.parse(entry.body.toString('utf8')) as T
   }
 
-  async set (key: string, value: unknown, options?: SetOptions): Promise<void> {
+  /**
+   * Stores a value. Like a route's store, it fails open: it resolves true when the value was
+   * stored, false when the backend did not take it (down, or the value too large for it), and
+   * rejects only for what the caller passed (a key, ttl, tags or value it cannot hold).
+   */
+  async set (key: string, value: unknown, options?: SetOptions): Promise<boolean> {
     checkKey(key, 'set')
     const ttl = options?.ttl ?? this.ttl ?? DEFAULT_VALUE_TTL
     checkSeconds('set() ttl', ttl)
+    this.checkRetention('set() ttl', ttl)
+    const tags = options?.tags
+    if (tags !== undefined && (!Array.isArray(tags) || !tags.every(isText))) {
+      throw new InvalidTargetError('set() tags must be an array of non-empty strings without NUL, got ' + describe(tags))
+    }
     const json = JSON.stringify(value)
     if (json === undefined) throw new TypeError('set() value must be JSON-serializable, got ' + describe(value))
     await this.ensureOpen()
-    await this.store(key, '', {
+    const stored = await this.store(key, '', {
       kind: ENTRY_VALUE,
       status: 0,
       headers: {},
@@ -353,9 +374,25 @@ export abstract class EmberCache {
       flags: 0,
       staleWhileRevalidate: 0,
       staleIfError: 0,
-      tags: options?.tags ?? NO_TAGS,
+      tags: tags ?? NO_TAGS,
       tagVersions: NO_TAGS
     })
+    return stored !== false
+  }
+
+  /**
+   * The longest an entry can be kept here, in seconds (retention: ttl plus its stale windows).
+   * Every entry's ttl fits the envelope's 32 bits; backends may hold less (Memcached).
+   */
+  get maxRetentionSeconds (): number {
+    return MAX_UINT32_SECONDS
+  }
+
+  /** Refuses a retention the backend cannot hold (a store of it would fail every time). */
+  checkRetention (where: string, seconds: number): void {
+    if (seconds > this.maxRetentionSeconds) {
+      throw new InvalidOptionError(where, `${this.kind} caches hold entries at most ${this.maxRetentionSeconds} seconds, got ${seconds}`)
+    }
   }
 
   async delete (key: string): Promise<void> {
@@ -370,12 +407,15 @@ export abstract class EmberCache {
    * Returns the cached value for `key`, or runs `fn` once (concurrent callers share the run),
    * stores its result and returns it.
    */
-  async wrap<T> (key: string, fn: () => T | Promise<T>, options?: SetOptions): Promise<T> {
+  async wrap<T> (key: string, fn: () => T | Promise<T>, options?: WrapOptions): Promise<T> {
     checkKey(key, 'wrap')
+    const wait = options?.wait ?? DEFAULT_WRAP_WAIT_MS
+    if (!Number.isInteger(wait) || wait < 0) throw new TypeError('wrap() wait must be an integer number of milliseconds >= 0, got ' + describe(wait))
     const cached = await this.get<T>(key)
     if (cached !== undefined) return cached
     const flightKey = key
-    const pending = this.wrapFlights.pending(flightKey)
+    // Bounded: a run that never settles (a hung promise) must not hold the key for good.
+    const pending = this.wrapFlights.wait(flightKey, wait)
     if (pending !== undefined) {
       const shared = await pending
       if (shared !== undefined) return JSON.parse(shared.body.toString('utf8')) as T

@@ -48,8 +48,10 @@ export abstract class LocalCache extends EmberCache {
       // (an L1 tier, whose ttl is the point, keeps a finer one).
       ttlResolution: keepAtMostMs > 0 ? 50 : 1000,
       // The id counts: under a cache-busting flood of long query strings the keys are most of
-      // what is held (found by test/safety-abuse.test.ts).
-      ...(maxSize === undefined ? {} : { maxSize, sizeCalculation: heldSize }),
+      // what is held (found by test/safety-abuse.test.ts). Sizes are kept without a bound too,
+      // so that stats() reads the total instead of walking every entry.
+      ...(maxSize === undefined ? { maxEntrySize: Number.MAX_SAFE_INTEGER } : { maxSize }),
+      sizeCalculation: heldSize,
       // dispose, not disposeAfter: unindex touches only our own maps, so it may run inside the
       // LRU's set(); disposeAfter would queue a tuple per eviction, one per miss on a full cache.
       dispose: (entry, id, reason) => {
@@ -139,12 +141,9 @@ export abstract class LocalCache extends EmberCache {
     return { ...super.snapshot(), entries: this.entries.size, bytes: this.bytesHeld() }
   }
 
-  /** Approximate bytes of the entries held (the LRU's own count when it has a byte bound). */
+  /** Approximate bytes of the entries held (kept by the LRU as entries come and go). */
   bytesHeld (): number {
-    if (this.mayRefuse) return this.entries.calculatedSize
-    let bytes = 0
-    for (const [id, entry] of this.entries.entries()) bytes += heldSize(entry, id)
-    return bytes
+    return this.entries.calculatedSize
   }
 
   /** Number of entries held, variants included. */

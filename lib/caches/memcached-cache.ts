@@ -4,7 +4,7 @@ import { InvalidOptionError, PatternNotSupportedError } from '../errors'
 import { checkPositiveInteger, checkString, describe, checkObject } from '../validate'
 import type { ParsedTarget } from './cache'
 import { withTimeout, type RemoteCacheOptions } from './remote-cache'
-import { VersionedCache } from './versioned-cache'
+import { VERSION_RETENTION_SECONDS, VersionedCache } from './versioned-cache'
 
 export interface MemcachedCacheOptions extends RemoteCacheOptions {
   /** `'host1:11211,host2:11211'` or an array of `host:port`. Keys are spread across them. */
@@ -107,8 +107,8 @@ export class MemcachedCache extends VersionedCache {
     await this.command(this.ownerOf(storageKey), (client) => client.set(storageKey, value, { expires: this.expiryOf(retention) }))
   }
 
-  protected async writeIfAbsent (storageKey: string, value: Buffer): Promise<void> {
-    await this.command(this.ownerOf(storageKey), (client) => client.add(storageKey, value, { expires: 0 }))
+  protected async writeIfAbsent (storageKey: string, value: Buffer, retention: number): Promise<void> {
+    await this.command(this.ownerOf(storageKey), (client) => client.add(storageKey, value, { expires: this.expiryOf(retention) }))
   }
 
   protected async remove (storageKey: string): Promise<void> {
@@ -122,14 +122,14 @@ export class MemcachedCache extends VersionedCache {
    */
   protected override async writeVersion (storageKey: string, value: Buffer): Promise<void> {
     const others = this.spreadVersion(storageKey, value)
-    await this.write(storageKey, value, 0)
+    await this.write(storageKey, value, VERSION_RETENTION_SECONDS)
     await others
   }
 
   protected override async spreadVersion (storageKey: string, value: Buffer): Promise<void> {
     const owner = this.ownerOf(storageKey)
     await Promise.all(this.names.filter((server) => server !== owner).map((server) =>
-      this.command(server, (client) => client.set(storageKey, value, { expires: 0 })).catch(() => {})))
+      this.command(server, (client) => client.set(storageKey, value, { expires: this.expiryOf(VERSION_RETENTION_SECONDS) })).catch(() => {})))
   }
 
   protected override async readForUpdate (storageKey: string): Promise<{ value: Buffer | null, token: unknown }> {
@@ -138,8 +138,13 @@ export class MemcachedCache extends VersionedCache {
 
   protected override async writeIfUnchanged (storageKey: string, value: Buffer, token: unknown): Promise<boolean> {
     return await this.command(this.ownerOf(storageKey), (client) => token === undefined
-      ? client.add(storageKey, value, { expires: 0 }).then(() => true, () => false)
+      ? client.add(storageKey, value, { expires: this.expiryOf(VERSION_RETENTION_SECONDS) }).then(() => true, () => false)
       : setWithCas(client, storageKey, value, token as Buffer))
+  }
+
+  /** Memcached keeps an item until a Unix time that must fit 32 bits (year 2106). */
+  override get maxRetentionSeconds (): number {
+    return 0xffffffff - Math.floor(this.serverNow() / 1000) - 2
   }
 
   protected override get maxItemBytes (): number {

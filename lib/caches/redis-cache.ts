@@ -42,12 +42,18 @@ const REDIS_OPTIONS = ['url', 'redisOptions', 'clusterNodes', 'clusterOptions', 
 // and locks strings, so pattern invalidation (SCAN ... TYPE hash) never takes one for an entry.
 const OWN = '\u0000'
 const TAG_INFIX = OWN + '\u0000tag:'
-/** When a tag was last invalidated (ms, on Redis's clock): misses that stored it since began earlier. */
-const TAG_TIME_INFIX = OWN + '\u0000tagt:'
+/**
+ * The invalidation epoch: a counter every tag invalidation moves on (a key without expiry, which
+ * noeviction and volatile-ttl never evict), and per tag the epoch of its last invalidation. A
+ * miss notes the epoch when it begins; when it stores, a tag of its entry invalidated at a
+ * later epoch withdraws it (exact: one counter, no clocks).
+ */
+const EPOCH_NAME = OWN + '\u0000epoch'
+const TAG_EPOCH_INFIX = OWN + '\u0000tagv:'
 /** Eviction policies that never drop a tag set before the entries it names. */
 const SAFE_EVICTION = new Set(['noeviction', 'volatile-ttl'])
-/** How long a tag's last invalidation time is kept: longer than any miss runs. */
-const TAG_TIME_KEEP_SECONDS = 600
+/** How long a tag's last invalidation epoch is kept: longer than any miss runs. */
+const TAG_EPOCH_KEEP_SECONDS = 600
 const LOCK_INFIX = OWN + '\u0000fill:'
 const LOCK_SEPARATOR = '\u0000'
 
@@ -191,15 +197,20 @@ export class RedisCache extends RemoteCache {
   }
 
   /** The miss's fence in the entry's hash, and its route tags' sets naming the key already. */
-  protected override async beginBackendFill (key: string, tags: readonly string[]): Promise<Fence> {
+  /**
+   * The miss's fence in the entry's hash. Tags are not touched: a miss that is never stored (a
+   * 404 under a crawler) must leave nothing unbounded behind (tag sets named every such key,
+   * without expiry); tag invalidations that race it are caught when it stores (tag times).
+   */
+  protected override async beginBackendFill (key: string): Promise<Fence> {
     if (!this.breaker.allows()) return undefined
-    const redisKey = this.entryName(key)
     try {
-      const [fence] = await this.bounded(Promise.all([
-        this.script(FENCE_SCRIPT, redisKey, [FENCE_FIELD, randomUUID(), FENCE_KEEP_SECONDS]),
-        ...tags.map((tag) => this.client.sadd(this.keyPrefix + TAG_INFIX + tag, key))
+      const [fence, epoch] = await this.bounded(Promise.all([
+        this.script(FENCE_SCRIPT, this.entryName(key), [FENCE_FIELD, randomUUID(), FENCE_KEEP_SECONDS]),
+        this.client.get(this.keyPrefix + EPOCH_NAME)
       ]))
-      return fence
+      const value: RedisFence = { fence: fence as string, epoch: Number(epoch ?? 0) }
+      return value
     } catch {
       // Fail open: without a fence the store is not checked, as it was before fences.
       return undefined
@@ -209,8 +220,9 @@ export class RedisCache extends RemoteCache {
   protected async writeBytes (key: string, variant: string, bytes: Buffer, retention: number, entry: CacheEntry, fence?: Fence, replaced = false): Promise<boolean> {
     const redisKey = this.entryName(key)
     const writes: Array<Promise<unknown>> = []
-    if (typeof fence === 'string') {
-      writes.push(this.script(FENCED_STORE_SCRIPT, redisKey, [FENCE_FIELD, fence, variant, bytes, retention]))
+    const fenced = (fence as RedisFence | undefined)?.fence
+    if (fenced !== undefined) {
+      writes.push(this.script(FENCED_STORE_SCRIPT, redisKey, [FENCE_FIELD, fenced, variant, bytes, retention]))
     } else {
       writes.push(this.client.hset(redisKey, variant, bytes))
       // The hash lives as long as its longest-lived variant; each variant's own freshness is
@@ -291,17 +303,24 @@ export class RedisCache extends RemoteCache {
    * and stores one of them later (a tag only its response named) withdraws its entry.
    */
   private async noteTagsInvalidated (tags: readonly string[]): Promise<void> {
-    const at = String(this.serverNow())
-    await this.bounded(Promise.all(tags.map((tag) => this.client.set(this.keyPrefix + TAG_TIME_INFIX + tag, at, 'EX', TAG_TIME_KEEP_SECONDS))))
+    const epoch = String(await this.bounded(this.client.incr(this.keyPrefix + EPOCH_NAME)))
+    await this.bounded(Promise.all(tags.map((tag) => this.client.set(this.keyPrefix + TAG_EPOCH_INFIX + tag, epoch, 'EX', TAG_EPOCH_KEEP_SECONDS))))
   }
 
-  protected override async tagInvalidatedAt (tags: readonly string[]): Promise<Array<number | undefined>> {
-    const times = await this.bounded(Promise.all(tags.map((tag) => this.client.get(this.keyPrefix + TAG_TIME_INFIX + tag))))
-    return times.map((time) => time === null ? undefined : Number(time))
+  protected override async tagsInvalidatedSince (tags: readonly string[], _since: number, inner: Fence): Promise<boolean> {
+    const began = (inner as RedisFence | undefined)?.epoch
+    if (began === undefined) return false
+    const epochs = await this.bounded(Promise.all(tags.map((tag) => this.client.get(this.keyPrefix + TAG_EPOCH_INFIX + tag))))
+    return epochs.some((epoch) => epoch !== null && Number(epoch) > began)
   }
 
   protected override async withdraw (key: string, variant: string): Promise<void> {
     await this.bounded(this.client.hdel(this.entryName(key), variant))
+  }
+
+  /** Route tags too are checked when a miss stores (its fence does not hold them). */
+  protected override get fencesRouteTags (): boolean {
+    return false
   }
 
   protected override async serverTime (): Promise<number | undefined> {
@@ -433,6 +452,12 @@ export class RedisCache extends RemoteCache {
 }
 
 interface LockSettings { ttl?: number, wait?: number, poll?: number }
+
+/** A miss's fence on Redis: the fence field's value in the entry's hash, and the invalidation epoch when it began. */
+interface RedisFence {
+  fence: string
+  epoch: number
+}
 
 function lockOptions (lock: RedisCacheOptions['lock']): Required<LockSettings> | undefined {
   if (lock === false) return undefined

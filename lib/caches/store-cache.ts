@@ -20,11 +20,11 @@ export interface CacheStore {
   /** Removes `key` (nothing happens when it is absent). */
   delete: (key: string) => void | Promise<void>
   /**
-   * Optional: stores `value` only when `key` holds nothing, atomically. Without it the cache
-   * uses get + set, which two instances may race (that only turns entries stored meanwhile into
-   * misses).
+   * Optional: stores `value` for `ttl` seconds only when `key` holds nothing, atomically.
+   * Without it the cache uses get + set, which two instances may race (that only turns entries
+   * stored meanwhile into misses).
    */
-  add?: (key: string, value: Buffer) => void | Promise<void>
+  add?: (key: string, value: Buffer, ttl: number) => void | Promise<void>
   /**
    * Optional: removes everything the store holds. `cache.clear()` calls it only for a cache
    * without keyPrefix (the store is then the cache's alone); with a prefix it uses deletePattern.
@@ -89,10 +89,10 @@ export class StoreCache extends VersionedCache {
     await this.call(() => this.backend.delete(storageKey))
   }
 
-  protected async writeIfAbsent (storageKey: string, value: Buffer): Promise<void> {
+  protected async writeIfAbsent (storageKey: string, value: Buffer, retention: number): Promise<void> {
     const add = this.backend.add
-    if (add !== undefined) await this.call(() => add.call(this.backend, storageKey, value))
-    else if (await this.read(storageKey) === null) await this.write(storageKey, value, 0)
+    if (add !== undefined) await this.call(() => add.call(this.backend, storageKey, value, retention))
+    else if (await this.read(storageKey) === null) await this.write(storageKey, value, retention)
   }
 
   protected async removePattern (pattern: string): Promise<void> {

@@ -9,6 +9,13 @@ import { RemoteCache } from './remote-cache'
 // entry, the namespace and the generation at once; a tagged entry costs one more read for its
 // tags. Stale entries are never deleted: they age out, or the store evicts them.
 
+/**
+ * How long a version record is kept (30 days). Misses make them (a key's generation, a tag's
+ * version) whether they store or not: a crawler's 404s must not leave records without end.
+ * One that expires comes back as a new value, which makes its entries misses (never stale).
+ */
+export const VERSION_RETENTION_SECONDS = 30 * 24 * 60 * 60
+
 /** The version every entry of the cache carries: clear() moves it on. */
 const NAMESPACE = 'ns'
 
@@ -29,7 +36,7 @@ export abstract class VersionedCache extends RemoteCache {
    * making the same version agree on one. Stores without such an operation may set: a lost race
    * only makes entries stored meanwhile misses, never serves a stale one.
    */
-  protected abstract writeIfAbsent (storageKey: string, value: Buffer): Promise<void>
+  protected abstract writeIfAbsent (storageKey: string, value: Buffer, retention: number): Promise<void>
   /** Removes what is stored at `storageKey`. */
   protected abstract remove (storageKey: string): Promise<void>
   /**
@@ -50,7 +57,7 @@ export abstract class VersionedCache extends RemoteCache {
     const now = await this.read(storageKey)
     const before = token as Buffer | null
     if (now === null ? before !== null : before === null || !now.equals(before)) return false
-    await this.write(storageKey, value, 0)
+    await this.write(storageKey, value, VERSION_RETENTION_SECONDS)
     return true
   }
 
@@ -130,9 +137,17 @@ export abstract class VersionedCache extends RemoteCache {
     return verdict
   }
 
-  protected override async tagInvalidatedAt (tags: readonly string[]): Promise<Array<number | undefined>> {
+  /**
+   * A tag's version says when it moved on: one moved on after the miss began (within what
+   * instances' views of the backend's clock may differ by, counted as after) was invalidated
+   * since. Only tags the miss's fence did not hold get here: versions cover route tags.
+   */
+  protected override async tagsInvalidatedSince (tags: readonly string[], since: number): Promise<boolean> {
     const versions = await Promise.all(tags.map((tag) => this.read(this.versionKey(tagOf(tag)))))
-    return versions.map((bytes) => bytes === null ? undefined : parseVersion(bytes).at)
+    return versions.some((bytes) => {
+      const at = bytes === null ? undefined : parseVersion(bytes).at
+      return at !== undefined && at >= since - this.clockMarginMs
+    })
   }
 
   protected override async withdraw (key: string, variant: string): Promise<void> {
@@ -195,7 +210,7 @@ export abstract class VersionedCache extends RemoteCache {
     const key = this.versionKey(name)
     const value = await this.read(key)
     if (value !== null) return parseVersion(value).head
-    await this.writeIfAbsent(key, Buffer.from(randomVersion()))
+    await this.writeIfAbsent(key, Buffer.from(randomVersion()), VERSION_RETENTION_SECONDS)
     const again = await this.read(key)
     if (again === null) throw new Error(this.kind + ' lost version ' + name)
     return parseVersion(again).head
@@ -207,7 +222,7 @@ export abstract class VersionedCache extends RemoteCache {
 
   /** Writes a version record (it never expires). */
   protected async writeVersion (storageKey: string, value: Buffer): Promise<void> {
-    await this.write(storageKey, value, 0)
+    await this.write(storageKey, value, VERSION_RETENTION_SECONDS)
   }
 
   /** A version record was just replaced by compare-and-set where it lives: backends that keep copies elsewhere update them. */

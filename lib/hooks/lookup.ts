@@ -6,7 +6,7 @@ import { FLAG_MUST_REVALIDATE, FLAG_NO_CACHE } from '../http-freshness'
 import { deltaSeconds, parseCacheControl, type Directives } from '../http-semantics'
 import type { RouteSettings } from '../options'
 import { setStatusHeaders } from '../replay'
-import { channels, keyHash } from '../observe'
+import { channels } from '../observe'
 import { baseVariant } from '../variant'
 import { joinOrLead } from './collapse'
 import { startMiss } from './miss'
@@ -60,7 +60,7 @@ export function buildLookupHook (settings: RouteSettings, refresh: Refresher) {
       request.log.warn({ err, route: settings.label }, 'ember-cache: key could not be computed; serving without cache')
       return bypass(state, reply, done, 'fwd=bypass', 'bypassKey')
     }
-    if (state.trace !== undefined) state.trace.keyHash = keyHash(state.key)
+    if (state.trace !== undefined) state.trace.keyHash = settings.hashKey(state.key)
     // A refresh runs through inject (no TLS, another socket): it keeps the original request's origin.
     const refreshing = refreshOf(request)
     const isRefresh = refreshing !== undefined

@@ -1,6 +1,6 @@
 import { IncomingMessage } from 'node:http'
 import type { FastifyRequest, InjectOptions } from 'fastify'
-import { channels, keyHash, trace } from '../observe'
+import { channels, trace } from '../observe'
 import { originOf } from '../variant'
 import type { CacheRequest } from './request-state'
 
@@ -69,7 +69,7 @@ export function buildRefresher (inject: (options: InjectOptions) => Promise<unkn
     }
     const run = (): Promise<unknown> => inject({ method: 'GET', url: request.url, headers: headers as Record<string, string>, Request } as InjectOptions)
     const refreshing = channels.refresh.hasSubscribers
-      ? trace(channels.refresh, { cache: settings.cache.name, route: settings.label, keyHash: keyHash(state.key) }, run, () => 'refreshed') as Promise<unknown>
+      ? trace(channels.refresh, { cache: settings.cache.name, route: settings.label, keyHash: settings.hashKey(state.key) }, run, () => 'refreshed') as Promise<unknown>
       : run()
     settings.cache.track(refreshing
       .catch((err: unknown) => request.log.warn({ err, cache: settings.cache.name, route: settings.label }, 'ember-cache: background refresh failed'))

@@ -7,7 +7,7 @@ import {
 } from '../http-semantics'
 import type { RouteSettings } from '../options'
 import { setStatusHeaders } from '../replay'
-import { channels, keyHash, trace } from '../observe'
+import { channels, trace } from '../observe'
 import { extendVariant } from '../variant'
 import { MISSED, SERVED, stateOf, type CacheRequest } from './request-state'
 import { bodyOf, responseEntryOf, tagsOf } from './response-entry'
@@ -233,7 +233,7 @@ function commitEntry ({ state, entry, variant, learned }: Commit, after: (taken:
     ? cache.store(state.key, variant, entry, state.fence)
     : storeWithPointer(state, variant, entry, learned)
   const storing = channels.store.hasSubscribers
-    ? trace(channels.store, { cache: cache.name, route: settings.label, keyHash: keyHash(state.key) }, write, (taken) => taken === false ? 'not-stored' : 'stored')
+    ? trace(channels.store, { cache: cache.name, route: settings.label, keyHash: settings.hashKey(state.key) }, write, (taken) => taken === false ? 'not-stored' : 'stored')
     : write()
   if (storing instanceof Promise) cache.track(storing.then(stored, () => stored(false)))
   else stored(storing)
