@@ -32,6 +32,10 @@ declare namespace emberCache {
   export import PatternNotSupportedError = lib.PatternNotSupportedError
   export import RedisCache = lib.RedisCache
   export import RedisCacheOptions = lib.RedisCacheOptions
+  export import RedisClientLike = lib.RedisClientLike
+  export import RedisOptionsLike = lib.RedisOptionsLike
+  export import ClusterNodeLike = lib.ClusterNodeLike
+  export import ModeRedisOptions = lib.ModeRedisOptions
   export import RemoteCache = lib.RemoteCache
   export import RemoteCacheOptions = lib.RemoteCacheOptions
   export import RouteCacheConfig = lib.RouteCacheConfig

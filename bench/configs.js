@@ -36,6 +36,7 @@ const CONFIGS = [
   // BENCH_BASE_DIST=<an earlier commit's dist/lib/index.js>: the same server on that build (bench/README.md, "Before and after").
   { name: 'ember-memory-base', script: 'ember-memory.js', origin: 'once', xCache: 'HIT', env: { EMBER_DIST: process.env.BENCH_BASE_DIST ?? '' }, what: 'the memory hit on the BENCH_BASE_DIST build' },
   { name: 'ember-miss-base', script: 'ember-memory.js', unique: true, origin: 'every', xCache: 'MISS', env: { EMBER_DIST: process.env.BENCH_BASE_DIST ?? '' }, what: 'the memory miss on the BENCH_BASE_DIST build' },
+  { name: 'ember-uncached-base', script: 'ember-uncached.js', origin: 'every', env: { EMBER_DIST: process.env.BENCH_BASE_DIST ?? '' }, what: 'the uncached route on the BENCH_BASE_DIST build' },
   { name: 'ember-miss-2', script: 'ember-memory.js', unique: true, origin: 'every', xCache: 'MISS', what: 'ours: memory miss again (an A/A control of the bench itself)' },
   { name: 'lru-hook-miss', script: 'lru-hook.js', unique: true, origin: 'every', vs: 'plain-miss', what: 'hand-written lru-cache hook, new key per request (its miss + store)' },
   { name: 'lru-hook-http-miss', script: 'lru-hook-http.js', unique: true, origin: 'every', xCache: 'MISS', vs: 'plain-miss', what: 'hand-written lru-cache hook with our headers (ETag at store time), new key per request: the equal-work anchor of our miss' },

@@ -7,6 +7,7 @@ import { MemoryCache, StaticCache } from './caches/local-cache'
 import { RedisCache } from './caches/redis-cache'
 import { MemcachedCache } from './caches/memcached-cache'
 import { InvalidOptionError, InvalidationFailedError } from './errors'
+import { ModeCaches } from './mode-caches'
 import type { RouteCounters } from './observe'
 import { routeParamNames } from './cache-key'
 import { compileTargets, invalidateAll } from './invalidation'
@@ -16,6 +17,7 @@ import { buildRefresher } from './hooks/refresh'
 import { kState } from './hooks/request-state'
 import { kObserver } from './hooks/read-observer'
 import { buildStoreHook } from './hooks/store'
+import { buildUnseenRouteCheck } from './hooks/unseen-routes'
 import { buildWriteHook, buildWriteObserverHook, type OwnTargets } from './hooks/write'
 import { ReadRoutes } from './read-routes'
 import { KeyTemplates } from './key-templates'
@@ -30,31 +32,10 @@ async function emberCachePlugin (fastify: FastifyInstance, options: EmberCachePl
   const opts = resolvePluginOptions(options)
   /** Every cache a route uses: connected once in onReady, closed once in onClose. */
   const caches = new Set<EmberCache>()
-  const modeCaches = new Map<CacheMode, EmberCache>()
   const refresh = buildRefresher((injectOptions) => fastify.inject(injectOptions))
 
-  function cacheForMode (mode: CacheMode, where: string): EmberCache {
-    let cache = modeCaches.get(mode)
-    if (cache === undefined) {
-      cache = createModeCache(mode, where)
-      modeCaches.set(mode, cache)
-    }
-    return cache
-  }
-
-  function createModeCache (mode: CacheMode, where: string): EmberCache {
-    const keyPrefix = opts.keyPrefix === undefined ? {} : { keyPrefix: opts.keyPrefix }
-    switch (mode) {
-      case 'static': return new StaticCache({ ...keyPrefix, ...opts.static })
-      case 'memory': return new MemoryCache({ ...keyPrefix, ...opts.memory })
-      case 'redis':
-        if (opts.redis === undefined) throw new InvalidOptionError(where, "mode 'redis' needs the plugin option redis: { url } (or a RedisCache object on the route)")
-        return new RedisCache({ ...keyPrefix, ...opts.redis })
-      case 'memcached':
-        if (opts.memcached === undefined) throw new InvalidOptionError(where, "mode 'memcached' needs the plugin option memcached: { servers } (or a MemcachedCache object on the route)")
-        return new MemcachedCache({ ...keyPrefix, ...opts.memcached })
-    }
-  }
+  const modeCaches = new ModeCaches(fastify, opts)
+  const cacheForMode = (mode: CacheMode, where: string): EmberCache => modeCaches.get(mode, where)
   // Fail fast on bad in-process mode options, not when the first route happens to ask for them.
   if (opts.memory !== undefined) cacheForMode('memory', 'memory')
   if (opts.static !== undefined) cacheForMode('static', 'static')
@@ -138,10 +119,12 @@ async function emberCachePlugin (fastify: FastifyInstance, options: EmberCachePl
     throw new InvalidOptionError(label + ' config.cache', 'cached routes are either reads (GET, HEAD) or writes (any unsafe method: POST, PUT, PATCH, DELETE, ...), not ' + methods.join(', '))
   })
 
+  // Routes that ask for caching but were declared before the plugin loaded are reported.
+  fastify.addHook('onRequest', buildUnseenRouteCheck((config) => config[kSettings] !== undefined))
   fastify.addHook('onReady', async () => {
     // Every route is known now: each write route finds the entry its read route keeps.
     for (const { settings, own } of writeRoutes) own.targets = readRoutes.ownTargets(settings)
-    warnOnSharedNames(caches, fastify.log)
+    nameCaches(caches, fastify.log)
     await Promise.all([...caches].map((cache) => cache.connect(fastify.log)))
   })
   fastify.addHook('onClose', async () => {
@@ -163,12 +146,20 @@ function checkEarlyHooks (routeOptions: { preParsing?: unknown, preValidation?: 
   }
 }
 
-/** Logs and stats tell caches apart by name: two with one name would be read as one. */
-function warnOnSharedNames (caches: Iterable<EmberCache>, log: FastifyInstance['log']): void {
-  const seen = new Set<string>()
-  for (const cache of caches) {
-    if (seen.has(cache.name)) log.warn({ cache: cache.name }, 'ember-cache: two caches share this name in logs and stats(); give each its own `name` option')
-    seen.add(cache.name)
+/**
+ * Logs and stats tell caches apart by name: caches left unnamed that would share one are
+ * numbered (`memory`, `memory #2`, in the order routes first used them); two caches given the
+ * same name are warned about.
+ */
+function nameCaches (caches: Iterable<EmberCache>, log: FastifyInstance['log']): void {
+  const byName = new Map<string, EmberCache[]>()
+  for (const cache of caches) byName.set(cache.name, [...byName.get(cache.name) ?? [], cache])
+  for (const [name, same] of byName) {
+    if (same.length < 2) continue
+    const named = same.filter((cache) => cache.hasGivenName)
+    const first = named.length > 0 ? 2 : 1
+    same.filter((cache) => !cache.hasGivenName).forEach((cache, i) => { if (first + i > 1) cache.numberName(first + i) })
+    if (named.length > 1) log.warn({ cache: name }, 'ember-cache: two caches share this name in logs and stats(); give each its own `name` option')
   }
 }
 
@@ -206,6 +197,8 @@ export { RemoteCache, RemoteCacheOptions } from './caches/remote-cache'
 export { CacheOptions, InvalidationTarget, InvalidationReport, SetOptions, LookupResult } from './caches/cache'
 export { LocalCacheOptions, StaticCacheOptions } from './caches/local-cache'
 export { RedisCacheOptions } from './caches/redis-cache'
+export { RedisClientLike, RedisOptionsLike, ClusterNodeLike } from './caches/redis-client'
+export { ModeRedisOptions } from './mode-caches'
 export { MemcachedCacheOptions } from './caches/memcached-cache'
 export { StoreCache, StoreCacheOptions, CacheStore } from './caches/store-cache'
 export { EmberCachePluginOptions, RouteCacheOptions, RouteCacheConfig, CacheMode } from './options'

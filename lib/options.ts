@@ -1,7 +1,7 @@
 import type { RouteGenericInterface } from 'fastify'
 import { EmberCache } from './caches/cache'
 import type { LocalCacheOptions, StaticCacheOptions } from './caches/local-cache'
-import type { RedisCacheOptions } from './caches/redis-cache'
+import { checkNamespace, type ModeRedisOptions } from './mode-caches'
 import type { MemcachedCacheOptions } from './caches/memcached-cache'
 import { compileTemplate, targetKey, urlKey, type KeyBuilder } from './cache-key'
 import { InvalidOptionError } from './errors'
@@ -37,8 +37,12 @@ export interface EmberCachePluginOptions {
   memory?: LocalCacheOptions
   /** Options of the shared StaticCache behind `{ mode: 'static' }` routes. */
   static?: StaticCacheOptions
-  /** Connection options of the shared RedisCache behind `{ mode: 'redis' }` routes. */
-  redis?: RedisCacheOptions
+  /**
+   * Options of the shared RedisCache behind `{ mode: 'redis' }` routes. Without url,
+   * redisOptions, clusterNodes or client, those routes use the client of @fastify/redis
+   * (`fastify.redis`, or `fastify.redis[namespace]`), which stays the app's to close.
+   */
+  redis?: ModeRedisOptions
   /** Connection options of the shared MemcachedCache behind `{ mode: 'memcached' }` routes. */
   memcached?: MemcachedCacheOptions
   /** Honour request Cache-Control (no-cache, no-store, max-age, max-stale, only-if-cached). Default true. */
@@ -137,7 +141,7 @@ export interface ResolvedPluginOptions {
   keyPrefix: string | undefined
   memory: LocalCacheOptions | undefined
   static: StaticCacheOptions | undefined
-  redis: RedisCacheOptions | undefined
+  redis: ModeRedisOptions | undefined
   memcached: MemcachedCacheOptions | undefined
   respectRequestDirectives: boolean
   cacheStatus: string | false
@@ -250,6 +254,7 @@ export function resolvePluginOptions (options: EmberCachePluginOptions | undefin
   checkHeaderName('header', opts.header)
   checkString('keyPrefix', opts.keyPrefix)
   for (const name of ['memory', 'static', 'redis', 'memcached'] as const) checkObject(name, opts[name])
+  checkNamespace(opts.redis)
   checkBoolean('respectRequestDirectives', opts.respectRequestDirectives)
   checkHeaderName('cacheStatus', opts.cacheStatus)
   checkBoolean('debug', opts.debug)

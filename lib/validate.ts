@@ -69,6 +69,7 @@ export function lowerCaseHeaders (name: string, value: unknown): string[] | unde
 
 export function describe (value: unknown): string {
   if (value === null) return 'null'
+  if (value === undefined) return 'nothing'
   if (Array.isArray(value)) return 'array ' + safeJson(value)
   if (typeof value === 'function') return 'a function'
   if (typeof value === 'object') return 'object ' + safeJson(value)

@@ -205,13 +205,18 @@ t.test('two Redis caches, one killed: one warning, naming the cache that failed,
   t.equal(routeStats(app, 'GET /orders/:id').bypassBackendDown, 20)
 })
 
-t.test('two caches with one name: a warning at start-up says to name them', async (t) => {
+t.test('caches left unnamed are numbered; two given one name get a warning at start-up', async (t) => {
   const logs = logCapture()
   const app = Fastify({ logger: { level: 'warn', stream: logs.stream } })
   t.teardown(() => app.close())
   await app.register(emberCache)
   app.get('/x', { config: { cache: { cache: new MemoryCache() } } }, async () => 'x')
   app.get('/y', { config: { cache: { cache: new MemoryCache() } } }, async () => 'y')
+  app.get('/z', { config: { cache: { mode: 'memory' } } }, async () => 'z')
+  app.get('/a', { config: { cache: { cache: new MemoryCache({ name: 'api' }) } } }, async () => 'a')
+  app.get('/b', { config: { cache: { cache: new MemoryCache({ name: 'api' }) } } }, async () => 'b')
   await app.ready()
-  t.equal(logs.count(/two caches share this name/), 1)
+  t.same(app.emberCache.stats().caches.map((cache) => cache.name), ['memory', 'memory #2', 'memory #3', 'api', 'api'])
+  t.same(app.emberCache.stats().routes.filter((route) => route.route.startsWith('GET ')).map((route) => route.cache), ['memory', 'memory #2', 'memory #3', 'api', 'api'])
+  t.equal(logs.count(/two caches share this name/), 1, 'one warning, for the two caches named "api"')
 })

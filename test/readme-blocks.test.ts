@@ -54,6 +54,11 @@ function get (port: number, path: string): Promise<{ status: number, cache: stri
   })
 }
 
+/** The messages of the log lines at warn or above (Fastify's logger writes JSON lines). */
+function warnings (output: string): string[] {
+  return output.split('\n').filter((line) => line.startsWith('{"level":')).map((line) => JSON.parse(line) as { level: number, msg?: string }).filter((line) => line.level >= 40).map((line) => String(line.msg))
+}
+
 t.test('README code blocks run as written', async (t) => {
   const blocks = blocksOf(readFileSync(join(ROOT, 'README.md'), 'utf8'))
   t.ok(blocks.length >= 10, `${blocks.length} blocks found`)
@@ -106,15 +111,18 @@ t.test('README code blocks run as written', async (t) => {
         let stdout = ''
         const result = await run(process.execPath, [program], { cwd: project, env, timeout: 30_000 }).then((out) => { stdout = out.stdout; return 'exit 0' }, (err: { code: number, stderr: string }) => `exit ${err.code}: ${err.stderr}`)
         t.equal(result, 'exit 0')
+        t.same(warnings(stdout), [], 'it logs no warning')
         if (block.arg !== '') t.equal((stdout.match(/\b(MISS|HIT|STALE|BYPASS)\b/g) ?? []).join(' '), block.arg, 'prints the x-cache values it promises')
       })
       continue
     }
     await t.test(`README.md:${block.line} serves ${block.arg}`, async (t) => {
       const port = await freePort()
-      const child = spawn(process.execPath, [program], { cwd: project, env: { ...env, PORT: String(port) }, stdio: ['ignore', 'ignore', 'pipe'] })
+      const child = spawn(process.execPath, [program], { cwd: project, env: { ...env, PORT: String(port) }, stdio: ['ignore', 'pipe', 'pipe'] })
       let stderr = ''
+      let stdout = ''
       child.stderr.on('data', (chunk: Buffer) => { stderr += chunk.toString() })
+      child.stdout.on('data', (chunk: Buffer) => { stdout += chunk.toString() })
       t.teardown(() => { child.kill('SIGKILL') })
       const deadline = Date.now() + 15_000
       let first: { status: number, cache: string | undefined } | undefined
@@ -124,6 +132,7 @@ t.test('README code blocks run as written', async (t) => {
       if (first === undefined) return t.fail('it never answered: ' + stderr)
       const second = await get(port, block.arg)
       t.same([first.status, first.cache, second.status, second.cache], [200, 'MISS', 200, 'HIT'], 'a miss, then a hit')
+      t.same(warnings(stdout), [], 'it logs no warning')
     })
   }
 })

@@ -1,4 +1,4 @@
-import type { Cluster, Redis } from 'ioredis'
+import type { RedisClientLike } from './redis-client'
 import { randomBytes } from 'node:crypto'
 import type { FastifyBaseLogger } from 'fastify'
 import type { ParsedTarget } from './cache'
@@ -47,12 +47,12 @@ export class CoherenceBus {
   private storedKeys: Set<string> | undefined
 
   constructor (
-    private readonly publisher: Redis | Cluster,
+    private readonly publisher: RedisClientLike,
     /**
      * A connection of its own (a subscribed connection cannot run other commands); none for an
      * instance without an in-process tier, which only announces.
      */
-    private readonly subscriber: Redis | Cluster | undefined,
+    private readonly subscriber: RedisClientLike | undefined,
     readonly channel: string,
     private readonly handlers: BusHandlers,
     private readonly log: () => FastifyBaseLogger,

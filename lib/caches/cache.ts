@@ -188,7 +188,20 @@ export abstract class EmberCache {
 
   /** Names the cache in logs and reports: the `name` option, else kind, prefix and server. */
   get name (): string {
-    return this.givenName ?? this.defaultName()
+    return this.givenName ?? this.defaultName() + this.nameSuffix
+  }
+
+  /** ' #2', ' #3'... on an unnamed cache whose default name another cache of the app has. */
+  private nameSuffix = ''
+
+  /** @internal True when the `name` option was given. */
+  get hasGivenName (): boolean {
+    return this.givenName !== undefined
+  }
+
+  /** @internal Numbers an unnamed cache's default name (the plugin does, at ready, for caches that would share one). */
+  numberName (n: number): void {
+    this.nameSuffix = ' #' + String(n)
   }
 
   protected defaultName (): string {

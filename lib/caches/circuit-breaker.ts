@@ -13,6 +13,14 @@ export interface CircuitBreakerOptions {
   cooldownMs?: number
 }
 
+/** What the breaker says of its cache in logs. */
+export interface BreakerOwner {
+  name: () => string
+  log: () => FastifyBaseLogger
+  /** The error that tells the reason: the backend client's own may hide its cause. */
+  cause: (err: unknown) => unknown
+}
+
 const CLOSED = 0
 const OPEN = 1
 const PROBING = 2
@@ -26,7 +34,14 @@ export class CircuitBreaker {
   private readonly threshold: number
   readonly cooldownMs: number
 
-  constructor (private readonly name: () => string, private readonly log: () => FastifyBaseLogger, options: CircuitBreakerOptions = {}) {
+  private readonly name: () => string
+  private readonly log: () => FastifyBaseLogger
+  private readonly cause: (err: unknown) => unknown
+
+  constructor (owner: BreakerOwner, options: CircuitBreakerOptions = {}) {
+    this.name = owner.name
+    this.log = owner.log
+    this.cause = owner.cause
     this.threshold = options.threshold ?? 3
     this.cooldownMs = options.cooldownMs ?? 1000
   }
@@ -63,7 +78,7 @@ export class CircuitBreaker {
     if (this.state === CLOSED) {
       this.failures++
       if (this.failures < this.threshold) return
-      this.log().warn({ cache: this.name(), reason: describeBackendError(err), err }, 'ember-cache: cache backend failing; serving without cache until it recovers')
+      this.log().warn({ cache: this.name(), reason: describeBackendError(this.cause(err)), err }, 'ember-cache: cache backend failing; serving without cache until it recovers')
     }
     this.open()
   }

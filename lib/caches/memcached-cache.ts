@@ -1,10 +1,11 @@
 import { createHash } from 'node:crypto'
-import memjs from 'memjs'
+import type MemjsModule from 'memjs'
 import { InvalidOptionError, PatternNotSupportedError } from '../errors'
 import { checkPositiveInteger, checkString, describe, checkObject } from '../validate'
 import type { ParsedTarget } from './cache'
 import { withTimeout, type RemoteCacheOptions } from './remote-cache'
 import { VERSION_RETENTION_SECONDS, VersionedCache } from './versioned-cache'
+import { loadMemjs } from './backend-modules'
 
 export interface MemcachedCacheOptions extends RemoteCacheOptions {
   /** `'host1:11211,host2:11211'` or an array of `host:port`. Keys are spread across them. */
@@ -37,7 +38,7 @@ const MEMJS_TIMEOUT_FACTOR = 10
 const HASHED_ENTRY = 'sha256:'
 const VERSION_MARK = '!'
 
-type MemjsClient = memjs.Client<string | Buffer, Buffer | null>
+type MemjsClient = MemjsModule.Client<string | Buffer, Buffer | null>
 
 /**
  * Entries in Memcached, shared by every instance, with the version scheme of VersionedCache
@@ -77,6 +78,7 @@ export class MemcachedCache extends VersionedCache {
     this.servers = serverList(options)
     this.names = [...new Set(this.servers.split(','))]
     const poolSize = options.poolSize ?? 1
+    const memjs = loadMemjs()
     this.pools = new Map()
     for (const server of this.names) {
       const clients: MemjsClient[] = []
@@ -161,8 +163,10 @@ export class MemcachedCache extends VersionedCache {
     const time = await withTimeout(new Promise<string | undefined>((resolve, reject) => {
       client.stats((err, _server, stats) => { if (err !== null && err !== undefined) reject(err); else resolve(stats?.time) })
     }), this.commandTimeout, 'memcached')
-    // A whole second, floored: the instant is somewhere in it.
-    return time === undefined ? undefined : Number(time) * 1000 + 500
+    // Up to two seconds behind: memcached adds whole seconds of its monotonic clock to its
+    // start time in whole seconds, each floored (an entry's Age once read 3 for 5 s, with the
+    // instant taken as the middle of one second). The instant is taken as the middle of two.
+    return time === undefined ? undefined : Number(time) * 1000 + 1000
   }
 
   protected override get clockMarginMs (): number {
@@ -266,7 +270,7 @@ function getsWithCas (client: MemjsClient, key: string): Promise<{ value: Buffer
   const raw = client as unknown as RawClient
   return new Promise((resolve, reject) => {
     raw.incrSeq()
-    const request = memjs.Utils.makeRequestBuffer(OP_GET, key, '', '', raw.seq)
+    const request = loadMemjs().Utils.makeRequestBuffer(OP_GET, key, '', '', raw.seq)
     raw.perform(key, request, raw.seq, (err, response) => {
       if (err !== null && err !== undefined) return reject(err)
       if (response.header.status === STATUS_NOT_FOUND) return resolve({ value: null, token: undefined })
@@ -282,7 +286,7 @@ function setWithCas (client: MemjsClient, key: string, value: Buffer, cas: Buffe
   return new Promise((resolve, reject) => {
     raw.incrSeq()
     const extras = Buffer.alloc(8)
-    const request = memjs.Utils.makeRequestBuffer(OP_SET, key, extras, value, raw.seq)
+    const request = loadMemjs().Utils.makeRequestBuffer(OP_SET, key, extras, value, raw.seq)
     cas.copy(request, 16)
     raw.perform(key, request, raw.seq, (err, response) => {
       if (err !== null && err !== undefined) return reject(err)

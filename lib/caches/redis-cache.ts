@@ -5,20 +5,26 @@ import { escapeGlob } from '../cache-key'
 import { InvalidOptionError } from '../errors'
 import { checkBoolean, checkObject, checkPositiveInteger, checkString, describe } from '../validate'
 import type { Fence, FillLock, ParsedTarget } from './cache'
-import { loadIoredis } from './ioredis-loader'
+import { loadIoredis } from './backend-modules'
+import type { ClusterNodeLike, RedisClientLike, RedisOptionsLike } from './redis-client'
+import { OPAQUE_CONNECTION_ERRORS, probeNodes } from './connect-probe'
 import { RemoteCache, withTimeout, type BusConnections, type RemoteCacheOptions } from './remote-cache'
 
 export interface RedisCacheOptions extends RemoteCacheOptions {
   /** `redis://[:password@]host:port[/db]`. */
   url?: string
   /** ioredis connection options (host, port, password, tls, ...), merged over ours. */
-  redisOptions?: RedisOptions
+  redisOptions?: RedisOptionsLike
   /** Redis Cluster seed nodes; the cache then uses an ioredis Cluster client. */
-  clusterNodes?: ClusterNode[]
+  clusterNodes?: ClusterNodeLike[]
   /** ioredis Cluster options, with `clusterNodes`. */
-  clusterOptions?: ClusterOptions
-  /** An existing ioredis Redis or Cluster client (for example `fastify.redis`). Not closed by us. */
-  client?: Redis | Cluster
+  clusterOptions?: RedisOptionsLike
+  /**
+   * An existing ioredis Redis or Cluster client, ioredis 5 or 6, from any copy (for example
+   * `fastify.redis` from @fastify/redis: create the cache after `await app.register(fastifyRedis)`).
+   * Not closed by us unless `closeClient`.
+   */
+  client?: RedisClientLike
   /** Close a client passed in `client` when the app closes. Default false. */
   closeClient?: boolean
   /** Keys asked per SCAN step during pattern invalidation. Default 500. */
@@ -105,7 +111,7 @@ return 1`
 export class RedisCache extends RemoteCache {
   readonly kind = 'redis'
   /** The ioredis client (Redis or Cluster). */
-  readonly client: Redis | Cluster
+  readonly client: RedisClientLike
   private readonly ownsClient: boolean
   private readonly scanCount: number
   /**
@@ -131,22 +137,21 @@ export class RedisCache extends RemoteCache {
     this.scanCount = options.scanCount ?? 500
     const lock = lockOptions(options.lock)
     if (lock !== undefined) this.fillLock = this.buildFillLock(lock)
-    const lib = loadIoredis()
-    if (options.client !== undefined) {
-      if (!(options.client instanceof lib.Redis) && !(options.client instanceof lib.Cluster)) {
-        throw new InvalidOptionError('RedisCache.client', 'expected an ioredis Redis or Cluster client, got ' + describe(options.client))
-      }
-      this.client = options.client
+    if ('client' in options) {
+      this.client = checkClient(options.client)
       this.ownsClient = options.closeClient ?? false
       this.timed = true
+      this.seedNodes = isCluster(this.client) ? (this.client.startupNodes as ClusterNodeLike[] | undefined) ?? [] : []
       this.watchConnection()
       return
     }
     if (options.url === undefined && options.redisOptions === undefined && options.clusterNodes === undefined) {
       throw new InvalidOptionError('RedisCache', 'give one of url, redisOptions, clusterNodes or client')
     }
+    const lib = loadIoredis()
     this.ownsClient = true
     this.timed = options.clusterNodes !== undefined
+    this.seedNodes = options.clusterNodes ?? []
     const ours: RedisOptions = {
       lazyConnect: true,
       // Commands must fail fast while disconnected, not wait in an unbounded queue.
@@ -161,33 +166,59 @@ export class RedisCache extends RemoteCache {
       disconnectTimeout: this.commandTimeout
     }
     if (options.clusterNodes !== undefined) {
-      this.client = new lib.Cluster(options.clusterNodes, {
+      this.client = new lib.Cluster(options.clusterNodes as ClusterNode[], {
         lazyConnect: true,
         enableOfflineQueue: false,
         enableAutoPipelining: true,
         clusterRetryStrategy: (times) => Math.min(times * 100, 2000),
-        ...options.clusterOptions,
+        ...options.clusterOptions as ClusterOptions,
         redisOptions: { ...ours, ...options.clusterOptions?.redisOptions }
-      })
+      }) as unknown as RedisClientLike
     } else if (options.url !== undefined) {
-      this.client = new lib.Redis(options.url, { ...ours, ...options.redisOptions })
+      this.client = new lib.Redis(options.url, { ...ours, ...options.redisOptions }) as unknown as RedisClientLike
     } else {
-      this.client = new lib.Redis({ ...ours, ...options.redisOptions })
+      this.client = new lib.Redis({ ...ours, ...options.redisOptions }) as unknown as RedisClientLike
     }
-    // ioredis emits 'error' on every failed reconnect; the breaker logs incidents instead.
-    this.client.on('error', () => {})
     this.watchConnection()
+  }
+
+  /** The client, as ioredis's types describe it (inside only: the public types are structural). */
+  private get redis (): Redis | Cluster {
+    return this.client as unknown as Redis | Cluster
   }
 
   /** The connection's comings and goings: queued invalidations run when it is back, and the cache settles. */
   private watchConnection (): void {
-    this.client.on('ready', () => { this.backendReady() })
+    this.client.on('ready', () => {
+      this.socketError = undefined
+      this.backendReady()
+    })
     this.client.on('close', () => { this.backendLost() })
+    // ioredis emits 'error' on every failed reconnect: kept to name the cause of the failures
+    // that follow (the breaker logs the incident once).
+    this.client.on('error', (err: Error) => { if (!OPAQUE_CONNECTION_ERRORS.test(err.message)) this.socketError = err })
+  }
+
+  /** The last socket error of the client since it was last ready (ECONNREFUSED...). */
+  private socketError: Error | undefined
+  /** A Cluster's seed nodes, probed when it cannot connect (ioredis keeps the cause from us). */
+  private readonly seedNodes: ClusterNodeLike[]
+
+  protected override failureCause (err: unknown): unknown {
+    if (this.socketError !== undefined && OPAQUE_CONNECTION_ERRORS.test(String((err as Error | undefined)?.message))) return this.socketError
+    return err
+  }
+
+  protected override async connectFailureCause (err: unknown): Promise<unknown> {
+    if (this.socketError === undefined && this.seedNodes.length > 0 && OPAQUE_CONNECTION_ERRORS.test(String((err as Error | undefined)?.message))) {
+      this.socketError = await probeNodes(this.seedNodes, this.connectTimeout)
+    }
+    return this.failureCause(err)
   }
 
   protected async readBytes (key: string, variant: string): Promise<Buffer | null> {
     try {
-      return await this.bounded(this.client.hgetBuffer(this.entryName(key), variant))
+      return await this.bounded(this.redis.hgetBuffer(this.entryName(key), variant))
     } catch (err) {
       // A key of another type under our entry's name is a miss, not a backend failure: counted
       // as one, a single such key would trip the breaker for the whole cache.
@@ -207,7 +238,7 @@ export class RedisCache extends RemoteCache {
     try {
       const [fence, epoch] = await this.bounded(Promise.all([
         this.script(FENCE_SCRIPT, this.entryName(key), [FENCE_FIELD, randomUUID(), FENCE_KEEP_SECONDS]),
-        this.client.get(this.keyPrefix + EPOCH_NAME)
+        this.redis.get(this.keyPrefix + EPOCH_NAME)
       ]))
       const value: RedisFence = { fence: fence as string, epoch: Number(epoch ?? 0) }
       return value
@@ -224,21 +255,21 @@ export class RedisCache extends RemoteCache {
     if (fenced !== undefined) {
       writes.push(this.script(FENCED_STORE_SCRIPT, redisKey, [FENCE_FIELD, fenced, variant, bytes, retention]))
     } else {
-      writes.push(this.client.hset(redisKey, variant, bytes))
+      writes.push(this.redis.hset(redisKey, variant, bytes))
       // The hash lives as long as its longest-lived variant; each variant's own freshness is
       // checked from its envelope when read.
-      if (retention > 0) writes.push(this.client.expire(redisKey, retention))
-      else writes.push(this.client.persist(redisKey))
+      if (retention > 0) writes.push(this.redis.expire(redisKey, retention))
+      else writes.push(this.redis.persist(redisKey))
     }
     if (entry.tags.length > 0) this.warnIfTagSetsEvictable()
     for (const tag of entry.tags) {
       const tagKey = this.keyPrefix + TAG_INFIX + tag
-      writes.push(this.client.sadd(tagKey, key))
+      writes.push(this.redis.sadd(tagKey, key))
       if (retention > 0) {
         // Keep the tag set at least as long as any entry it names (GT on an existing TTL,
         // NX on a new set).
-        writes.push(this.client.expire(tagKey, retention, 'GT'), this.client.expire(tagKey, retention, 'NX'))
-      } else writes.push(this.client.persist(tagKey))
+        writes.push(this.redis.expire(tagKey, retention, 'GT'), this.redis.expire(tagKey, retention, 'NX'))
+      } else writes.push(this.redis.persist(tagKey))
     }
     try {
       const [stored] = await this.bounded(Promise.all(writes))
@@ -247,7 +278,7 @@ export class RedisCache extends RemoteCache {
     } catch (err) {
       if (replaced || !isWrongType(err)) throw err
       // Replace the foreign key like any stale value (once: a writer racing us keeps it).
-      await this.client.unlink(redisKey)
+      await this.redis.unlink(redisKey)
       return await this.writeBytes(key, variant, bytes, retention, entry, undefined, true)
     }
   }
@@ -256,16 +287,16 @@ export class RedisCache extends RemoteCache {
   private async script (lua: string, key: string, args: Array<string | number | Buffer>): Promise<unknown> {
     const sha = scriptSha(lua)
     try {
-      return await this.client.evalsha(sha, 1, key, ...args)
+      return await this.redis.evalsha(sha, 1, key, ...args)
     } catch (err) {
       if (!(err instanceof Error) || !err.message.startsWith('NOSCRIPT')) throw err
-      return await this.client.eval(lua, 1, key, ...args)
+      return await this.redis.eval(lua, 1, key, ...args)
     }
   }
 
   protected async removeKeys (keys: string[]): Promise<void> {
     // One UNLINK per key: on a Cluster, keys live in different slots.
-    await this.guarded(() => this.bounded(Promise.all(keys.map((key) => this.client.unlink(this.entryName(key))))))
+    await this.guarded(() => this.bounded(Promise.all(keys.map((key) => this.redis.unlink(this.entryName(key))))))
   }
 
   protected async removePattern (pattern: string): Promise<void> {
@@ -281,7 +312,7 @@ export class RedisCache extends RemoteCache {
       else if (target.tags !== undefined) {
         await this.noteTagsInvalidated(target.tags)
         for (const tag of target.tags) {
-          const members = await this.bounded(this.client.smembers(this.keyPrefix + TAG_INFIX + tag))
+          const members = await this.bounded(this.redis.smembers(this.keyPrefix + TAG_INFIX + tag))
           keys.push(...members.map((key) => this.entryName(key)))
         }
       } else {
@@ -303,19 +334,19 @@ export class RedisCache extends RemoteCache {
    * and stores one of them later (a tag only its response named) withdraws its entry.
    */
   private async noteTagsInvalidated (tags: readonly string[]): Promise<void> {
-    const epoch = String(await this.bounded(this.client.incr(this.keyPrefix + EPOCH_NAME)))
-    await this.bounded(Promise.all(tags.map((tag) => this.client.set(this.keyPrefix + TAG_EPOCH_INFIX + tag, epoch, 'EX', TAG_EPOCH_KEEP_SECONDS))))
+    const epoch = String(await this.bounded(this.redis.incr(this.keyPrefix + EPOCH_NAME)))
+    await this.bounded(Promise.all(tags.map((tag) => this.redis.set(this.keyPrefix + TAG_EPOCH_INFIX + tag, epoch, 'EX', TAG_EPOCH_KEEP_SECONDS))))
   }
 
   protected override async tagsInvalidatedSince (tags: readonly string[], _since: number, inner: Fence): Promise<boolean> {
     const began = (inner as RedisFence | undefined)?.epoch
     if (began === undefined) return false
-    const epochs = await this.bounded(Promise.all(tags.map((tag) => this.client.get(this.keyPrefix + TAG_EPOCH_INFIX + tag))))
+    const epochs = await this.bounded(Promise.all(tags.map((tag) => this.redis.get(this.keyPrefix + TAG_EPOCH_INFIX + tag))))
     return epochs.some((epoch) => epoch !== null && Number(epoch) > began)
   }
 
   protected override async withdraw (key: string, variant: string): Promise<void> {
-    await this.bounded(this.client.hdel(this.entryName(key), variant))
+    await this.bounded(this.redis.hdel(this.entryName(key), variant))
   }
 
   /** Route tags too are checked when a miss stores (its fence does not hold them). */
@@ -343,14 +374,14 @@ export class RedisCache extends RemoteCache {
     const given = super.busConnections(listen)
     if (given !== undefined) return given
     if (!listen) return { publisher: this.client, subscriber: undefined, own: false }
-    const subscriber = this.client instanceof loadIoredis().Cluster ? this.client.duplicate() : (this.client as Redis).duplicate()
+    const subscriber = isCluster(this.client) ? (this.redis as Cluster).duplicate() : (this.redis as Redis).duplicate()
     subscriber.on('error', () => {})
-    return { publisher: this.client, subscriber, own: false }
+    return { publisher: this.client, subscriber: subscriber as unknown as RedisClientLike, own: false }
   }
 
   protected override defaultName (): string {
-    const options = this.client.options as { host?: string, port?: number } | undefined
-    const where = this.client instanceof loadIoredis().Cluster ? 'cluster' : String(options?.host ?? '') + ':' + String(options?.port ?? '')
+    const options = this.redis.options as { host?: string, port?: number } | undefined
+    const where = isCluster(this.client) ? 'cluster' : String(options?.host ?? '') + ':' + String(options?.port ?? '')
     return 'redis:' + this.keyPrefix + '@' + where
   }
 
@@ -360,19 +391,19 @@ export class RedisCache extends RemoteCache {
       await this.noteTagsInvalidated(tags)
       for (const tag of tags) {
         const tagKey = this.keyPrefix + TAG_INFIX + tag
-        const keys = await this.bounded(this.client.smembers(tagKey))
-        await this.bounded(Promise.all(keys.map((key) => this.client.unlink(this.entryName(key)))))
+        const keys = await this.bounded(this.redis.smembers(tagKey))
+        await this.bounded(Promise.all(keys.map((key) => this.redis.unlink(this.entryName(key)))))
         // Only the members read above: deleting the set also dropped keys tagged meanwhile, which
         // then escaped every later invalidation of the tag. An emptied set is removed by Redis.
-        if (keys.length > 0) await this.bounded(this.client.srem(tagKey, ...keys))
+        if (keys.length > 0) await this.bounded(this.redis.srem(tagKey, ...keys))
       }
     })
   }
 
   protected async connectBackend (): Promise<void> {
-    const status = this.client.status
-    if (status === 'wait' || status === 'end') await this.client.connect()
-    else if (status !== 'ready') await waitUntilReady(this.client)
+    const status = this.redis.status
+    if (status === 'wait' || status === 'end') await this.redis.connect()
+    else if (status !== 'ready') await waitUntilReady(this.redis)
     this.evictionPolicy = await this.bounded(this.masters()[0].config('GET', 'maxmemory-policy'))
       .then((reply) => String((reply as string[])[1] ?? 'unknown'), () => 'unknown (CONFIG GET refused)')
   }
@@ -396,10 +427,10 @@ export class RedisCache extends RemoteCache {
   protected async disconnectBackend (): Promise<void> {
     if (!this.ownsClient) return
     try {
-      await this.client.quit()
+      await this.redis.quit()
     } catch {
       // Already gone (server down): make sure no reconnect timer outlives the app.
-      this.client.disconnect()
+      this.redis.disconnect()
     }
   }
 
@@ -411,7 +442,7 @@ export class RedisCache extends RemoteCache {
       acquire: async (key, variant) => {
         if (this.breaker.isOpen) return randomUUID() // backend down: nobody to collapse with
         const token = randomUUID()
-        const taken = await this.bounded(this.client.set(lockKey(key, variant), token, 'PX', ttl, 'NX'))
+        const taken = await this.bounded(this.redis.set(lockKey(key, variant), token, 'PX', ttl, 'NX'))
         return taken === 'OK' ? token : undefined
       },
       release: (key, variant, token) => {
@@ -419,7 +450,7 @@ export class RedisCache extends RemoteCache {
           // The lock expires by itself after `ttl`.
         }))
       },
-      isHeld: async (key, variant) => await this.bounded(this.client.exists(lockKey(key, variant))) === 1
+      isHeld: async (key, variant) => await this.bounded(this.redis.exists(lockKey(key, variant))) === 1
     }
   }
 
@@ -429,7 +460,7 @@ export class RedisCache extends RemoteCache {
   }
 
   private masters (): Redis[] {
-    return this.client instanceof loadIoredis().Cluster ? this.client.nodes('master') : [this.client]
+    return isCluster(this.client) ? (this.redis as Cluster).nodes('master') : [this.redis as Redis]
   }
 
   /** SCAN (never KEYS) one node for `match`, of one type or any, and unlink what it finds. */
@@ -496,4 +527,27 @@ function waitUntilReady (client: Redis | Cluster): Promise<void> {
     client.once('ready', onReady)
     client.once('end', onEnd)
   })
+}
+
+/** Commands (and events) the cache uses of a client it is given: checked, by what it can do. */
+const CLIENT_METHODS = ['hgetBuffer', 'hset', 'hdel', 'get', 'set', 'incr', 'expire', 'persist', 'exists', 'unlink', 'sadd', 'srem', 'smembers', 'evalsha', 'eval', 'publish', 'duplicate', 'quit', 'disconnect', 'on', 'off', 'once']
+
+/**
+ * A client given in `client`: any ioredis 5 or 6 Redis or Cluster, from any copy of ioredis
+ * (an `instanceof` against ours refused ioredis 5 clients, and clients from a second copy).
+ */
+function checkClient (client: unknown): RedisClientLike {
+  if (client === undefined || client === null) {
+    throw new InvalidOptionError('RedisCache.client', 'is ' + String(client) + ': when it comes from a plugin (fastify.redis from @fastify/redis), create the cache after `await app.register(...)` of that plugin, or use { mode: \'redis\' } routes, which use fastify.redis by themselves')
+  }
+  const missing = CLIENT_METHODS.filter((name) => typeof (client as Record<string, unknown>)[name] !== 'function')
+  if (typeof client !== 'object' || missing.length > 0 || typeof (client as { status?: unknown }).status !== 'string') {
+    throw new InvalidOptionError('RedisCache.client', 'expected an ioredis (5 or 6) Redis or Cluster client' + (missing.length > 0 ? ' (lacks ' + missing.join(', ') + ')' : '') + ', got ' + describe(client))
+  }
+  return client as RedisClientLike
+}
+
+/** ioredis's Cluster says it is one (`isCluster`), in version 5 and 6 alike. */
+function isCluster (client: RedisClientLike): boolean {
+  return client.isCluster === true
 }

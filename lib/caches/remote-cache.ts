@@ -1,10 +1,10 @@
 import { ENTRY_RESPONSE, encodeEntry, retentionSeconds, softened, type CacheEntry } from '../entry'
 import { BackendTimeoutError, CircuitOpenError, EntryRefusedError, InvalidOptionError, InvalidationFailedError } from '../errors'
-import type { Cluster, Redis, RedisOptions } from 'ioredis'
 import { checkObject, checkPositiveInteger, checkString, describe, rejectUnknown } from '../validate'
 import { describeBackendError, percentile, type CacheStats } from '../observe'
 import { CoherenceBus } from './bus'
-import { loadIoredis } from './ioredis-loader'
+import { loadIoredis } from './backend-modules'
+import type { RedisClientLike, RedisOptionsLike } from './redis-client'
 import { L1Tier } from './local-cache'
 import { BYPASS, EmberCache, entryId, type CacheOptions, type Fence, type LookupResult, type ParsedTarget } from './cache'
 import { CircuitBreaker, type CircuitBreakerOptions } from './circuit-breaker'
@@ -25,14 +25,14 @@ export interface L1Options {
 }
 
 /** The bus's connections; `own` when the bus made the publisher (and so closes it). */
-export interface BusConnections { publisher: Redis | Cluster, subscriber: Redis | Cluster | undefined, own: boolean }
+export interface BusConnections { publisher: RedisClientLike, subscriber: RedisClientLike | undefined, own: boolean }
 
 /** Where the coherence bus runs: a Redis server (for Memcached and custom stores). */
 export interface BusOptions {
   /** `redis://host:port`; the bus makes its own two connections (publish, subscribe). */
   url?: string
   /** ioredis options of those connections. */
-  redisOptions?: RedisOptions
+  redisOptions?: RedisOptionsLike
 }
 
 export interface RemoteCacheOptions extends CacheOptions {
@@ -118,7 +118,7 @@ export abstract class RemoteCache extends EmberCache {
     checkPositiveInteger(where + '.circuitBreaker.cooldownMs', options?.circuitBreaker?.cooldownMs)
     this.commandTimeout = options?.commandTimeout ?? DEFAULT_COMMAND_TIMEOUT
     this.connectTimeout = options?.connectTimeout ?? DEFAULT_CONNECT_TIMEOUT
-    this.breaker = new CircuitBreaker(() => this.name, () => this.log, options?.circuitBreaker)
+    this.breaker = new CircuitBreaker({ name: () => this.name, log: () => this.log, cause: (err) => this.failureCause(err) }, options?.circuitBreaker)
     this.busOptions = options?.bus
     if (options?.bus !== undefined && options.bus !== false) {
       checkObject(where + '.bus', options.bus)
@@ -161,8 +161,8 @@ export abstract class RemoteCache extends EmberCache {
   protected busConnections (listen: boolean): BusConnections | undefined {
     const options = this.busOptions
     if (options === undefined || options === false || options.url === undefined) return undefined
-    const lib = loadIoredis()
-    const make = (): Redis => {
+    const lib = loadIoredis('the coherence bus')
+    const make = (): RedisClientLike => {
       const client = new lib.Redis(options.url as string, { lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 1, commandTimeout: this.commandTimeout, ...options.redisOptions })
       client.on('error', () => {})
       return client
@@ -411,7 +411,7 @@ export abstract class RemoteCache extends EmberCache {
       this.enqueue(target)
     }
     if (await this.drain()) return
-    throw new InvalidationFailedError(this.name, describeFailure(this.lastFailure))
+    throw new InvalidationFailedError(this.name, describeFailure(this.failureCause(this.lastFailure)))
   }
 
   override snapshot (): CacheStats {
@@ -430,7 +430,7 @@ export abstract class RemoteCache extends EmberCache {
 
   private enqueue (target: ParsedTarget): void {
     if (this.queued.length === 0) {
-      this.log.warn({ cache: this.name, reason: describeBackendError(this.lastFailure), err: this.lastFailure }, 'ember-cache: invalidation failed; queued, and this cache serves no hits until it runs')
+      this.log.warn({ cache: this.name, reason: describeBackendError(this.failureCause(this.lastFailure)), err: this.lastFailure }, 'ember-cache: invalidation failed; queued, and this cache serves no hits until it runs')
     }
     if (this.queued.length >= MAX_QUEUED_INVALIDATIONS) {
       this.queued.length = 0
@@ -524,6 +524,16 @@ export abstract class RemoteCache extends EmberCache {
     }
   }
 
+  /** The error that tells why a command failed: a client's own may name only its symptom. */
+  protected failureCause (err: unknown): unknown {
+    return err
+  }
+
+  /** The same for a failed connect, which may look further (a probe of the address). */
+  protected async connectFailureCause (err: unknown): Promise<unknown> {
+    return this.failureCause(err)
+  }
+
   protected override async open (): Promise<void> {
     try {
       await withTimeout(this.connectBackend(), this.connectTimeout, this.kind + ' connect')
@@ -532,7 +542,7 @@ export abstract class RemoteCache extends EmberCache {
       // One warning for this incident: the breaker opens without another.
       this.counters.backendErrors++
       this.breaker.open()
-      this.log.warn({ cache: this.name, reason: describeBackendError(err), err }, 'ember-cache: cache backend unreachable at start-up; serving without cache until it answers')
+      this.log.warn({ cache: this.name, reason: describeBackendError(await this.connectFailureCause(err)), err }, 'ember-cache: cache backend unreachable at start-up; serving without cache until it answers')
     }
     await this.measureClock().catch(() => {})
     this.clockTimer = setInterval(() => { this.measureClock().catch(() => {}) }, CLOCK_CHECK_MS)
@@ -562,7 +572,7 @@ export abstract class RemoteCache extends EmberCache {
       await withTimeout(this.bus.open(), this.connectTimeout, 'bus subscribe')
     } catch (err) {
       // Fail open: L1 still keeps entries at most its ttl; the connection keeps retrying.
-      this.log.warn({ cache: this.name, reason: describeBackendError(err), err }, 'ember-cache: cache coherence bus unreachable at start-up; in-process entries live at most their l1 ttl')
+      this.log.warn({ cache: this.name, reason: describeBackendError(this.failureCause(err)), err }, 'ember-cache: cache coherence bus unreachable at start-up; in-process entries live at most their l1 ttl')
     }
   }
 
