@@ -188,7 +188,7 @@ t.test('the fleet off the happy path', async (t) => {
         return (JSON.parse(stdout) as { warnings: string[] }).warnings
       }
       const ahead = await writer(30_000, 'ahead', 2)
-      t.match(ahead.join('\n'), /clock is 3[01] s ahead/, 'the writer was warned (memcached tells whole seconds)')
+      t.match(ahead.join('\n'), /clock is (29|30|31) s ahead/, 'the writer was warned (memcached tells whole seconds)')
       t.same(await reader.get('ahead'), { written: 'skewed' }, 'fresh when written')
       await sleep(3_200)
       t.equal(await reader.get('ahead'), undefined, 'gone after its 2 s on everyone\'s clock (not after 32 s)')
