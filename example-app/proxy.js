@@ -17,7 +17,9 @@ async function buildProxy (options = {}) {
   await app.register(replyFrom, { base: options.upstream, retryMethods: [] })
 
   // options.cache: a cache object of your own (a RedisCache shared by a fleet of proxies), given ttl: 'from-response'.
-  const cache = options.cache ?? new MemoryCache({ ttl: 'from-response', max: 50_000, heuristicFreshness: options.heuristicFreshness ?? false })
+  // Heuristic freshness (RFC 9111 §4.2.2) is on, as in proxies before web origins; HEURISTIC=0 turns it off.
+  const heuristic = options.heuristicFreshness === undefined ? {} : { heuristicFreshness: options.heuristicFreshness }
+  const cache = options.cache ?? new MemoryCache({ ttl: 'from-response', max: 50_000, ...heuristic })
   // The upstream hears what the key covers: the host and protocol this proxy was asked for,
   // stated by the proxy; a client's own X-Forwarded-*, Forwarded and URL overrides never reach it.
   const rewriteRequestHeaders = proxyRequestHeaders()
@@ -32,7 +34,7 @@ async function buildProxy (options = {}) {
 }
 
 async function main () {
-  const app = await buildProxy({ upstream: process.env.UPSTREAM ?? 'http://127.0.0.1:8000', logger: process.env.LOG === '1', heuristicFreshness: process.env.HEURISTIC === '1' })
+  const app = await buildProxy({ upstream: process.env.UPSTREAM ?? 'http://127.0.0.1:8000', logger: process.env.LOG === '1', heuristicFreshness: process.env.HEURISTIC === '0' ? false : undefined })
   await app.listen({ port: Number(process.env.PORT ?? 3001), host: process.env.HOST ?? '127.0.0.1' })
   console.log('caching proxy on http://127.0.0.1:' + app.server.address().port + ' for ' + (process.env.UPSTREAM ?? 'http://127.0.0.1:8000'))
   for (const signal of ['SIGINT', 'SIGTERM']) process.once(signal, () => { app.close().then(() => process.exit(0)) })

@@ -21,10 +21,13 @@ export const FLAG_MUST_REVALIDATE = 2
 export const FLAG_STALE = 4
 /** The entry's ETag was computed by us, not given by the origin: never sent to it in a conditional request. */
 export const FLAG_COMPUTED_ETAG = 8
-/** Kept past its freshness so that a revalidation can reuse it (it has origin validators). */
+/**
+ * Kept past its freshness (from-response routes): a revalidation can reuse it (it has origin
+ * validators), or it may answer while the origin fails (nothing forbids serving it stale).
+ */
 export const FLAG_KEEP_STALE = 16
 
-/** How long a stale entry with validators is kept for revalidation beyond its freshness. */
+/** How long a FLAG_KEEP_STALE entry is kept beyond its freshness. */
 export const KEEP_STALE_SECONDS = 3600
 /** Heuristic freshness: this fraction of the time since Last-Modified (RFC 9111 §4.2.2), at most a day. */
 const HEURISTIC_FRACTION = 0.1
@@ -56,6 +59,8 @@ export interface Exchange {
   surrogateToken: string
   /** Heuristic freshness from Last-Modified is allowed. */
   heuristic: boolean
+  /** The directives come from a targeted field (RFC 9213): Expires is ignored with Cache-Control. */
+  targeted?: boolean
 }
 
 type Headers = Record<string, unknown>
@@ -103,7 +108,7 @@ export function responseFreshness (status: number, headers: Headers, cacheContro
   } else if (cacheControl.has('max-age')) {
     result.lifetime = lifetimeOf(cacheControl, 'max-age')
     result.explicit = true
-  } else if (headers.expires !== undefined) {
+  } else if (headers.expires !== undefined && exchange.targeted !== true) {
     // RFC 9111 §5.3: an invalid Expires (such as "0") means already expired.
     const expires = httpDate(headers.expires)
     const date = httpDate(headers.date) ?? exchange.responseTime
@@ -128,35 +133,72 @@ function lifetimeOf (directives: Directives, name: string): number {
 }
 
 /**
- * RFC 9111 §4.2.3: the corrected initial age. An Age that is not exactly one delta-seconds on
- * one line (a list, a fraction, a parameter, a negative number) is not trusted: the response is
- * taken as already too old, so it is never served for longer than its origin meant.
+ * RFC 9111 §4.2.3: the corrected initial age. Age is read as a cache reads a field that allows
+ * one value: its first line, and of that line its first member (a proxy in between may have
+ * joined two); a value that is not one non-negative integer (a fraction, a negative number,
+ * letters) is ignored (RFC 9111 §5.1: "a cache SHOULD ignore" an invalid Age), parameters after
+ * `;` aside. Today's cache-tests ask exactly this; until 2026 we took any doubtful Age as too
+ * old, which no other cache did.
  */
 export function initialAge (headers: Headers, exchange: Exchange): number {
-  const ageHeader = headers.age
-  let ageValue = 0
-  if (ageHeader !== undefined) {
-    const text = Array.isArray(ageHeader) ? undefined : String(ageHeader).trim()
-    if (text === undefined || !/^\d+$/.test(text)) return MAX_AGE_SECONDS
-    ageValue = Math.min(Number(text), MAX_AGE_SECONDS)
-  }
+  const ageValue = ageOf(headers.age)
   const date = httpDate(headers.date)
   const apparentAge = date === undefined ? 0 : Math.max(0, (exchange.responseTime - date) / 1000)
   const responseDelay = Math.max(0, (exchange.responseTime - exchange.requestTime) / 1000)
   return Math.max(apparentAge, ageValue + responseDelay)
 }
 
+/** The seconds an Age field says, capped at MAX_AGE_SECONDS; 0 when absent or invalid. */
+export function ageOf (field: unknown): number {
+  if (field === undefined || field === null) return 0
+  const line = Array.isArray(field) ? String(field[0]) : String(field)
+  const member = line.split(',', 1)[0].split(';', 1)[0].trim()
+  if (!/^\d+$/.test(member)) return 0
+  return Math.min(Number(member), MAX_AGE_SECONDS)
+}
+
 /** RFC 9111 §1.2.2: ages are capped at 2^31 seconds. */
 export const MAX_AGE_SECONDS = 2147483648
 
-/** An HTTP-date (RFC 9110 §5.6.7) as epoch ms, or undefined when absent or invalid. */
+const DAYS = ['sun', 'mon', 'tue', 'wed', 'thu', 'fri', 'sat']
+const LONG_DAYS = ['sunday', 'monday', 'tuesday', 'wednesday', 'thursday', 'friday', 'saturday']
+const MONTHS = ['jan', 'feb', 'mar', 'apr', 'may', 'jun', 'jul', 'aug', 'sep', 'oct', 'nov', 'dec']
+// RFC 9110 §5.6.7: the three forms, exactly (names compared without case, as most caches do).
+const IMF_FIXDATE = /^(?<day>[a-z]{3}), (?<date>\d{2}) (?<month>[a-z]{3}) (?<year>\d{4}) (?<hour>\d{2}):(?<minute>\d{2}):(?<second>\d{2}) gmt$/i
+const RFC850_DATE = /^(?<day>[a-z]{6,9}), (?<date>\d{2})-(?<month>[a-z]{3})-(?<year>\d{2}) (?<hour>\d{2}):(?<minute>\d{2}):(?<second>\d{2}) gmt$/i
+const ASCTIME_DATE = /^(?<day>[a-z]{3}) (?<month>[a-z]{3}) (?<date>[ \d]\d) (?<hour>\d{2}):(?<minute>\d{2}):(?<second>\d{2}) (?<year>\d{4})$/i
+
+/**
+ * An HTTP-date (RFC 9110 §5.6.7) as epoch ms, or undefined when absent or invalid: IMF-fixdate,
+ * or the obsolete RFC 850 and asctime forms; anything else (another zone than GMT, no comma,
+ * doubled spaces, dashes in an IMF date, a one-digit hour, two field lines) is invalid, and an
+ * invalid Expires means already expired (RFC 9111 §5.3). Date.parse read all of those as dates.
+ */
 export function httpDate (value: unknown): number | undefined {
   if (value === undefined || value === null || Array.isArray(value)) return undefined
-  const text = String(value)
-  // Date.parse accepts numbers and other odd forms that are not HTTP-dates.
-  if (!/^[A-Za-z]{3},? /.test(text)) return undefined
-  const time = Date.parse(text)
-  return Number.isFinite(time) ? time : undefined
+  const text = String(value).trim()
+  const imf = IMF_FIXDATE.exec(text)?.groups
+  if (imf !== undefined) return dateOf(DAYS, imf, Number(imf.year))
+  const rfc850 = RFC850_DATE.exec(text)?.groups
+  if (rfc850 !== undefined) return dateOf(LONG_DAYS, rfc850, fullYear(Number(rfc850.year)))
+  const asctime = ASCTIME_DATE.exec(text)?.groups
+  if (asctime !== undefined) return dateOf(DAYS, asctime, Number(asctime.year))
+  return undefined
+}
+
+/** The instant a matched date names, or undefined when a name or a field is out of range. */
+function dateOf (days: string[], fields: Record<string, string>, year: number): number | undefined {
+  const month = MONTHS.indexOf(fields.month.toLowerCase())
+  const [date, hour, minute, second] = [fields.date, fields.hour, fields.minute, fields.second].map(Number)
+  if (!days.includes(fields.day.toLowerCase()) || month === -1 || date < 1 || date > 31 || hour > 23 || minute > 59 || second > 60) return undefined
+  return Date.UTC(year, month, date, hour, minute, Math.min(second, 59))
+}
+
+/** RFC 9110 §5.6.7: a two-digit year more than 50 years ahead is the most recent past one. */
+function fullYear (twoDigits: number): number {
+  const now = new Date().getUTCFullYear()
+  const year = now - (now % 100) + twoDigits
+  return year > now + 50 ? year - 100 : year
 }
 
 /**

@@ -16,7 +16,7 @@ import { buildLookupHook } from './hooks/lookup'
 import { buildRefresher } from './hooks/refresh'
 import { kState } from './hooks/request-state'
 import { kObserver } from './hooks/read-observer'
-import { buildStoreHook } from './hooks/store'
+import { buildStoreHook, markOriginFailed } from './hooks/store'
 import { buildUnseenRouteCheck } from './hooks/unseen-routes'
 import { buildWriteHook, buildWriteObserverHook, type OwnTargets } from './hooks/write'
 import { ReadRoutes } from './read-routes'
@@ -100,6 +100,7 @@ async function emberCachePlugin (fastify: FastifyInstance, options: EmberCachePl
       else routeOptions.preHandler = appendHook(routeOptions.preHandler, lookup)
       // HEAD routes get it too, only to send the MISS header: the store hook never stores for HEAD.
       routeOptions.onSend = appendHook(routeOptions.onSend, buildStoreHook(settings))
+      if (settings.ttlFromResponse) routeOptions.onError = appendHook(routeOptions.onError, markOriginFailed)
       return
     }
     if (methods.every((m) => !SAFE_METHODS.has(m))) {

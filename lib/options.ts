@@ -2,6 +2,7 @@ import type { RouteGenericInterface } from 'fastify'
 import { EmberCache } from './caches/cache'
 import type { LocalCacheOptions, StaticCacheOptions } from './caches/local-cache'
 import { checkNamespace, type ModeRedisOptions } from './mode-caches'
+import { CDN_CACHE_CONTROL } from './targeted-cache-control'
 import type { MemcachedCacheOptions } from './caches/memcached-cache'
 import { compileTemplate, targetKey, urlKey, type KeyBuilder } from './cache-key'
 import { InvalidOptionError } from './errors'
@@ -170,6 +171,8 @@ export interface RouteSettings {
   ttlFromResponse: boolean
   /** Heuristic freshness (RFC 9111 §4.2.2) for from-response routes. */
   heuristicFreshness: boolean
+  /** The targeted cache-control fields a from-response route obeys, lower case, in order (RFC 9213). */
+  targetedCacheControl: readonly string[]
   /** Our token in Surrogate-Control targets, also sent upstream in Surrogate-Capability. */
   surrogateToken: string
   /** statusCodes were given (route, cache or plugin): they decide, not RFC 9111's defaults. */
@@ -378,7 +381,8 @@ export function resolveRouteOptions (
     isStatic,
     ttl,
     ttlFromResponse,
-    heuristicFreshness: pick('heuristicFreshness') ?? false,
+    heuristicFreshness: pick('heuristicFreshness') ?? ttlFromResponse,
+    targetedCacheControl: targetedFields(ttlFromResponse, pick('targetedCacheControl')),
     surrogateToken: plugin.cacheStatus === false ? 'ember' : plugin.cacheStatus,
     statusCodesGiven: pick('statusCodes') !== undefined || plugin.statusCodesGiven,
     tags: pick('tags'),
@@ -419,6 +423,12 @@ export function resolveRouteOptions (
     surrogateKeyHeader: plugin.surrogateKeyHeader,
     perRequestHeaders: plugin.perRequestHeaders
   }
+}
+
+/** A from-response route's targeted fields (RFC 9213), lower case: CDN-Cache-Control unless told. */
+function targetedFields (ttlFromResponse: boolean, given: string[] | false | undefined): readonly string[] {
+  if (!ttlFromResponse || given === false) return []
+  return given === undefined ? [CDN_CACHE_CONTROL] : given.map((name) => name.toLowerCase())
 }
 
 /**

@@ -98,10 +98,19 @@ export interface RouteDefaults<RouteGeneric extends RouteGenericInterface = Loos
   staleIfErrorTimeout?: number
   /**
    * With `ttl: 'from-response'`: a response without explicit freshness but with Last-Modified is
-   * fresh for 10% of its age (at most a day), as RFC 9111 §4.2.2 allows. Default false: such a
-   * response is stored only to be revalidated.
+   * fresh for 10% of its age (at most a day), as RFC 9111 §4.2.2 allows, and as reverse proxies
+   * in front of web origins do. Default true for from-response routes; false stores such a
+   * response only to be revalidated (README, "A shared cache").
    */
   heuristicFreshness?: boolean
+  /**
+   * With `ttl: 'from-response'`: the targeted cache-control fields this cache obeys, in order
+   * (RFC 9213): the first present and valid one decides freshness and storage in place of
+   * Cache-Control and Expires. CDN-Cache-Control is passed on; other names (a product's own,
+   * such as `Ember-CDN-Cache-Control`) are removed from the response. Default
+   * `['CDN-Cache-Control']`; false obeys none.
+   */
+  targetedCacheControl?: string[] | false
   /** Honour request Cache-Control directives. Default: the plugin's (true). */
   respectRequestDirectives?: boolean
   /**
@@ -130,7 +139,7 @@ export interface CompressionOptions {
 export const ROUTE_DEFAULT_NAMES = [
   'ttl', 'tags', 'varyHeaders', 'varyCookies', 'unkeyedHeaders', 'callerProperties', 'keyFn', 'key', 'statusCodes', 'private', 'public', 'shareAcrossHosts',
   'staleWhileRevalidate', 'staleIfError', 'staleIfErrorTimeout', 'respectRequestDirectives', 'streamMaxBytes',
-  'heuristicFreshness', 'compression'
+  'heuristicFreshness', 'targetedCacheControl', 'compression'
 ] as const
 
 export const TTL_FROM_RESPONSE = 'from-response'
@@ -159,6 +168,7 @@ export function checkRouteDefaults (where: string, options: RouteDefaults<any>):
   checkNonNegativeInteger(where + 'staleIfErrorTimeout', options.staleIfErrorTimeout)
   checkBoolean(where + 'respectRequestDirectives', options.respectRequestDirectives)
   checkBoolean(where + 'heuristicFreshness', options.heuristicFreshness)
+  if (options.targetedCacheControl !== false) checkTokens(where + 'targetedCacheControl', options.targetedCacheControl, 'header names')
   checkNonNegativeInteger(where + 'streamMaxBytes', options.streamMaxBytes)
   compressionSettings(where + 'compression', options.compression)
 }

@@ -2,7 +2,7 @@ import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fast
 import { MissingPlaceholderError } from '../cache-key'
 import { BYPASS, type LookupResult } from '../caches/cache'
 import { ENTRY_RESPONSE, freshUntil, type CacheEntry } from '../entry'
-import { FLAG_MUST_REVALIDATE, FLAG_NO_CACHE } from '../http-freshness'
+import { FLAG_KEEP_STALE, FLAG_MUST_REVALIDATE, FLAG_NO_CACHE } from '../http-freshness'
 import { deltaSeconds, parseCacheControl, type Directives } from '../http-semantics'
 import type { RouteSettings } from '../options'
 import { setStatusHeaders } from '../replay'
@@ -149,6 +149,7 @@ function onLookup (
       }
     }
     if (now < expiresAt + found.staleIfError * 1000) state.stale = found
+    else if ((found.flags & FLAG_KEEP_STALE) !== 0 && state.settings.ttlFromResponse) state.staleIfFailed = found
   }
   revalidateOrLead(state, reply, found, done)
 }

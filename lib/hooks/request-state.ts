@@ -44,6 +44,12 @@ export class CacheRequest {
   backendDown = false
   /** An expired entry that may still replace an origin error (stale-if-error). */
   stale: CacheEntry | undefined = undefined
+  /**
+   * From-response routes: an expired entry that may answer if the origin cannot be reached or
+   * fails (RFC 9111 §4.2.4: a disconnected cache may serve stale), and whether it did (onError).
+   */
+  staleIfFailed: CacheEntry | undefined = undefined
+  originFailed = false
   /** Serves `stale` when the handler takes longer than staleIfErrorTimeout. */
   timer: NodeJS.Timeout | undefined = undefined
   /** The cache's invalidation log position when the miss started (an invalidation since wins the race). */

@@ -7,7 +7,8 @@ import type { CacheRequest } from './request-state'
 import { responseEntryOf } from './response-entry'
 import { notModified, representationOf, type OnSendDone } from './serve'
 import { varyWithEncoding } from './encode'
-import { fixedDecision, responseDecision } from './storability'
+import { fixedDecision, responseDecision, type AddressedFields } from './storability'
+import { targetedDirectives } from '../targeted-cache-control'
 
 // Revalidation (RFC 9111 §4.3): a stored entry that may not be used as it is, but has the
 // origin's validators, is not refetched: the handler gets a conditional request, and a 304
@@ -43,14 +44,18 @@ export function startRevalidation (state: CacheRequest, entry: CacheEntry): void
  * §4.3.4) and answer the client with it. The request carried only our entry's validators, so
  * the 304 confirms that entry; its stored ETag stays (a 304 must not replace it).
  */
-export function finishRevalidation (state: CacheRequest, reply: FastifyReply, fresh: Record<string, unknown>, done: OnSendDone): void {
+export function finishRevalidation (state: CacheRequest, reply: FastifyReply, addressed: AddressedFields | undefined, done: OnSendDone): void {
   const { settings } = state
   const stale = state.revalidating as CacheEntry
-  const freshHeaders = storableHeaders(fresh, settings.header, settings.perRequestHeaders)
+  const freshHeaders = storableHeaders(reply.getHeaders(), settings.header, settings.perRequestHeaders)
   const headers = updatedHeaders(stale.headers, freshHeaders)
   const cacheControl = parseCacheControl(headers['cache-control'])
   const decision = settings.ttlFromResponse
-    ? responseDecision(state, stale.status, headers, cacheControl, fresh['surrogate-control'])
+    // A targeted field on the 304 decides; else the stored response's (CDN-Cache-Control is kept).
+    ? responseDecision(state, stale.status, headers, cacheControl, {
+      surrogateControl: addressed?.surrogateControl,
+      targeted: addressed?.targeted ?? targetedDirectives(headers, settings.targetedCacheControl)
+    })
     : fixedDecision(state, stale.status, headers, cacheControl)
   const entry = responseEntryOf(settings, stale.status, headers, stale.body, decision, stale.tags)
   entry.flags |= stale.flags & FLAG_COMPUTED_ETAG

@@ -66,8 +66,11 @@ function rangeOf (state: CacheRequest, entry: CacheEntry): { status: number, con
   return { status: 206, contentRange: contentRange(range, size), body: entry.body.subarray(range.start, range.end + 1) }
 }
 
-/** RFC 5861 §4: replaces an origin error, already on its way through onSend, with a stale entry. */
-export function replaceWithStale (state: CacheRequest, reply: FastifyReply, entry: CacheEntry, done: OnSendDone): void {
+/**
+ * RFC 5861 §4: replaces an origin error, already on its way through onSend, with a stale entry
+ * (`detail` says why: stale-if-error, or origin-failed where the origin could not answer).
+ */
+export function replaceWithStale (state: CacheRequest, reply: FastifyReply, entry: CacheEntry, done: OnSendDone, detail = 'stale-if-error'): void {
   reply.code(entry.status)
   reply.removeHeader('content-type')
   // A compression hook that ran before ours coded the error body; ours says what we send.
@@ -76,7 +79,7 @@ export function replaceWithStale (state: CacheRequest, reply: FastifyReply, entr
   const encoded = representationOf(state, entry)
   if (encoded !== undefined) setCoding(reply, entry, encoded)
   reply.header('age', ageSeconds(entry, Date.now()))
-  setStatusHeaders(reply, state.settings, 'STALE', 'hit; fwd=stale; detail=stale-if-error', state.key)
+  setStatusHeaders(reply, state.settings, 'STALE', 'hit; fwd=stale; detail=' + detail, state.key)
   done(null, encoded === undefined ? entry.body : encoded.body)
 }
 

@@ -1,5 +1,5 @@
 import {
-  FLAG_KEEP_STALE, FLAG_NO_CACHE, FLAG_STALE, HEURISTIC_STATUSES, responseFreshness
+  FLAG_KEEP_STALE, FLAG_MUST_REVALIDATE, FLAG_NO_CACHE, FLAG_STALE, HEURISTIC_STATUSES, responseFreshness
 } from '../http-freshness'
 import { refusalReason, varyNames, type Directives } from '../http-semantics'
 import type { CacheRequest } from './request-state'
@@ -15,6 +15,14 @@ export interface StoreDecision {
   flags: number
   staleWhileRevalidate: number
   staleIfError: number
+}
+
+/** Response fields addressed to this cache, read by a from-response route. */
+export interface AddressedFields {
+  /** Surrogate-Control (Edge Architecture 1.0), as sent. */
+  surrogateControl: unknown
+  /** The directives of the first valid targeted field of the route's list (RFC 9213), if any. */
+  targeted: Directives | undefined
 }
 
 /** The decision for a route with a fixed ttl: the route's rules, the route's freshness. */
@@ -37,7 +45,7 @@ export function fixedDecision (state: CacheRequest, status: number, headers: Rec
  * revalidated, when the response has validators. Never a Set-Cookie response (safety first).
  */
 export function responseDecision (
-  state: CacheRequest, status: number, headers: Record<string, unknown>, cacheControl: Directives, surrogateControl: unknown
+  state: CacheRequest, status: number, headers: Record<string, unknown>, cacheControl: Directives, addressed: AddressedFields | undefined
 ): StoreDecision {
   const { settings } = state
   const decision: StoreDecision = {
@@ -56,23 +64,33 @@ export function responseDecision (
   else if (headers.vary !== undefined && varyNames(headers.vary as string | string[]).includes('*')) decision.refusal = 'vary-star'
   if (decision.refusal !== undefined) return decision
 
-  const freshness = responseFreshness(status, { ...headers, 'surrogate-control': surrogateControl }, cacheControl, {
+  // RFC 9213 §2.1: a targeted field for us takes the place of Cache-Control and Expires. Not of
+  // Cache-Control's private, which no field lifts (README, "Security").
+  const targeted = addressed?.targeted
+  if (targeted !== undefined && cacheControl.has('private')) {
+    decision.refusal = 'private'
+    return decision
+  }
+  const directives = targeted ?? cacheControl
+  const freshness = responseFreshness(status, { ...headers, 'surrogate-control': addressed?.surrogateControl }, directives, {
     requestTime: state.requestTime,
     responseTime: Date.now(),
     surrogateToken: settings.surrogateToken,
-    heuristic: settings.heuristicFreshness
+    heuristic: settings.heuristicFreshness,
+    targeted: targeted !== undefined
   })
   if (freshness.refusal !== undefined) {
     decision.refusal = freshness.refusal
     return decision
   }
   // RFC 9111 §3.5: a response to a credentialed request is shared only when it says so.
-  if (state.credentialed && !cacheControl.has('public') && !cacheControl.has('must-revalidate') && !cacheControl.has('s-maxage')) {
+  if (state.credentialed && !directives.has('public') && !directives.has('must-revalidate') && !directives.has('s-maxage')) {
     decision.refusal = 'authorization'
     return decision
   }
   const hasValidators = typeof headers.etag === 'string' || typeof headers['last-modified'] === 'string'
-  decision.flags = freshness.flags | (hasValidators ? FLAG_KEEP_STALE : 0)
+  const mayServeStale = (freshness.flags & (FLAG_MUST_REVALIDATE | FLAG_NO_CACHE)) === 0
+  decision.flags = freshness.flags | (hasValidators || mayServeStale ? FLAG_KEEP_STALE : 0)
   // Whole seconds, as Age is sent. Rounded down: a response that spent 3 ms in transit is not
   // a second old (an untrusted Age is already counted as too old).
   decision.initialAge = Math.floor(freshness.initialAge)
@@ -82,7 +100,7 @@ export function responseDecision (
     // No freshness at all: worth keeping only to revalidate, and only for statuses a cache may
     // hold without explicit freshness.
     if (!hasValidators) decision.refusal = 'no-freshness'
-    else if (!settings.statusCodesGiven && !HEURISTIC_STATUSES.has(status) && !cacheControl.has('public')) decision.refusal = 'status'
+    else if (!settings.statusCodesGiven && !HEURISTIC_STATUSES.has(status) && !directives.has('public')) decision.refusal = 'status'
     decision.flags |= FLAG_STALE
     return decision
   }

@@ -13,7 +13,8 @@ import { MISSED, SERVED, stateOf, type CacheRequest } from './request-state'
 import { bodyOf, responseEntryOf, tagsOf } from './response-entry'
 import { finishRevalidation } from './revalidate'
 import { notModified, replaceWithStale, type OnSendDone } from './serve'
-import { fixedDecision, responseDecision, type StoreDecision } from './storability'
+import { fixedDecision, responseDecision, type AddressedFields, type StoreDecision } from './storability'
+import { CDN_CACHE_CONTROL, targetedDirectives } from '../targeted-cache-control'
 import { bufferStream, isStream } from './stream-buffer'
 import { encodeEntry, mayEncode, varyWithEncoding } from './encode'
 import { learnedNames } from './variants'
@@ -30,9 +31,20 @@ interface Outgoing {
   body: Buffer
   /** Tags from the surrogate-key header, if the handler set one. */
   surrogate: string[] | undefined
-  /** The Surrogate-Control header (for us, never sent on): from-response routes only. */
-  surrogateControl: unknown
+  /** Fields addressed to this cache (from-response routes only). */
+  addressed: AddressedFields | undefined
   done: OnSendDone
+}
+
+/**
+ * The onError hook of a from-response read route: the handler could not get an answer from its
+ * origin (reply-from's 502/503/504) or threw, so a 5xx on its way out may be replaced by a stale
+ * entry. An origin's own 503, sent as a response, is not an error and passes through.
+ */
+export function markOriginFailed (request: FastifyRequest, _reply: FastifyReply, _error: Error, done: () => void): void {
+  const state = stateOf(request)
+  if (state !== null && state !== undefined) state.originFailed = true
+  done()
 }
 
 /** The onSend hook of a GET route: store a cacheable miss, answer stale on origin errors. */
@@ -43,8 +55,8 @@ export function buildStoreHook (settings: RouteSettings) {
     if (state?.phase === SERVED) return done(null, payload)
     // The surrogate-key header is for us, never for clients, whatever happens to the response.
     const surrogate = surrogateKeyHeader === false ? undefined : takeHeader(reply, surrogateKeyHeader, surrogateTags)
-    // So is Surrogate-Control on a proxy cache (Edge Architecture 1.0: surrogates remove it).
-    const surrogateControl = ttlFromResponse ? takeHeader(reply, 'surrogate-control', (value) => value) : undefined
+    // So are Surrogate-Control and our own targeted field on a proxy cache.
+    const addressed = ttlFromResponse ? takeAddressedFields(reply, settings.targetedCacheControl) : undefined
     if (state === null || state === undefined) return done(null, payload)
     // RFC 9110 §12.5.5: the response names the request headers the route keys on, so caches in
     // front keep one copy per value too. Hits replay it from the stored headers.
@@ -52,7 +64,7 @@ export function buildStoreHook (settings: RouteSettings) {
     if (state.phase !== MISSED) return done(null, payload)
     // HEAD shares GET's entry but never stores (its payload is empty); it still says MISS.
     if (request.method !== 'GET') {
-      if (state.revalidating !== undefined && reply.statusCode === 304) return finishRevalidation(state, reply, reply.getHeaders(), done)
+      if (state.revalidating !== undefined && reply.statusCode === 304) return finishRevalidation(state, reply, addressed, done)
       state.settle(undefined)
       if (state.backendDown) setStatusHeaders(reply, settings, 'BYPASS', 'fwd=bypass', state.key)
       else setStatusHeaders(reply, settings, 'MISS', state.forward + '; detail=head', state.key)
@@ -64,23 +76,30 @@ export function buildStoreHook (settings: RouteSettings) {
       state.recount('staleIfError')
       return replaceWithStale(state, reply, state.stale, done)
     }
+    // RFC 9111 §4.2.4: a proxy cut off from its origin (reply-from's 502/503/504, a handler's
+    // thrown 5xx) answers with what it has, unless the entry forbade serving it stale.
+    if (reply.statusCode >= 500 && state.originFailed && state.staleIfFailed !== undefined) {
+      state.settle(undefined)
+      state.recount('staleIfError')
+      return replaceWithStale(state, reply, state.staleIfFailed, done, 'origin-failed')
+    }
     if (state.backendDown) {
       state.settle(undefined)
       setStatusHeaders(reply, settings, 'BYPASS', 'fwd=bypass', state.key)
       return done(null, payload)
     }
     // RFC 9111 §4.3.4: the handler confirmed our stale entry: freshen it, answer from it.
-    if (state.revalidating !== undefined && reply.statusCode === 304) return finishRevalidation(state, reply, reply.getHeaders(), done)
+    if (state.revalidating !== undefined && reply.statusCode === 304) return finishRevalidation(state, reply, addressed, done)
     if (isStream(payload)) {
       if (settings.streamMaxBytes === 0) return refuse(state, reply, 'stream', payload, done)
       return bufferStream(payload, settings.streamMaxBytes, (body, replay) => {
         if (body === undefined) return refuse(state, reply, 'stream-too-large', replay, done)
-        store(state, { reply, payload: body, body, surrogate, surrogateControl, done })
+        store(state, { reply, payload: body, body, surrogate, addressed, done })
       })
     }
     const body = bodyOf(payload)
     if (body === undefined) return refuse(state, reply, 'payload', payload, done)
-    store(state, { reply, payload, body, surrogate, surrogateControl, done })
+    store(state, { reply, payload, body, surrogate, addressed, done })
   }
 }
 
@@ -90,7 +109,7 @@ function store (state: CacheRequest, out: Outgoing): void {
   const headers = reply.getHeaders()
   const cacheControl = parseCacheControl(headers['cache-control'])
   const decision: StoreDecision = settings.ttlFromResponse
-    ? responseDecision(state, reply.statusCode, headers, cacheControl, out.surrogateControl)
+    ? responseDecision(state, reply.statusCode, headers, cacheControl, out.addressed)
     : fixedDecision(state, reply.statusCode, headers, cacheControl)
   let reason = decision.refusal
   // A compression hook that ran before ours (@fastify/compress registered first) coded the body
@@ -268,6 +287,20 @@ function forDecodedBody (stored: CacheEntry['headers']): void {
   delete stored['content-md5']
   const etag = stored.etag
   if (typeof etag === 'string' && etag.startsWith('"')) stored.etag = 'W/' + etag
+}
+
+/**
+ * What a proxy cache reads and does not pass on, or reads and passes on: Surrogate-Control
+ * (Edge Architecture 1.0: surrogates remove it) and the first valid targeted field of the
+ * route's list (RFC 9213 §2.1). CDN-Cache-Control speaks to every CDN on the way, so it goes on
+ * to the client as it came; a name of this cache's own (`Ember-CDN-Cache-Control`) is removed.
+ */
+function takeAddressedFields (reply: FastifyReply, targetedNames: readonly string[]): AddressedFields {
+  const surrogateControl = takeHeader(reply, 'surrogate-control', (value) => value)
+  if (targetedNames.length === 0) return { surrogateControl, targeted: undefined }
+  const targeted = targetedDirectives(reply.getHeaders(), targetedNames)
+  for (const name of targetedNames) if (name !== CDN_CACHE_CONTROL) reply.removeHeader(name)
+  return { surrogateControl, targeted }
 }
 
 /** Reads and removes a header meant for the cache; undefined when the handler set none. */
