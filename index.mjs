@@ -22,6 +22,10 @@ export const {
   urlKey,
   escapeKeyPart,
   proxyRequestHeaders,
+  varnishPurgers,
+  fastlyPurger,
+  cloudflarePurger,
+  EdgePurgeFailure,
   cacheConfig,
   registerPrometheusMetrics,
   traceWithOpenTelemetry

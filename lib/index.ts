@@ -6,11 +6,13 @@ import { EmberCache, type InvalidationReport, type InvalidationTarget } from './
 import { MemoryCache, StaticCache } from './caches/local-cache'
 import { RedisCache } from './caches/redis-cache'
 import { MemcachedCache } from './caches/memcached-cache'
-import { InvalidOptionError, InvalidationFailedError } from './errors'
+import { InvalidOptionError } from './errors'
 import { ModeCaches } from './mode-caches'
 import type { RouteCounters } from './observe'
 import { routeParamNames } from './cache-key'
 import { compileTargets, invalidateAll } from './invalidation'
+import { CLEAR } from './edge/forwarder'
+import { edgeSettings } from './edge/settings'
 import { resolvePluginOptions, resolveRouteOptions, type CacheMode, type EmberCachePluginOptions, type RouteSettings } from './options'
 import { buildLookupHook } from './hooks/lookup'
 import { buildRefresher } from './hooks/refresh'
@@ -30,6 +32,7 @@ const WRITE_THROUGH_METHODS = new Set(['PUT', 'PATCH'])
 
 async function emberCachePlugin (fastify: FastifyInstance, options: EmberCachePluginOptions): Promise<void> {
   const opts = resolvePluginOptions(options)
+  opts.edge = edgeSettings(options?.edge, fastify.log)
   /** Every cache a route uses: connected once in onReady, closed once in onClose. */
   const caches = new Set<EmberCache>()
   const refresh = buildRefresher((injectOptions) => fastify.inject(injectOptions))
@@ -51,8 +54,8 @@ async function emberCachePlugin (fastify: FastifyInstance, options: EmberCachePl
   const keyTemplates = new KeyTemplates()
   const writeRoutes: Array<{ settings: RouteSettings, own: OwnTargets }> = []
   const decorator: EmberCacheDecorator = {
-    invalidate: (target: InvalidationTarget) => invalidateAll(caches, target, fastify.log),
-    clear: () => clearAll(caches, fastify.log),
+    invalidate: (target: InvalidationTarget) => invalidateAll(caches, target, fastify.log, opts.edge),
+    clear: () => invalidateAll(caches, CLEAR, fastify.log, opts.edge),
     stats: () => ({
       caches: [...caches].map((cache) => cache.snapshot()),
       routes: routes.filter((settings) => settings.counters !== undefined).map((settings) => ({
@@ -60,7 +63,8 @@ async function emberCachePlugin (fastify: FastifyInstance, options: EmberCachePl
         cache: settings.cache.name,
         ...(settings.counters as RouteCounters),
         refusals: { ...(settings.counters as RouteCounters).refusals }
-      }))
+      })),
+      ...(opts.edge === undefined ? {} : { edges: opts.edge.forwarder.stats() })
     }),
     get caches () { return [...caches] }
   }
@@ -69,7 +73,7 @@ async function emberCachePlugin (fastify: FastifyInstance, options: EmberCachePl
   fastify.decorateRequest(kObserver as unknown as string, null)
   fastify.decorateReply('cacheInvalidate', function (this: FastifyReply, target: InvalidationTarget): Promise<InvalidationReport> {
     const settings = (this.request.routeOptions.config as unknown as Record<symbol, RouteSettings | undefined>)[kSettings]
-    return invalidateAll(settings === undefined ? caches : [settings.cache], target, this.log)
+    return invalidateAll(settings === undefined ? caches : [settings.cache], target, this.log, opts.edge)
   })
 
   fastify.addHook('onRoute', (routeOptions) => {
@@ -129,6 +133,7 @@ async function emberCachePlugin (fastify: FastifyInstance, options: EmberCachePl
     await Promise.all([...caches].map((cache) => cache.connect(fastify.log)))
   })
   fastify.addHook('onClose', async () => {
+    opts.edge?.forwarder.close()
     await Promise.all([...caches].map((cache) => cache.close()))
   })
 }
@@ -164,22 +169,6 @@ function nameCaches (caches: Iterable<EmberCache>, log: FastifyInstance['log']):
   }
 }
 
-/** Clears every cache, all of them even when some fail, and says what each did. */
-async function clearAll (caches: Iterable<EmberCache>, log: FastifyInstance['log']): Promise<InvalidationReport> {
-  const list = [...caches]
-  const results = await Promise.allSettled(list.map((cache) => cache.clear()))
-  const report: InvalidationReport = { ok: true, done: [], queued: [], unsupported: [] }
-  results.forEach((result, i) => {
-    if (result.status === 'fulfilled') return report.done.push(list[i].name)
-    report.ok = false
-    const error = result.reason as Error
-    if (error instanceof InvalidationFailedError) report.queued.push({ cache: list[i].name, error })
-    else report.unsupported.push({ cache: list[i].name, error })
-    log.warn({ cache: list[i].name, err: error }, 'ember-cache: clear failed')
-  })
-  return report
-}
-
 /** Adds our hook after the route's own (undefined, one function or an array), keeping theirs. */
 function appendHook<T> (existing: T | T[] | undefined, hook: T): T[] {
   if (existing === undefined) return [hook]
@@ -213,3 +202,7 @@ export { EmberCacheDecorator } from '../types/fastify'
 export { InvalidOptionError, InvalidTargetError, PatternNotSupportedError, BackendTimeoutError, CircuitOpenError, InvalidationFailedError } from './errors'
 export { urlKey, escapeKeyPart } from './cache-key'
 export { proxyRequestHeaders, ProxyHeadersOptions, ProxiedRequest } from './proxy-headers'
+export { EdgeOptions } from './edge/settings'
+export { varnishPurgers, fastlyPurger, cloudflarePurger, EdgePurgeFailure, EdgePurger, EdgePurge, VarnishPurgerOptions, FastlyPurgerOptions, CloudflarePurgerOptions } from './edge/purgers'
+export { EdgeReport, EdgeStats } from './edge/forwarder'
+export { TagHeaderFormat } from './edge/tag-header'

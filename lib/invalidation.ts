@@ -3,6 +3,8 @@ import { MissingPlaceholderError, compileTemplate, compileUrlTemplate, escapeGlo
 import type { EmberCache, InvalidationReport, InvalidationTarget } from './caches/cache'
 import { InvalidOptionError, InvalidTargetError, InvalidationFailedError, PatternNotSupportedError } from './errors'
 import { describeBackendError } from './observe'
+import { CLEAR } from './edge/forwarder'
+import type { EdgeSettings } from './edge/settings'
 
 // Invalidation targets: compiled once per write route, and run over several caches at once
 // (fastify.emberCache.invalidate, reply.cacheInvalidate). The write hook is in hooks/write.ts.
@@ -84,10 +86,20 @@ function fillOrSkip (text: string, build: (request: FastifyRequest) => Invalidat
  * failures are reported (and queued by the cache), not thrown: a request must not fail because
  * a cache is down. A malformed target rejects: that is the caller's bug.
  */
-export async function invalidateAll (caches: Iterable<EmberCache>, target: InvalidationTarget, log: FastifyBaseLogger): Promise<InvalidationReport> {
+export async function invalidateAll (caches: Iterable<EmberCache>, target: InvalidationTarget | typeof CLEAR, log: FastifyBaseLogger, edge?: EdgeSettings): Promise<InvalidationReport> {
   const list = [...caches]
-  const results = await Promise.allSettled(list.map((cache) => cache.invalidate(target)))
+  const [results, edges] = await Promise.all([
+    Promise.allSettled(list.map(async (cache) => { await (target === CLEAR ? cache.clear() : cache.invalidate(target)) })),
+    edge?.forwarder.forward(target)
+  ])
   const report: InvalidationReport = { ok: true, done: [], queued: [], unsupported: [] }
+  if (edges !== undefined) {
+    report.edges = edges
+    if (edges.queued.length > 0) {
+      report.ok = false
+      log.warn({ edges: edges.queued.map((item) => item.edge), reason: edges.queued[0].error.message }, 'ember-cache: edge purge failed; queued and retried')
+    }
+  }
   for (let i = 0; i < results.length; i++) {
     const result = results[i]
     const name = list[i].name

@@ -1,5 +1,6 @@
 import { createHmac, randomBytes } from 'node:crypto'
 import { tracingChannel } from 'node:diagnostics_channel'
+import type { EdgeStats } from './edge/forwarder'
 
 // What an operator can see of the cache: counters per route (kept in RouteSettings) and per
 // cache (kept in the cache object), and node:diagnostics_channel TracingChannels that tracers
@@ -112,6 +113,8 @@ export interface RouteStats extends RouteCounters {
 export interface EmberCacheStats {
   caches: CacheStats[]
   routes: RouteStats[]
+  /** With the plugin's `edge` option: each edge's purges. */
+  edges?: EdgeStats[]
 }
 
 /** The pth percentile (0..1) of some numbers, or undefined for none. */
@@ -128,6 +131,7 @@ export function percentile (values: readonly number[], p: number): number | unde
  *   store:      { cache, route, keyHash, outcome }       outcome: stored, not-stored
  *   invalidate: { cache, target, soft, outcome }         target: key, pattern, tags, clear; outcome: done, queued
  *   refresh:    { cache, route, keyHash }                a background refresh (stale-while-revalidate)
+ *   edgePurge:  { edge, all, tags, soft, outcome }       a purge sent to an edge; outcome: purged, failed
  * `async` is true when asyncStart/asyncEnd follow end (the work went to a remote backend).
  * keyHash is an HMAC-SHA-256 prefix of the key (keyHasher): keys may hold user data, so the key itself is never published.
  */
@@ -135,8 +139,12 @@ export const channels = {
   lookup: tracingChannel<unknown, TraceContext>('ember-cache:lookup'),
   store: tracingChannel<unknown, TraceContext>('ember-cache:store'),
   invalidate: tracingChannel<unknown, TraceContext>('ember-cache:invalidate'),
-  refresh: tracingChannel<unknown, TraceContext>('ember-cache:refresh')
+  refresh: tracingChannel<unknown, TraceContext>('ember-cache:refresh'),
+  edgePurge: tracingChannel<unknown, EdgePurgeContext>('ember-cache:edge-purge')
 }
+
+/** The edge-purge channel's context: which edge, what was purged (a count of tags, or all), and how it went. */
+export interface EdgePurgeContext { edge: string, all: boolean, tags: number, soft: boolean, outcome: string }
 
 export interface TraceContext {
   cache: string

@@ -3,6 +3,7 @@ import { EmberCache } from './caches/cache'
 import type { LocalCacheOptions, StaticCacheOptions } from './caches/local-cache'
 import { checkNamespace, type ModeRedisOptions } from './mode-caches'
 import { CDN_CACHE_CONTROL } from './targeted-cache-control'
+import type { EdgeOptions, EdgeSettings } from './edge/settings'
 import type { MemcachedCacheOptions } from './caches/memcached-cache'
 import { compileTemplate, targetKey, urlKey, type KeyBuilder } from './cache-key'
 import { InvalidOptionError } from './errors'
@@ -68,6 +69,12 @@ export interface EmberCachePluginOptions {
    * ['x-request-id', 'request-id', 'x-correlation-id', 'traceparent', 'tracestate', 'server-timing'].
    */
   perRequestHeaders?: string[]
+  /**
+   * The CDN or Varnish in front of the app: stored responses carry their tags in the header it
+   * reads, routes may give it a TTL of its own (`edgeTtl`), and every invalidation is forwarded
+   * to its purge API (README, "Behind a CDN or Varnish").
+   */
+  edge?: EdgeOptions
   /**
    * Content codings stored with entries, for every route that does not set its own (route >
    * cache object > plugin). Default `{ encodings: ['br', 'gzip'], minBytes: 1024, maxBytes: 1048576 }`;
@@ -156,6 +163,8 @@ export interface ResolvedPluginOptions {
   stats: boolean
   compression: CompressionSettings | false
   hashKey: (key: string) => string
+  /** The edge in front (built by the plugin, which has the logger). */
+  edge?: EdgeSettings
 }
 
 /** Everything a cached route needs per request, computed once at route registration. */
@@ -222,6 +231,10 @@ export interface RouteSettings {
   staleWhileRevalidate: number
   staleIfError: number
   staleIfErrorTimeout: number
+  /** The plugin's edge, when one is in front. */
+  edge: EdgeSettings | undefined
+  /** Seconds the edge may keep this route's responses (sent in edge.ttlHeader). */
+  edgeTtl: number | undefined
   maxEntryBytes: number
   streamMaxBytes: number
   respectRequestDirectives: boolean
@@ -238,7 +251,7 @@ export interface RouteSettings {
 const PLUGIN_OPTIONS: ReadonlySet<string> = new Set([
   'enabled', 'defaultTtl', 'header', 'statusCodes', 'keyPrefix', 'memory', 'static', 'redis', 'memcached',
   'respectRequestDirectives', 'cacheStatus', 'debug', 'collapseWait', 'streamMaxBytes', 'surrogateKeyHeader', 'perRequestHeaders',
-  'caches', 'stats', 'compression', 'keyHashSecret'
+  'caches', 'stats', 'compression', 'keyHashSecret', 'edge'
 ])
 const ROUTE_OPTIONS: ReadonlySet<string> = new Set(['mode', 'cache', 'invalidate', 'writeThrough', 'early', ...ROUTE_DEFAULT_NAMES])
 // RFC 9110 §15.3.7: a 206 holds part of a representation; storing it as the whole would be wrong.
@@ -411,6 +424,8 @@ export function resolveRouteOptions (
     staleWhileRevalidate: pick('staleWhileRevalidate') ?? 0,
     staleIfError: pick('staleIfError') ?? 0,
     staleIfErrorTimeout: pick('staleIfErrorTimeout') ?? 0,
+    edge: plugin.edge,
+    edgeTtl: edgeTtlOf(where, pick('edgeTtl'), plugin.edge, !isPublic && perCaller),
     maxEntryBytes: cache.maxEntryBytes,
     // Proxied bodies are streams: a from-response route stores them up to maxEntryBytes by default.
     streamMaxBytes: pick('streamMaxBytes') ?? (ttlFromResponse && !plugin.streamMaxBytesGiven ? cache.maxEntryBytes : plugin.streamMaxBytes),
@@ -423,6 +438,16 @@ export function resolveRouteOptions (
     surrogateKeyHeader: plugin.surrogateKeyHeader,
     perRequestHeaders: plugin.perRequestHeaders
   }
+}
+
+/**
+ * A route's edge TTL: only with an edge that can be told to purge. A route whose answers are
+ * per caller never gets one, wherever the default came from (its cache's edgeTtl included).
+ */
+function edgeTtlOf (where: string, edgeTtl: number | undefined, edge: EdgeSettings | undefined, perCaller: boolean): number | undefined {
+  if (edgeTtl === undefined) return undefined
+  if (edge === undefined) throw new InvalidOptionError(where + '.edgeTtl', 'needs the plugin\'s edge option: an edge copy is kept only where an invalidation can purge it')
+  return perCaller ? undefined : edgeTtl
 }
 
 /** A from-response route's targeted fields (RFC 9213), lower case: CDN-Cache-Control unless told. */

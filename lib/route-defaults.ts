@@ -97,6 +97,12 @@ export interface RouteDefaults<RouteGeneric extends RouteGenericInterface = Loos
    */
   staleIfErrorTimeout?: number
   /**
+   * Seconds the edge in front (the plugin's `edge` option) may keep these responses, apart from
+   * the browser's Cache-Control: sent as `CDN-Cache-Control: max-age=N` (or Surrogate-Control).
+   * Refused on private routes and without an edge to purge.
+   */
+  edgeTtl?: number
+  /**
    * With `ttl: 'from-response'`: a response without explicit freshness but with Last-Modified is
    * fresh for 10% of its age (at most a day), as RFC 9111 §4.2.2 allows, and as reverse proxies
    * in front of web origins do. Default true for from-response routes; false stores such a
@@ -138,7 +144,7 @@ export interface CompressionOptions {
 
 export const ROUTE_DEFAULT_NAMES = [
   'ttl', 'tags', 'varyHeaders', 'varyCookies', 'unkeyedHeaders', 'callerProperties', 'keyFn', 'key', 'statusCodes', 'private', 'public', 'shareAcrossHosts',
-  'staleWhileRevalidate', 'staleIfError', 'staleIfErrorTimeout', 'respectRequestDirectives', 'streamMaxBytes',
+  'staleWhileRevalidate', 'staleIfError', 'staleIfErrorTimeout', 'edgeTtl', 'respectRequestDirectives', 'streamMaxBytes',
   'heuristicFreshness', 'targetedCacheControl', 'compression'
 ] as const
 
@@ -166,6 +172,7 @@ export function checkRouteDefaults (where: string, options: RouteDefaults<any>):
   checkSeconds(where + 'staleWhileRevalidate', options.staleWhileRevalidate)
   checkSeconds(where + 'staleIfError', options.staleIfError)
   checkNonNegativeInteger(where + 'staleIfErrorTimeout', options.staleIfErrorTimeout)
+  checkNonNegativeInteger(where + 'edgeTtl', options.edgeTtl)
   checkBoolean(where + 'respectRequestDirectives', options.respectRequestDirectives)
   checkBoolean(where + 'heuristicFreshness', options.heuristicFreshness)
   if (options.targetedCacheControl !== false) checkTokens(where + 'targetedCacheControl', options.targetedCacheControl, 'header names')

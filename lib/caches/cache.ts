@@ -4,6 +4,7 @@ import { InvalidOptionError, InvalidTargetError } from '../errors'
 import { checkPattern } from '../cache-key'
 import { ROUTE_DEFAULT_NAMES, checkRouteDefaults, type RouteDefaults } from '../route-defaults'
 import { InvalidationLog } from '../invalidation-log'
+import type { EdgeReport } from '../edge/forwarder'
 import { cacheCounters, channels, trace, type CacheCounters, type CacheStats } from '../observe'
 import { SingleFlight } from '../single-flight'
 import {
@@ -46,6 +47,8 @@ export interface InvalidationReport {
   queued: Array<{ cache: string, error: Error }>
   /** Caches that cannot do this kind of invalidation (a pattern on Memcached). */
   unsupported: Array<{ cache: string, error: Error }>
+  /** With the plugin's `edge` option: what each edge in front did with it. */
+  edges?: EdgeReport
 }
 
 export interface SetOptions {
@@ -454,7 +457,7 @@ export abstract class EmberCache {
  */
 export interface ParsedTarget { keys?: string[], pattern?: string, tags?: string[], clear?: true, soft?: true }
 
-function parseTarget (target: InvalidationTarget): ParsedTarget {
+export function parseTarget (target: InvalidationTarget): ParsedTarget {
   if (isText(target)) return { keys: [target] }
   const parsed = parseHardTarget(target)
   const soft = (target as { soft?: unknown }).soft

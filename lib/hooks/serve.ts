@@ -16,6 +16,7 @@ export function serveEntry (state: CacheRequest, reply: FastifyReply, entry: Cac
   reply.code(entry.status)
   const encoded = representationOf(state, entry)
   setReplayHeaders(reply, state.settings, entry, Date.now(), shortStatus, cacheStatus, state.key, encoded)
+  if (shortStatus === 'STALE') expireAtEdge(state, reply, entry)
   if (notModified(state, entry.headers, encoded)) {
     reply.code(304).send()
     return
@@ -30,6 +31,15 @@ export function serveEntry (state: CacheRequest, reply: FastifyReply, entry: Cac
     return
   }
   reply.code(range.status).header('content-range', range.contentRange).send(range.body)
+}
+
+/**
+ * A stale answer is not for the edge to keep for the route's edgeTtl: that would hold the old
+ * version there long after our refresh. It gets no edge freshness, so the edge asks again.
+ */
+function expireAtEdge (state: CacheRequest, reply: FastifyReply, entry: CacheEntry): void {
+  const edge = state.settings.edge
+  if (edge !== undefined && entry.headers[edge.ttlHeader] !== undefined) reply.header(edge.ttlHeader, 'max-age=0')
 }
 
 /**
@@ -79,6 +89,7 @@ export function replaceWithStale (state: CacheRequest, reply: FastifyReply, entr
   const encoded = representationOf(state, entry)
   if (encoded !== undefined) setCoding(reply, entry, encoded)
   reply.header('age', ageSeconds(entry, Date.now()))
+  expireAtEdge(state, reply, entry)
   setStatusHeaders(reply, state.settings, 'STALE', 'hit; fwd=stale; detail=' + detail, state.key)
   done(null, encoded === undefined ? entry.body : encoded.body)
 }

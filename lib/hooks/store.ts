@@ -16,6 +16,7 @@ import { notModified, replaceWithStale, type OnSendDone } from './serve'
 import { fixedDecision, responseDecision, type AddressedFields, type StoreDecision } from './storability'
 import { CDN_CACHE_CONTROL, targetedDirectives } from '../targeted-cache-control'
 import { bufferStream, isStream } from './stream-buffer'
+import { setEdgeHeaders } from '../edge/edge-headers'
 import { encodeEntry, mayEncode, varyWithEncoding } from './encode'
 import { learnedNames } from './variants'
 import { judgeReads, privateOnly } from './caller-reads'
@@ -173,6 +174,10 @@ function store (state: CacheRequest, out: Outgoing): void {
   }
   const entry = responseEntryOf(settings, reply.statusCode, stored, identity, decision, withSurrogateTags(tagsOf(request, settings), out.surrogate))
   if (stored['cache-control'] === undefined && !settings.ttlFromResponse) reply.header('cache-control', freshnessHeader(entry.ttl, settings.scope))
+  if (settings.edge !== undefined) {
+    const perCaller = reads.cookies.length > 0 || /(^|,)\s*private\b/i.test(String(reply.getHeader('cache-control') ?? ''))
+    setEdgeHeaders(reply, stored, { edge: settings.edge, edgeTtl: settings.edgeTtl, perCaller, key: state.key, tags: entry.tags })
+  }
   // Hits will send the body in the client's best coding: this answer varies on Accept-Encoding too.
   const encodable = mayEncode(settings, reply.statusCode, stored, identity, cacheControl)
   if (encodable) {

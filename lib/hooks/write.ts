@@ -5,6 +5,8 @@ import { FLAG_COMPUTED_ETAG } from '../http-freshness'
 import { computeEtag, parseCacheControl, refusalReason, storableHeaders, type Directives } from '../http-semantics'
 import { logInvalidationFailure, type TargetBuilder } from '../invalidation'
 import type { RouteSettings } from '../options'
+import type { InvalidationTarget } from '../caches/cache'
+import type { EdgeSettings } from '../edge/settings'
 import { ownKeysOf, type OwnTarget } from '../read-routes'
 import { COOKIE_NAME_PREFIX, baseVariant, originOf } from '../variant'
 import { CacheRequest, setState, stateOf } from './request-state'
@@ -50,19 +52,33 @@ export function buildWriteHook (settings: RouteSettings, targets: TargetBuilder[
     const status = reply.statusCode
     if (status < 200 || status >= 400) return done(null, payload)
     const work: Array<Promise<void>> = []
+    /** What the edge in front must drop too (a write-through key included: its edge copy is old). */
+    const edgeTargets: InvalidationTarget[] = []
     const writeThrough = settings.writeThrough && status < 300
     const ownKeys = ownKeysOf(own.targets, request, (err) => warnOwnKey(request, err))
     for (const { target, key } of ownKeys) {
       const written = writeThrough && readNothingUnkeyed(request, target) ? responseEntry(reply, payload, settings, target, request) : undefined
       work.push(written === undefined ? target.cache.invalidate({ key }) : writeEntry(request, target.reader ?? settings, target, key, written))
+      edgeTargets.push({ key })
     }
     // RFC 9111 §4.4: the URIs in Location and Content-Location, when on our origin.
     for (const name of ['location', 'content-location']) {
       const target = sameOriginKey(request, reply.getHeader(name), settings.ttlFromResponse)
-      if (target !== undefined && !ownKeys.some((own) => own.key === target && own.target.cache === cache)) work.push(cache.invalidate({ key: target }))
+      if (target !== undefined && !ownKeys.some((own) => own.key === target && own.target.cache === cache)) {
+        work.push(cache.invalidate({ key: target }))
+        edgeTargets.push({ key: target })
+      }
     }
     for (const build of targets) {
-      for (const target of build(request)) work.push(cache.invalidate(target))
+      for (const target of build(request)) {
+        work.push(cache.invalidate(target))
+        edgeTargets.push(target)
+      }
+    }
+    if (settings.edge !== undefined && edgeTargets.length > 0) {
+      const purged = purgeEdge(settings.edge, edgeTargets, request)
+      // Read-your-write through the edge: the answer waits (bounded) until the edge confirmed.
+      if (settings.edge.wait > 0) work.push(purged)
     }
     Promise.all(work).then(() => done(null, payload), (err: unknown) => {
       // The cache queued what it could not do and serves no hits until it has run it; the
@@ -72,6 +88,24 @@ export function buildWriteHook (settings: RouteSettings, targets: TargetBuilder[
       done(null, payload)
     })
   }
+}
+
+/**
+ * Sends a write's targets to the edge; resolves once the edge confirmed all of them (queued
+ * ones included) or `edge.wait` ms have passed, whichever is first. Never rejects.
+ */
+async function purgeEdge (edge: EdgeSettings, targets: InvalidationTarget[], request: FastifyRequest): Promise<void> {
+  const purged = edge.forwarder.forward(targets).then(async (report) => {
+    const queued = report.queued
+    if (queued.length === 0) return
+    request.log.warn({ edges: queued.map((item) => item.edge), reason: queued[0].error.message }, 'ember-cache: edge purge failed; queued and retried')
+    if (edge.wait > 0) await edge.forwarder.settled()
+  }, (err: unknown) => { request.log.warn({ err }, 'ember-cache: edge purge could not be sent') })
+  if (edge.wait === 0) return await purged
+  let timer: NodeJS.Timeout | undefined
+  const deadline = new Promise<void>((resolve) => { timer = setTimeout(resolve, edge.wait) })
+  await Promise.race([purged, deadline])
+  clearTimeout(timer)
 }
 
 /** A write's answer as the read route's entry, and whether it is stored with codings. */

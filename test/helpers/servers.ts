@@ -11,7 +11,7 @@
 // Redis Cluster always spawns locally (step 3).
 
 import { spawn, execFile, type ChildProcess } from 'node:child_process'
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { chmodSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
 import { createServer, connect as netConnect, type Socket } from 'node:net'
 import { connect as tlsConnect } from 'node:tls'
 import { tmpdir } from 'node:os'
@@ -424,6 +424,10 @@ class ManagedProcess {
       `output:\n${this.output.trim() === '' ? '(none)' : this.output}`)
   }
 
+  get pid (): number | undefined {
+    return this.child?.pid
+  }
+
   get outputTail (): string {
     return this.output
   }
@@ -788,5 +792,68 @@ export async function startRedisCluster (): Promise<RedisClusterHandle> {
   } catch (err) {
     await stopAll()
     throw err
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Varnish (issue 31): the edge in front of an app, always spawned locally, with the VCL the
+// repository ships (docs/varnish/default.vcl) pointed at the app's port.
+
+export interface VarnishServer extends ServerHandle {
+  /** http://127.0.0.1:<port>, for requests and for varnishPurgers({ servers }). */
+  url: string
+}
+
+export async function startVarnish (backendPort: number): Promise<VarnishServer> {
+  const dir = trackDir('ember-varnish-')
+  // varnishd drops privileges: its workers must read the VCL and the working directory.
+  chmodSync(dir, 0o755)
+  const vcl = readFileSync(join(__dirname, '..', '..', 'docs', 'varnish', 'default.vcl'), 'utf8')
+    .replace(/\.host = "[^"]*";/, `.host = "${HOST}";`).replace(/\.port = "\d+";/, `.port = "${backendPort}";`)
+  writeFileSync(join(dir, 'default.vcl'), vcl, { mode: 0o644 })
+  const { proc, port } = await startOnFreePort((p) => new ManagedProcess({
+    name: 'varnishd',
+    command: 'varnishd',
+    port: p,
+    args: ['-F', '-n', join(dir, 'work'), '-a', `${HOST}:${p}`, '-f', join(dir, 'default.vcl'), '-s', 'malloc,32m', '-p', 'ban_lurker_sleep=0.01'],
+    ready: () => varnishAnswers(p)
+  }))
+  return {
+    host: HOST,
+    port,
+    url: `http://${HOST}:${port}`,
+    managed: true,
+    stop: async () => { await proc.stop(); removeDir(dir) },
+    kill: () => proc.kill(),
+    // varnishd -F is the manager; requests are served by the cache process it forks: both stop.
+    pause: () => { proc.pause(); signalChildren(proc.pid, 'SIGSTOP') },
+    resume: () => { signalChildren(proc.pid, 'SIGCONT'); proc.resume() },
+    restart: () => proc.restart(),
+    flushAll: async () => { await fetch(`http://${HOST}:${port}/`, { method: 'BAN' }) }
+  }
+}
+
+/** Sends a signal to the processes `pid` forked (from /proc: no pgrep needed). */
+function signalChildren (pid: number | undefined, signal: NodeJS.Signals): void {
+  if (pid === undefined) return
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue
+    let stat: string
+    try { stat = readFileSync(`/proc/${entry}/stat`, 'utf8') } catch { continue }
+    // pid (comm) state ppid ...: comm may hold spaces, so read after its closing parenthesis.
+    const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1])
+    if (ppid === pid) {
+      try { process.kill(Number(entry), signal) } catch {}
+    }
+  }
+}
+
+/** Varnish's child answers (a purge of a tag nobody has is harmless). */
+async function varnishAnswers (port: number): Promise<boolean> {
+  try {
+    const response = await fetch(`http://${HOST}:${port}/`, { method: 'PURGE', headers: { 'xkey-purge': 'ember-probe' }, signal: AbortSignal.timeout(PROBE_TIMEOUT_MS) })
+    return response.status === 200
+  } catch {
+    return false
   }
 }
