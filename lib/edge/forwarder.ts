@@ -1,7 +1,7 @@
 import type { FastifyBaseLogger } from 'fastify'
 import { parseTarget, type InvalidationTarget, type ParsedTarget } from '../caches/cache'
 import { PatternNotSupportedError } from '../errors'
-import { channels } from '../observe'
+import { channels, type EdgePurgeContext } from '../observe'
 import { EdgePurgeFailure, type EdgePurge, type EdgePurger } from './purgers'
 import { edgeTag, keyTag } from './tag-header'
 
@@ -79,16 +79,20 @@ class EdgeQueue {
   }
 
   private async attempt (request: EdgePurge): Promise<void> {
-    const context = { edge: this.purger.name, all: 'all' in request, tags: 'tags' in request ? request.tags.length : 0, soft: request.soft, outcome: 'purged' }
-    try {
-      if (channels.edgePurge.hasSubscribers) await channels.edgePurge.tracePromise(async () => await this.purger.purge(request), context)
-      else await this.purger.purge(request)
-      this.stats.purged++
-    } catch (err) {
-      context.outcome = 'failed'
-      this.stats.failed++
-      throw err
+    const context: EdgePurgeContext = { edge: this.purger.name, all: 'all' in request, tags: 'tags' in request ? request.tags.length : 0, soft: request.soft, outcome: 'purged' }
+    const run = async (): Promise<void> => {
+      try {
+        await this.purger.purge(request)
+        this.stats.purged++
+      } catch (err) {
+        // Set before the channel's error and asyncEnd events, which subscribers read it in.
+        context.outcome = 'failed'
+        this.stats.failed++
+        throw err
+      }
     }
+    if (channels.edgePurge.hasSubscribers) await channels.edgePurge.tracePromise(run, context)
+    else await run()
   }
 
   private enqueue (request: EdgePurge): void {

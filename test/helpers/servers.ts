@@ -11,7 +11,7 @@
 // Redis Cluster always spawns locally (step 3).
 
 import { spawn, execFile, type ChildProcess } from 'node:child_process'
-import { chmodSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
+import { chmodSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
 import { createServer, connect as netConnect, type Socket } from 'node:net'
 import { connect as tlsConnect } from 'node:tls'
 import { tmpdir } from 'node:os'
@@ -813,7 +813,8 @@ export async function startVarnish (backendPort: number): Promise<VarnishServer>
   writeFileSync(join(dir, 'default.vcl'), vcl, { mode: 0o644 })
   const { proc, port } = await startOnFreePort((p) => new ManagedProcess({
     name: 'varnishd',
-    command: 'varnishd',
+    // Debian puts it in /usr/sbin, which a non-root PATH may lack.
+    command: existsSync('/usr/sbin/varnishd') ? '/usr/sbin/varnishd' : 'varnishd',
     port: p,
     args: ['-F', '-n', join(dir, 'work'), '-a', `${HOST}:${p}`, '-f', join(dir, 'default.vcl'), '-s', 'malloc,32m', '-p', 'ban_lurker_sleep=0.01'],
     ready: () => varnishAnswers(p)
