@@ -2,7 +2,7 @@
 
 const Fastify = require('fastify')
 const promClient = require('prom-client')
-const { emberCache, MemoryCache, StaticCache, RedisCache, MemcachedCache, registerPrometheusMetrics } = require('fastify-ember-cache')
+const { emberCache, MemoryCache, StaticCache, RedisCache, MemcachedCache, registerPrometheusMetrics, varnishPurgers } = require('fastify-ember-cache')
 const { openDb } = require('./db')
 
 /**
@@ -29,7 +29,11 @@ async function build (options = {}) {
     ? new MemcachedCache({ servers: options.memcachedServers, keyPrefix: 'example:', ttl: 300 })
     : new MemoryCache({ name: 'projects', ttl: 300 })
 
-  await app.register(emberCache, { defaultTtl: 60 })
+  // options.varnishUrl: a Varnish in front (docs/varnish/default.vcl). Responses then carry their
+  // tags in xkey, public pages may stay 5 minutes at the edge, and every invalidation purges there.
+  const edge = options.varnishUrl ? { tagHeader: 'xkey', purgers: [varnishPurgers({ servers: [options.varnishUrl] })] } : undefined
+  const atEdge = edge ? { edgeTtl: 300 } : {}
+  await app.register(emberCache, { defaultTtl: 60, ...(edge ? { edge } : {}) })
 
   // Auth: `Authorization: Bearer <token>`, a user from the database. The cache lookup runs after
   // these preHandlers, so a request they reject never sees a cached body.
@@ -66,11 +70,11 @@ async function build (options = {}) {
   app.get('/health', { config: { cache: { cache: new StaticCache(), early: true } } }, async () => ({ status: 'ok', version: '1.0.0', startedAt }))
 
   // Public data: `public` lets requests that carry a token (a logged-in client) share the entries.
-  app.get('/projects', { config: { cache: { cache: projectsCache, public: true, tags: ['projects'] } } }, async () => db.listProjects())
+  app.get('/projects', { config: { cache: { cache: projectsCache, public: true, tags: ['projects'], ...atEdge } } }, async () => db.listProjects())
 
   app.get('/projects/:projectId/tasks', {
     schema: { params: params('projectId') },
-    config: { cache: { cache: tasksCache, public: true, tags: (request) => ['project:' + request.params.projectId] } }
+    config: { cache: { cache: tasksCache, public: true, tags: (request) => ['project:' + request.params.projectId], ...atEdge } }
   }, async (request, reply) => {
     if (db.getProject(Number(request.params.projectId)) === undefined) return reply.code(404).send({ error: 'no such project' })
     return db.tasksOfProject(Number(request.params.projectId))
@@ -78,7 +82,7 @@ async function build (options = {}) {
 
   app.get('/tasks/:taskId', {
     schema: { params: params('taskId') },
-    config: { cache: { cache: tasksCache, public: true, key: 'task:{taskId}', tags: (request) => ['task:' + request.params.taskId] } }
+    config: { cache: { cache: tasksCache, public: true, key: 'task:{taskId}', tags: (request) => ['task:' + request.params.taskId], ...atEdge } }
   }, async (request, reply) => {
     const task = db.getTask(Number(request.params.taskId))
     if (task === undefined) return reply.code(404).send({ error: 'no such task' })

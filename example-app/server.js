@@ -10,7 +10,8 @@ async function main () {
     logger: true,
     redisUrl: process.env.REDIS_URL,
     memcachedServers: process.env.MEMCACHED_SERVERS,
-    dbFile: process.env.DB_FILE
+    dbFile: process.env.DB_FILE,
+    varnishUrl: process.env.VARNISH_URL
   })
   await app.listen({ port, host })
   const base = `http://${host}:${app.server.address().port}`
@@ -23,7 +24,7 @@ fastify-ember-cache example on ${base} (tasks in ${process.env.REDIS_URL ? 'Redi
   curl -i ${base}/projects/1/tasks                    # MISS again: the POST invalidated tag project:1
   curl -s -X POST -H 'authorization: Bearer ada-token' -H 'content-type: application/json' -d '{"tags":["projects"]}' ${base}/admin/cache/invalidate
   curl -s ${base}/db-stats                            # how many queries reached SQLite
-${process.env.REDIS_URL ? '' : '  (REDIS_URL=redis://127.0.0.1:6379 puts the task routes in Redis; MEMCACHED_SERVERS=127.0.0.1:11211 the projects in Memcached)\n'}`)
+${process.env.REDIS_URL ? '' : '  (REDIS_URL=redis://127.0.0.1:6379 puts the task routes in Redis; MEMCACHED_SERVERS=127.0.0.1:11211 the projects in Memcached)\n'}${process.env.VARNISH_URL ? `  behind Varnish at ${process.env.VARNISH_URL}: writes purge it too\n` : '  (VARNISH_URL=http://127.0.0.1:6081 purges a Varnish in front, run with docs/varnish/default.vcl)\n'}`)
   for (const signal of ['SIGINT', 'SIGTERM']) {
     process.once(signal, () => { app.close().then(() => process.exit(0)) })
   }

@@ -5,7 +5,8 @@
 import t, { type Test } from 'tap'
 import Fastify, { type FastifyInstance } from 'fastify'
 import emberCache, { varnishPurgers, type EdgeOptions, type EdgePurger } from '../lib/index'
-import { startVarnish, type VarnishServer } from './helpers/servers'
+import { createRequire } from 'node:module'
+import { freePort, startVarnish, type VarnishServer } from './helpers/servers'
 
 interface Item { id: string, version: number }
 
@@ -164,4 +165,27 @@ t.test('edge.wait: a write answers after its purge, so a read that starts after 
     if ((await get('/items/9')).body.version !== i + 2) old++
   }
   t.equal(old, 0, 'no read after a write saw the version before it')
+})
+
+t.test('the example app with VARNISH_URL: its public pages stay at the edge until a write purges them', async (t) => {
+  const { build } = createRequire(__filename)('../example-app/app.js') as { build: (options: { varnishUrl?: string }) => Promise<FastifyInstance> }
+  // The app must listen before Varnish knows its port, and know Varnish's URL when built: a
+  // port for Varnish is picked first.
+  const edgePort = await freePort()
+  const app = await build({ varnishUrl: `http://127.0.0.1:${edgePort}` })
+  t.teardown(() => app.close())
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  const varnish = await startVarnish((app.server.address() as { port: number }).port, edgePort)
+  t.teardown(() => varnish.stop())
+  const projects = async (): Promise<{ names: string[], edge: string | null }> => {
+    const response = await fetch(varnish.url + '/projects')
+    return { names: (await response.json() as Array<{ name: string }>).map((project) => project.name), edge: response.headers.get('x-edge-cache') }
+  }
+  const before = await projects()
+  t.equal((await projects()).edge, 'HIT', 'kept at the edge (edgeTtl 300)')
+  const created = await app.inject({ method: 'POST', url: '/projects', headers: { authorization: 'Bearer linus-token' }, payload: { name: 'edge-fresh' } })
+  t.equal(created.statusCode, 201)
+  const after = await projects()
+  t.equal(after.edge, 'MISS', 'the write\'s invalidation purged the edge before it answered')
+  t.same(after.names, [...before.names, 'edge-fresh'])
 })

@@ -804,25 +804,26 @@ export interface VarnishServer extends ServerHandle {
   url: string
 }
 
-export async function startVarnish (backendPort: number): Promise<VarnishServer> {
+/** Varnish in front of 127.0.0.1:`backendPort`, on `port` when given (else a free one). */
+export async function startVarnish (backendPort: number, port?: number): Promise<VarnishServer> {
   const dir = trackDir('ember-varnish-')
   // varnishd drops privileges: its workers must read the VCL and the working directory.
   chmodSync(dir, 0o755)
   const vcl = readFileSync(join(__dirname, '..', '..', 'docs', 'varnish', 'default.vcl'), 'utf8')
     .replace(/\.host = "[^"]*";/, `.host = "${HOST}";`).replace(/\.port = "\d+";/, `.port = "${backendPort}";`)
   writeFileSync(join(dir, 'default.vcl'), vcl, { mode: 0o644 })
-  const { proc, port } = await startOnFreePort((p) => new ManagedProcess({
+  const { proc, port: listening } = await startOnFreePort((p) => new ManagedProcess({
     name: 'varnishd',
     // Debian puts it in /usr/sbin, which a non-root PATH may lack.
     command: existsSync('/usr/sbin/varnishd') ? '/usr/sbin/varnishd' : 'varnishd',
     port: p,
     args: ['-F', '-n', join(dir, 'work'), '-a', `${HOST}:${p}`, '-f', join(dir, 'default.vcl'), '-s', 'malloc,32m', '-p', 'ban_lurker_sleep=0.01'],
     ready: () => varnishAnswers(p)
-  }))
+  }), port === undefined ? freePort : async () => port)
   return {
     host: HOST,
-    port,
-    url: `http://${HOST}:${port}`,
+    port: listening,
+    url: `http://${HOST}:${listening}`,
     managed: true,
     stop: async () => { await proc.stop(); removeDir(dir) },
     kill: () => proc.kill(),
@@ -830,7 +831,7 @@ export async function startVarnish (backendPort: number): Promise<VarnishServer>
     pause: () => { proc.pause(); signalChildren(proc.pid, 'SIGSTOP') },
     resume: () => { signalChildren(proc.pid, 'SIGCONT'); proc.resume() },
     restart: () => proc.restart(),
-    flushAll: async () => { await fetch(`http://${HOST}:${port}/`, { method: 'BAN' }) }
+    flushAll: async () => { await fetch(`http://${HOST}:${listening}/`, { method: 'BAN' }) }
   }
 }
 
