@@ -52,7 +52,7 @@ async function during (seen: Seen[], run: () => Promise<unknown>): Promise<Seen[
 const lines = (events: Seen[]): string[] => events.map((event) => event.line)
 
 t.test('the channel names are the documented ones', async (t) => {
-  t.same(Object.keys(diagnosticsChannels).sort(), ['invalidate', 'lookup', 'refresh', 'store'])
+  t.same(Object.keys(diagnosticsChannels).sort(), ['edgePurge', 'invalidate', 'lookup', 'refresh', 'store'])
   t.equal(diagnosticsChannels.lookup.start.name, 'tracing:ember-cache:lookup:start')
 })
 
