@@ -24,7 +24,7 @@ export interface RouteCounters {
   staleIfError: number
   /** Stale answers a client asked for (request max-stale). */
   staleMaxStale: number
-  /** Background refreshes run for stale-while-revalidate answers (not client requests). */
+  /** Background refreshes run (stale-while-revalidate answers, early refreshes of entries about to expire): not client requests. */
   refreshes: number
   /** Of `misses`, stale entries the handler confirmed with a 304. */
   revalidated: number

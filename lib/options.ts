@@ -229,6 +229,12 @@ export interface RouteSettings {
   /** Cache-Control scope sent with our freshness: '' (none), 'public, ' or 'private, '. */
   scope: string
   staleWhileRevalidate: number
+  /** XFetch's beta for early refreshes; 0: none. */
+  earlyRefresh: number
+  /** The fraction of a fixed ttl taken off at random per stored entry. */
+  ttlJitter: number
+  /** What a miss costs this route: a moving average of its handler times, in ms (early refresh reads it). */
+  missCost: { ms: number }
   staleIfError: number
   staleIfErrorTimeout: number
   /** The plugin's edge, when one is in front. */
@@ -422,6 +428,9 @@ export function resolveRouteOptions (
     writeThrough: route.writeThrough ?? false,
     scope: isPublic ? 'public, ' : perCaller ? 'private, ' : '',
     staleWhileRevalidate: pick('staleWhileRevalidate') ?? 0,
+    earlyRefresh: betaOf(pick('earlyRefresh')),
+    ttlJitter: pick('ttlJitter') ?? 0,
+    missCost: { ms: 0 },
     staleIfError: pick('staleIfError') ?? 0,
     staleIfErrorTimeout: pick('staleIfErrorTimeout') ?? 0,
     edge: plugin.edge,
@@ -438,6 +447,12 @@ export function resolveRouteOptions (
     surrogateKeyHeader: plugin.surrogateKeyHeader,
     perRequestHeaders: plugin.perRequestHeaders
   }
+}
+
+/** earlyRefresh as XFetch's beta: on (1) unless turned off. */
+function betaOf (earlyRefresh: boolean | number | undefined): number {
+  if (earlyRefresh === undefined || earlyRefresh === true) return 1
+  return earlyRefresh === false ? 0 : earlyRefresh
 }
 
 /**

@@ -92,6 +92,20 @@ export interface RouteDefaults<RouteGeneric extends RouteGenericInterface = Loos
   /** Seconds an expired entry replaces an origin error (RFC 5861 §4). Default 0. */
   staleIfError?: number
   /**
+   * Refresh a hot entry before it expires, in the background, once per entry across the fleet
+   * (probabilistic early recomputation, "XFetch": Vattani, Chierichetti and Lowenstein, VLDB
+   * 2015): a hit refreshes when `now + cost * beta * -ln(random) >= expiry`, `cost` being the
+   * route's measured handler time. true is beta 1; a number is beta (larger: earlier); false
+   * turns it off. Default true.
+   */
+  earlyRefresh?: boolean | number
+  /**
+   * A fraction (0 to 0.5) of a fixed ttl taken off at random for each stored entry, so entries
+   * stored together (a deploy, a warm-up) do not expire together. Never lengthens freshness.
+   * Default 0.
+   */
+  ttlJitter?: number
+  /**
    * Milliseconds the handler may take when an entry within `staleIfError` exists; past it, the
    * stale entry is served and the late answer is dropped. 0 waits for the handler. Default 0.
    */
@@ -144,7 +158,7 @@ export interface CompressionOptions {
 
 export const ROUTE_DEFAULT_NAMES = [
   'ttl', 'tags', 'varyHeaders', 'varyCookies', 'unkeyedHeaders', 'callerProperties', 'keyFn', 'key', 'statusCodes', 'private', 'public', 'shareAcrossHosts',
-  'staleWhileRevalidate', 'staleIfError', 'staleIfErrorTimeout', 'edgeTtl', 'respectRequestDirectives', 'streamMaxBytes',
+  'staleWhileRevalidate', 'staleIfError', 'staleIfErrorTimeout', 'earlyRefresh', 'ttlJitter', 'edgeTtl', 'respectRequestDirectives', 'streamMaxBytes',
   'heuristicFreshness', 'targetedCacheControl', 'compression'
 ] as const
 
@@ -170,6 +184,13 @@ export function checkRouteDefaults (where: string, options: RouteDefaults<any>):
   if (options.private === true && options.public === true) throw new InvalidOptionError(where + 'public', 'a response cannot be both public and private')
   checkBoolean(where + 'shareAcrossHosts', options.shareAcrossHosts)
   checkSeconds(where + 'staleWhileRevalidate', options.staleWhileRevalidate)
+  if (options.earlyRefresh !== undefined && typeof options.earlyRefresh !== 'boolean' &&
+    (typeof options.earlyRefresh !== 'number' || !Number.isFinite(options.earlyRefresh) || options.earlyRefresh < 0 || options.earlyRefresh > 10)) {
+    throw new InvalidOptionError(where + 'earlyRefresh', 'expected a boolean or a beta from 0 to 10, got ' + describe(options.earlyRefresh))
+  }
+  if (options.ttlJitter !== undefined && (typeof options.ttlJitter !== 'number' || !(options.ttlJitter >= 0 && options.ttlJitter <= 0.5))) {
+    throw new InvalidOptionError(where + 'ttlJitter', 'expected a fraction from 0 to 0.5, got ' + describe(options.ttlJitter))
+  }
   checkSeconds(where + 'staleIfError', options.staleIfError)
   checkNonNegativeInteger(where + 'staleIfErrorTimeout', options.staleIfErrorTimeout)
   checkNonNegativeInteger(where + 'edgeTtl', options.edgeTtl)

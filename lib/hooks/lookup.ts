@@ -127,6 +127,7 @@ function onLookup (
     if (!fresh) return revalidateOrLead(state, reply, found, done)
   }
   if (fresh) {
+    if (state.settings.earlyRefresh > 0) refreshEarly(state, found, expiresAt - now, refresh)
     state.decided('hits', state.fromL1 ? 'hit-l1' : 'hit')
     if (state.fromL1 && state.settings.counters !== undefined) state.settings.counters.hitsL1++
     return serveEntry(state, reply, found, 'HIT', state.fromL1 ? 'hit; detail=l1' : 'hit')
@@ -152,6 +153,21 @@ function onLookup (
     else if ((found.flags & FLAG_KEEP_STALE) !== 0 && state.settings.ttlFromResponse) state.staleIfFailed = found
   }
   revalidateOrLead(state, reply, found, done)
+}
+
+/**
+ * XFetch (Vattani, Chierichetti and Lowenstein, VLDB 2015): a hit on an entry about to expire
+ * refreshes it in the background with probability rising as expiry nears, `cost * beta *
+ * -ln(random) >= remaining`, so a hot entry is replaced before anyone finds it expired and a
+ * cold one almost never is. Once per stored entry across the fleet (the refresher claims it).
+ */
+function refreshEarly (state: CacheRequest, entry: CacheEntry, remainingMs: number, refresh: Refresher): void {
+  const { settings } = state
+  const window = settings.missCost.ms * settings.earlyRefresh
+  // -ln(random) exceeds 20 once in 500 million draws: further from expiry, nothing is drawn.
+  if (window === 0 || entry.ttl === 0 || remainingMs > window * 20) return
+  if (window * -Math.log(Math.random()) < remainingMs) return
+  refresh(state, 'early:' + String(entry.storedAt))
 }
 
 /** RFC 9111 §4.3.1: an entry with the origin's validators is revalidated rather than fetched again. */

@@ -35,8 +35,12 @@ export function refreshOf (request: FastifyRequest): RefreshRecord | undefined {
   return undefined
 }
 
-/** Runs a request again in the background to refresh an entry (stale-while-revalidate). */
-export type Refresher = (state: CacheRequest) => void
+/**
+ * Runs a request again in the background to refresh an entry (stale-while-revalidate, early
+ * refresh). With a `claim`, it runs only if this instance claims it on the backend's fill lock
+ * first: one refresh of a stored entry across the fleet, whichever instance got there first.
+ */
+export type Refresher = (state: CacheRequest, claim?: string) => void
 
 /** A key whose refresh did not store waits this long before the next, doubling up to REFRESH_BACKOFF_MAX_MS. */
 const REFRESH_BACKOFF_MS = 1_000
@@ -53,13 +57,28 @@ const MAX_BACKING_OFF = 10_000
 export function buildRefresher (inject: (options: InjectOptions) => Promise<unknown>): Refresher {
   const running = new Set<string>()
   const backoff = new Map<string, { failures: number, until: number }>()
-  return (state) => {
-    const { request, settings } = state
+  return (state, claim) => {
+    const { settings } = state
     const id = settings.cache.name + '\u0000' + state.key + '\u0000' + state.variant
     if (running.has(id)) return
     const waiting = backoff.get(id)
     if (waiting !== undefined && Date.now() < waiting.until) return
     running.add(id)
+    const lock = settings.cache.fillLock
+    if (claim !== undefined && lock !== undefined) {
+      // The claim is never released: it expires with the lock's ttl, after the refresh has stored.
+      const claimed = lock.acquire(state.key, state.variant + '\u0000' + claim).then((token) => token !== undefined, () => false)
+      settings.cache.track(claimed.then((mine) => {
+        if (mine) return run(state, id)
+        running.delete(id)
+      }))
+      return
+    }
+    run(state, id)
+  }
+
+  function run (state: CacheRequest, id: string): void {
+    const { request, settings } = state
     const headers = { ...request.headers }
     delete headers['if-none-match']
     delete headers['if-modified-since']
@@ -67,10 +86,10 @@ export function buildRefresher (inject: (options: InjectOptions) => Promise<unkn
     const Request = class extends RefreshRequest {
       static [kRefresh] = record
     }
-    const run = (): Promise<unknown> => inject({ method: 'GET', url: request.url, headers: headers as Record<string, string>, Request } as InjectOptions)
+    const send = (): Promise<unknown> => inject({ method: 'GET', url: request.url, headers: headers as Record<string, string>, Request } as InjectOptions)
     const refreshing = channels.refresh.hasSubscribers
-      ? trace(channels.refresh, { cache: settings.cache.name, route: settings.label, keyHash: settings.hashKey(state.key) }, run, () => 'refreshed') as Promise<unknown>
-      : run()
+      ? trace(channels.refresh, { cache: settings.cache.name, route: settings.label, keyHash: settings.hashKey(state.key) }, send, () => 'refreshed') as Promise<unknown>
+      : send()
     settings.cache.track(refreshing
       .catch((err: unknown) => request.log.warn({ err, cache: settings.cache.name, route: settings.label }, 'ember-cache: background refresh failed'))
       .finally(() => {

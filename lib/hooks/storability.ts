@@ -30,12 +30,18 @@ export function fixedDecision (state: CacheRequest, status: number, headers: Rec
   const { settings } = state
   return {
     refusal: refusalReason(status, settings.statusCodes, headers, cacheControl),
-    ttl: settings.ttl,
+    ttl: jittered(settings.ttl, settings.ttlJitter),
     initialAge: 0,
     flags: 0,
     staleWhileRevalidate: settings.staleWhileRevalidate,
     staleIfError: settings.staleIfError
   }
+}
+
+/** A ttl less a random part of `jitter` of it (whole seconds; 0, never expiring, stays 0). */
+function jittered (ttl: number, jitter: number): number {
+  if (jitter === 0 || ttl === 0) return ttl
+  return Math.max(1, ttl - Math.floor(ttl * jitter * Math.random()))
 }
 
 /**

@@ -104,9 +104,18 @@ export function buildStoreHook (settings: RouteSettings) {
   }
 }
 
+/** What a miss cost, in a moving average (the last ~10 count): early refreshes go by it. */
+function recordMissCost (settings: RouteSettings, state: CacheRequest): void {
+  if (state.requestTime === 0) return
+  const ms = Date.now() - state.requestTime
+  const cost = settings.missCost
+  cost.ms = cost.ms === 0 ? ms : cost.ms * 0.9 + ms * 0.1
+}
+
 function store (state: CacheRequest, out: Outgoing): void {
   const { settings, request } = state
   const { reply } = out
+  recordMissCost(settings, state)
   const headers = reply.getHeaders()
   const cacheControl = parseCacheControl(headers['cache-control'])
   const decision: StoreDecision = settings.ttlFromResponse
