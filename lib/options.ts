@@ -4,6 +4,7 @@ import type { LocalCacheOptions, StaticCacheOptions } from './caches/local-cache
 import { checkNamespace, type ModeRedisOptions } from './mode-caches'
 import { CDN_CACHE_CONTROL } from './targeted-cache-control'
 import type { EdgeOptions, EdgeSettings } from './edge/settings'
+import { readYourWritesSettings, type ReadYourWrites, type ReadYourWritesOptions } from './read-your-writes'
 import type { MemcachedCacheOptions } from './caches/memcached-cache'
 import { compileTemplate, targetKey, urlKey, type KeyBuilder } from './cache-key'
 import { InvalidOptionError } from './errors'
@@ -75,6 +76,12 @@ export interface EmberCachePluginOptions {
    * to its purge API (README, "Behind a CDN or Varnish").
    */
   edge?: EdgeOptions
+  /**
+   * Read your own writes, fleet-wide: after a write route answers, the same caller's reads on
+   * any instance never get an entry stored before the write (a signed cookie carries the
+   * write's time). true, or `{ window: seconds (10), cookie: name ('ember-ryw') }`. Default off.
+   */
+  readYourWrites?: boolean | ReadYourWritesOptions
   /**
    * Content codings stored with entries, for every route that does not set its own (route >
    * cache object > plugin). Default `{ encodings: ['br', 'gzip'], minBytes: 1024, maxBytes: 1048576 }`;
@@ -165,6 +172,7 @@ export interface ResolvedPluginOptions {
   hashKey: (key: string) => string
   /** The edge in front (built by the plugin, which has the logger). */
   edge?: EdgeSettings
+  readYourWrites: ReadYourWrites | undefined
 }
 
 /** Everything a cached route needs per request, computed once at route registration. */
@@ -239,6 +247,8 @@ export interface RouteSettings {
   staleIfErrorTimeout: number
   /** The plugin's edge, when one is in front. */
   edge: EdgeSettings | undefined
+  /** The plugin's read-your-writes cookie, when on. */
+  readYourWrites: ReadYourWrites | undefined
   /** Seconds the edge may keep this route's responses (sent in edge.ttlHeader). */
   edgeTtl: number | undefined
   maxEntryBytes: number
@@ -257,7 +267,7 @@ export interface RouteSettings {
 const PLUGIN_OPTIONS: ReadonlySet<string> = new Set([
   'enabled', 'defaultTtl', 'header', 'statusCodes', 'keyPrefix', 'memory', 'static', 'redis', 'memcached',
   'respectRequestDirectives', 'cacheStatus', 'debug', 'collapseWait', 'streamMaxBytes', 'surrogateKeyHeader', 'perRequestHeaders',
-  'caches', 'stats', 'compression', 'keyHashSecret', 'edge'
+  'caches', 'stats', 'compression', 'keyHashSecret', 'edge', 'readYourWrites'
 ])
 const ROUTE_OPTIONS: ReadonlySet<string> = new Set(['mode', 'cache', 'invalidate', 'writeThrough', 'early', ...ROUTE_DEFAULT_NAMES])
 // RFC 9110 §15.3.7: a 206 holds part of a representation; storing it as the whole would be wrong.
@@ -315,7 +325,8 @@ export function resolvePluginOptions (options: EmberCachePluginOptions | undefin
     caches: opts.caches ?? [],
     stats: opts.stats ?? true,
     compression: compression ?? DEFAULT_COMPRESSION,
-    hashKey: keyHasher(opts.keyHashSecret)
+    hashKey: keyHasher(opts.keyHashSecret),
+    readYourWrites: readYourWritesSettings(opts.readYourWrites)
   }
 }
 
@@ -434,6 +445,7 @@ export function resolveRouteOptions (
     staleIfError: pick('staleIfError') ?? 0,
     staleIfErrorTimeout: pick('staleIfErrorTimeout') ?? 0,
     edge: plugin.edge,
+    readYourWrites: plugin.readYourWrites,
     edgeTtl: edgeTtlOf(where, pick('edgeTtl'), plugin.edge, !isPublic && perCaller),
     maxEntryBytes: cache.maxEntryBytes,
     // Proxied bodies are streams: a from-response route stores them up to maxEntryBytes by default.

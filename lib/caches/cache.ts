@@ -305,6 +305,11 @@ export abstract class EmberCache {
     await this.runInvalidation({ ...target, soft: undefined })
   }
 
+  /** The backend's clock now (ms): entry times are written on it. In-process caches: ours. */
+  serverNow (): number {
+    return Date.now()
+  }
+
   /**
    * Invalidates by key (all variants), glob pattern, or tags. Rejects when the backend fails
    * (InvalidationFailedError; remote caches then retry it before they serve another hit), and

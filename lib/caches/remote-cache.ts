@@ -335,7 +335,7 @@ export abstract class RemoteCache extends EmberCache {
   }
 
   /** Our clock translated to the backend's (ms): what "now" is in times written to it. */
-  serverNow (): number {
+  override serverNow (): number {
     return Date.now() + this.clockOffset
   }
 

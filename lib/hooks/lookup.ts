@@ -8,6 +8,7 @@ import type { RouteSettings } from '../options'
 import { setStatusHeaders } from '../replay'
 import { channels } from '../observe'
 import { baseVariant } from '../variant'
+import { predatesWrite, writeMarkOf, type ReadYourWrites } from '../read-your-writes'
 import { joinOrLead } from './collapse'
 import { startMiss } from './miss'
 import { refreshOf, type Refresher } from './refresh'
@@ -111,6 +112,11 @@ function onLookup (
     if (hasOriginValidators(found)) startRevalidation(state, found)
     return startMiss(state, reply, done)
   }
+  // The caller wrote since this entry was stored: it must not get it back (readYourWrites).
+  if (state.settings.readYourWrites !== undefined && writtenSince(state, found)) {
+    state.forward = 'fwd=request; detail=read-your-writes'
+    return startMiss(state, reply, done)
+  }
   const { directives } = state
   const now = Date.now()
   const expiresAt = freshUntil(found)
@@ -153,6 +159,14 @@ function onLookup (
     else if ((found.flags & FLAG_KEEP_STALE) !== 0 && state.settings.ttlFromResponse) state.staleIfFailed = found
   }
   revalidateOrLead(state, reply, found, done)
+}
+
+/** True when the request carries a valid mark of a write made after the entry was stored. */
+function writtenSince (state: CacheRequest, entry: CacheEntry): boolean {
+  const { settings } = state
+  const now = settings.cache.serverNow()
+  const writtenAt = writeMarkOf(state.request, settings.readYourWrites as ReadYourWrites, now, settings.hashKey)
+  return writtenAt !== undefined && predatesWrite(entry, writtenAt, now - Date.now())
 }
 
 /**

@@ -7,6 +7,7 @@ import { logInvalidationFailure, type TargetBuilder } from '../invalidation'
 import type { RouteSettings } from '../options'
 import type { InvalidationTarget } from '../caches/cache'
 import type { EdgeSettings } from '../edge/settings'
+import { markWrite } from '../read-your-writes'
 import { ownKeysOf, type OwnTarget } from '../read-routes'
 import { COOKIE_NAME_PREFIX, baseVariant, originOf } from '../variant'
 import { CacheRequest, setState, stateOf } from './request-state'
@@ -80,12 +81,18 @@ export function buildWriteHook (settings: RouteSettings, targets: TargetBuilder[
       // Read-your-write through the edge: the answer waits (bounded) until the edge confirmed.
       if (settings.edge.wait > 0) work.push(purged)
     }
-    Promise.all(work).then(() => done(null, payload), (err: unknown) => {
+    const answer = (): void => {
+      // Read your own writes: the writer's reads skip entries stored before now (once the
+      // invalidations ran: what a racing miss stored before them is older too), anywhere.
+      if (settings.readYourWrites !== undefined) markWrite(reply, settings.readYourWrites, cache.serverNow(), settings.hashKey, request.protocol === 'https')
+      done(null, payload)
+    }
+    Promise.all(work).then(answer, (err: unknown) => {
       // The cache queued what it could not do and serves no hits until it has run it; the
       // write itself succeeded, so the client still gets its answer, told in Cache-Status.
       logInvalidationFailure(request.log, cache.name, err)
       if (settings.cacheStatus !== false) reply.header('cache-status', settings.cacheStatus + '; fwd=request; detail=invalidation-queued')
-      done(null, payload)
+      answer()
     })
   }
 }
