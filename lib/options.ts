@@ -326,7 +326,7 @@ export function resolvePluginOptions (options: EmberCachePluginOptions | undefin
     stats: opts.stats ?? true,
     compression: compression ?? DEFAULT_COMPRESSION,
     hashKey: keyHasher(opts.keyHashSecret),
-    readYourWrites: readYourWritesSettings(opts.readYourWrites)
+    readYourWrites: readYourWritesSettings(opts.readYourWrites, opts.keyHashSecret !== undefined)
   }
 }
 

@@ -28,8 +28,10 @@ const COOKIE_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/
 /** A writer's clock may run this far ahead of a reader's backend clock before its mark is refused. */
 const FUTURE_SLACK_MS = 5_000
 
-export function readYourWritesSettings (given: boolean | ReadYourWritesOptions | undefined): ReadYourWrites | undefined {
+export function readYourWritesSettings (given: boolean | ReadYourWritesOptions | undefined, hasSecret: boolean): ReadYourWrites | undefined {
   if (given === undefined || given === false) return undefined
+  // The default secret is random per process: another instance could not verify a mark.
+  if (!hasSecret) throw new InvalidOptionError('readYourWrites', 'needs keyHashSecret, the same on every instance: it signs the marks that any instance must verify')
   const options = given === true ? {} : given
   checkObject('readYourWrites', options)
   rejectUnknown('readYourWrites.', options, OPTIONS)

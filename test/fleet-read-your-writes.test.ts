@@ -13,7 +13,7 @@ import { startRedis, type RedisServer } from './helpers/servers'
 async function instance (t: Test, cache: RedisCache, versions: Map<string, number>, readYourWrites: boolean): Promise<FastifyInstance> {
   const app = Fastify()
   t.teardown(() => app.close())
-  await app.register(emberCache, { readYourWrites })
+  await app.register(emberCache, { readYourWrites, keyHashSecret: 'shared by the fleet, 16+ chars' })
   app.get<{ Params: { id: string } }>('/doc/:id', { config: { cache: { cache, ttl: 60, tags: (request) => ['doc:' + (request.params as { id: string }).id] } } },
     async (request) => ({ version: versions.get(request.params.id) ?? 0 }))
   app.put<{ Params: { id: string } }>('/doc/:id', { config: { cache: { cache, invalidate: ['tags:doc:{id}'] } } }, async (request) => {
@@ -105,6 +105,10 @@ t.test('readYourWrites options are checked at registration', async (t) => {
   for (const [bad, message] of [[{ window: -1 }, /readYourWrites\.window/], [{ cookie: 'a b' }, /readYourWrites\.cookie/], [{ other: 1 }, /readYourWrites\.other/], ['yes', /readYourWrites/]] as const) {
     const app = Fastify()
     t.teardown(() => app.close())
-    await t.rejects(async () => { await app.register(emberCache, { readYourWrites: bad as never }) }, { code: 'FST_EMBER_CACHE_INVALID_OPTION', message })
+    await t.rejects(async () => { await app.register(emberCache, { readYourWrites: bad as never, keyHashSecret: 'shared by the fleet, 16+ chars' }) }, { code: 'FST_EMBER_CACHE_INVALID_OPTION', message })
   }
+  const app = Fastify()
+  t.teardown(() => app.close())
+  await t.rejects(async () => { await app.register(emberCache, { readYourWrites: true }) }, { code: 'FST_EMBER_CACHE_INVALID_OPTION', message: /readYourWrites.*keyHashSecret/ },
+    'without a shared secret another instance could not verify a mark: refused')
 })
