@@ -73,6 +73,12 @@ export interface WrapOptions extends SetOptions {
 export interface FillLock {
   /** A token when this instance may run the handler; undefined when another instance holds the lock. */
   acquire: (key: string, variant: string) => Promise<string | undefined>
+  /**
+   * acquire() and a read of the entry at `variant` in one round trip (the read the lock holder
+   * must make before it runs the handler: another instance may have stored and released since
+   * its lookup). `found` is BYPASS when the backend failed.
+   */
+  acquireAndRead?: (key: string, variant: string) => Promise<{ token: string | undefined, found: LookupResult }>
   /** Releases a lock taken with `acquire` (only if it is still ours). Never throws. */
   release: (key: string, variant: string, token: string) => void
   /** True while some instance holds the lock. May reject (then run the handler). */

@@ -4,7 +4,7 @@ import { SOFT_STALE_MAX_SECONDS, type CacheEntry } from '../entry'
 import { escapeGlob } from '../cache-key'
 import { InvalidOptionError } from '../errors'
 import { checkBoolean, checkObject, checkPositiveInteger, checkString, describe } from '../validate'
-import type { Fence, FillLock, ParsedTarget } from './cache'
+import { BYPASS, type Fence, type FillLock, type ParsedTarget } from './cache'
 import { loadIoredis } from './backend-modules'
 import type { ClusterNodeLike, RedisClientLike, RedisOptionsLike } from './redis-client'
 import { OPAQUE_CONNECTION_ERRORS, probeNodes } from './connect-probe'
@@ -60,12 +60,40 @@ const TAG_EPOCH_INFIX = OWN + '\u0000tagv:'
 const SAFE_EVICTION = new Set(['noeviction', 'volatile-ttl'])
 /** How long a tag's last invalidation epoch is kept: longer than any miss runs. */
 const TAG_EPOCH_KEEP_SECONDS = 600
-const LOCK_INFIX = OWN + '\u0000fill:'
-const LOCK_SEPARATOR = '\u0000'
-
+// A miss's fill lock is a field of its entry's hash, `\0lock:<variant>` = `<expiry ms on the
+// server's clock>:<token>`: one key, so the fence, the lock and the read the holder must make
+// before it runs the handler go in one script and one round trip (one slot on a Cluster).
+// Invalidating the key removes the hash, lock included (a miss then in flight does not store:
+// its fence went too). Variants never start with a NUL, so no lock field is one.
+const LOCK_FIELD = '\u0000lock:'
+// ARGV: fence field, new fence, fence hash ttl (s), lock field, token, lock ttl (ms), field to read.
+// Returns { fence, 1 when the lock is ours, the field read }.
+const FILL_SCRIPT = `local fence = redis.call('HGET', KEYS[1], ARGV[1])
+if not fence then
+  local existed = redis.call('EXISTS', KEYS[1])
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+  if existed == 0 then redis.call('EXPIRE', KEYS[1], ARGV[3]) end
+  fence = ARGV[2]
+end
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+local held = redis.call('HGET', KEYS[1], ARGV[4])
+local taken = 0
+if not held or tonumber(string.match(held, '^(%d+):') or '0') <= now then
+  redis.call('HSET', KEYS[1], ARGV[4], tostring(now + tonumber(ARGV[6])) .. ':' .. ARGV[5])
+  taken = 1
+end
+return { fence, taken, redis.call('HGET', KEYS[1], ARGV[7]) }`
 // Deletes the lock only if it still holds our token: a lock that expired and was taken by
 // another instance must not be released by us.
-const RELEASE_SCRIPT = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end"
+const RELEASE_SCRIPT = `local held = redis.call('HGET', KEYS[1], ARGV[1])
+if held and string.sub(held, -string.len(ARGV[2]) - 1) == ':' .. ARGV[2] then return redis.call('HDEL', KEYS[1], ARGV[1]) end
+return 0`
+const HELD_SCRIPT = `local held = redis.call('HGET', KEYS[1], ARGV[1])
+if not held then return 0 end
+local time = redis.call('TIME')
+if tonumber(string.match(held, '^(%d+):') or '0') > tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000) then return 1 end
+return 0`
 // A miss's fence lives in the entry's own hash (one slot on a Cluster): invalidating the key, a
 // pattern matching it, a tag of it (its key joined the tag's set when the miss began) or
 // everything removes the hash and the fence with it. Concurrent misses share one fence. An
@@ -283,6 +311,17 @@ export class RedisCache extends RemoteCache {
     }
   }
 
+  /** script(), with its reply's strings as Buffers (entries are binary). */
+  private async scriptBuffer (lua: string, key: string, args: Array<string | number | Buffer>): Promise<unknown> {
+    const sha = scriptSha(lua)
+    try {
+      return await (this.redis as unknown as BufferScripts).evalshaBuffer(sha, 1, key, ...args)
+    } catch (err) {
+      if (!(err instanceof Error) || !err.message.startsWith('NOSCRIPT')) throw err
+      return await (this.redis as unknown as BufferScripts).evalBuffer(lua, 1, key, ...args)
+    }
+  }
+
   /** Runs a Lua script on one key: by its SHA1 when Redis knows it, else by its text. */
   private async script (lua: string, key: string, args: Array<string | number | Buffer>): Promise<unknown> {
     const sha = scriptSha(lua)
@@ -435,22 +474,43 @@ export class RedisCache extends RemoteCache {
   }
 
   private buildFillLock ({ ttl, wait, poll }: Required<LockSettings>): FillLock {
-    const lockKey = (key: string, variant: string): string => this.keyPrefix + LOCK_INFIX + key + LOCK_SEPARATOR + variant
+    /** Takes the lock (and the miss's fence) and reads `readField`, in one script. */
+    const fill = async (key: string, variant: string, token: string, readField: string): Promise<{ taken: boolean, bytes: Buffer | null }> => {
+      try {
+        const [, taken, bytes] = await this.bounded(this.scriptBuffer(FILL_SCRIPT, this.entryName(key),
+          [FENCE_FIELD, randomUUID(), FENCE_KEEP_SECONDS, LOCK_FIELD + variant, token, ttl, readField])) as [Buffer, number, Buffer | null]
+        return { taken: taken === 1, bytes }
+      } catch (err) {
+        // A key of another type under our entry's name: a miss (its store replaces it), not a failing backend.
+        if (isWrongType(err)) return { taken: true, bytes: null }
+        throw err
+      }
+    }
     return {
       wait,
       poll,
       acquire: async (key, variant) => {
         if (this.breaker.isOpen) return randomUUID() // backend down: nobody to collapse with
         const token = randomUUID()
-        const taken = await this.bounded(this.redis.set(lockKey(key, variant), token, 'PX', ttl, 'NX'))
-        return taken === 'OK' ? token : undefined
+        return (await fill(key, variant, token, '')).taken ? token : undefined
+      },
+      acquireAndRead: async (key, variant) => {
+        // Backend down, or a script that fails: run the handler (fail open), nobody to wait for.
+        const token = randomUUID()
+        let taken = true
+        const found = await this.readShared(key, variant, async () => {
+          const result = await fill(key, variant, token, variant)
+          taken = result.taken
+          return result.bytes
+        })
+        return { token: taken || found === BYPASS ? token : undefined, found }
       },
       release: (key, variant, token) => {
-        this.track(this.script(RELEASE_SCRIPT, lockKey(key, variant), [token]).catch(() => {
+        this.track(this.script(RELEASE_SCRIPT, this.entryName(key), [LOCK_FIELD + variant, token]).catch(() => {
           // The lock expires by itself after `ttl`.
         }))
       },
-      isHeld: async (key, variant) => await this.bounded(this.redis.exists(lockKey(key, variant))) === 1
+      isHeld: async (key, variant) => await this.bounded(this.script(HELD_SCRIPT, this.entryName(key), [LOCK_FIELD + variant])) === 1
     }
   }
 
@@ -483,6 +543,12 @@ export class RedisCache extends RemoteCache {
 }
 
 interface LockSettings { ttl?: number, wait?: number, poll?: number }
+
+/** ioredis has the Buffer forms of EVAL and EVALSHA; its declarations do not say so. */
+interface BufferScripts {
+  evalshaBuffer: (sha: string, keys: number, ...args: Array<string | number | Buffer>) => Promise<unknown>
+  evalBuffer: (lua: string, keys: number, ...args: Array<string | number | Buffer>) => Promise<unknown>
+}
 
 /** A miss's fence on Redis: the fence field's value in the entry's hash, and the invalidation epoch when it began. */
 interface RedisFence {

@@ -223,10 +223,18 @@ export abstract class RemoteCache extends EmberCache {
   }
 
   private async lookupShared (key: string, variant: string): Promise<LookupResult> {
+    return await this.readShared(key, variant, async () => await this.readBytes(key, variant))
+  }
+
+  /**
+   * Reads an entry from the shared store with `read` (readBytes, or a script that does more in
+   * the same round trip): decoded, its tags checked, kept in L1. BYPASS when the backend fails.
+   */
+  protected async readShared (key: string, variant: string, read: () => Promise<Buffer | null | undefined>): Promise<LookupResult> {
     if (!this.breaker.allows()) return BYPASS
     const mark = this.l1Changes.mark()
     try {
-      let entry = this.decoded.decode(entryId(key, variant), await this.readBytes(key, variant), this.clockOffset)
+      let entry = this.decoded.decode(entryId(key, variant), await read(), this.clockOffset)
       if (entry !== undefined && entry.tags.length > 0) {
         const verdict = await this.tagsStillValid(entry)
         if (verdict === false) entry = undefined

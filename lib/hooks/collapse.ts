@@ -1,5 +1,5 @@
 import type { FastifyReply, HookHandlerDoneFunction } from 'fastify'
-import { BYPASS, type FillLock, type SharedAnswer } from '../caches/cache'
+import { BYPASS, type FillLock, type LookupResult, type SharedAnswer } from '../caches/cache'
 import { ENTRY_RESPONSE, freshUntil, type CacheEntry } from '../entry'
 import { setStatusHeaders } from '../replay'
 import { beginFill, startMiss } from './miss'
@@ -52,18 +52,22 @@ export function joinOrLead (state: CacheRequest, reply: FastifyReply, done: Hook
 async function leadAcrossInstances (state: CacheRequest, reply: FastifyReply, done: HookHandlerDoneFunction): Promise<void> {
   const lock = state.settings.cache.fillLock as FillLock
   const { key, variant } = state
-  // The fence and the lock in one round trip: both commands are in flight together.
+  // The fence and the lock in one round trip: both commands are in flight together. Where the
+  // backend can (Redis), the read the holder must make goes in the lock's own script: a miss
+  // costs two round trips before the handler, the lookup and this one.
   beginFill(state)
   let token: string | undefined
+  let found: LookupResult | undefined
   try {
-    token = await lock.acquire(key, variant)
+    if (lock.acquireAndRead !== undefined) ({ token, found } = await lock.acquireAndRead(key, variant))
+    else token = await lock.acquire(key, variant)
   } catch {
     return startMiss(state, reply, done)
   }
   if (token !== undefined) {
     // Read again under the lock: an instance that stored and released between our first
     // read and our lock must not make us run the handler a second time.
-    const stored = usable(state, await readEntry(state))
+    const stored = usable(state, lock.acquireAndRead !== undefined ? found : await readEntry(state))
     if (stored !== undefined) {
       lock.release(key, variant, token)
       return shareAndServe(state, reply, stored)
