@@ -302,18 +302,31 @@ t.test('write-through stores the codings: the read after a PATCH is a coded hit'
   t.equal(calls(), 0)
 })
 
-t.test('an invalidation while the codings are made wins: nothing is stored', async (t) => {
-  // A body big enough that compressing it takes milliseconds: the invalidation lands in that window.
+t.test('codings are made when a hit first asks for one, not at store (issue 30); an invalidation wins whenever it lands', async (t) => {
+  const zlib = require('node:zlib') as Record<string, (...args: unknown[]) => unknown>
+  let compressions = 0
+  for (const name of ['brotliCompress', 'brotliCompressSync', 'gzip', 'gzipSync', 'deflate', 'deflateSync']) {
+    const real = zlib[name]
+    zlib[name] = (...args: unknown[]) => { compressions++; return real(...args) }
+    t.teardown(() => { zlib[name] = real })
+  }
   const big = { rows: Array.from({ length: 4000 }, (_, i) => ({ id: i, text: 'row ' + String(i) + ' ' + String(i * 7919 % 1000) })) }
   const { app, calls } = await build(t, { mode: 'memory', tags: ['t'] }, {}, () => big)
-  const miss = await get(app)
-  t.equal(miss.headers['x-cache'], 'MISS', 'the miss is answered before its entry is stored')
+  for (let i = 0; i < 5; i++) t.equal((await app.inject({ url: '/r?miss=' + String(i), headers: { 'accept-encoding': 'br, gzip' } })).headers['x-cache'], 'MISS')
+  t.equal(compressions, 0, 'five stored misses, nothing compressed')
+  t.equal((await get(app, 'identity')).headers['content-encoding'], undefined)
+  t.equal(compressions, 0, 'an identity-only request compresses nothing either')
+  const first = await get(app, 'br')
+  t.same([first.headers['x-cache'], first.headers['content-encoding']], ['HIT', 'br'], 'the first br hit waits for the codings and gets br')
+  const made = compressions
+  t.ok(made >= 1 && made <= 3, `made once (${made} calls: br, gzip)`)
+  const again = await Promise.all([get(app, 'gzip'), get(app, 'br'), get(app, 'gzip')])
+  t.same(again.map((res) => res.headers['content-encoding']), ['gzip', 'br', 'gzip'])
+  t.equal(compressions, made, 'later hits use them')
   await app.emberCache.invalidate({ tags: ['t'] })
-  await new Promise((resolve) => setTimeout(resolve, 100))
-  t.equal(app.emberCache.stats().routes.find((route) => route.route === 'GET /r')?.stores, 0, 'the entry was dropped, not stored')
   const next = await get(app)
-  t.equal(next.headers['x-cache'], 'MISS', 'the older response was not stored after the invalidation')
-  t.equal(calls(), 2)
+  t.equal(next.headers['x-cache'], 'MISS', 'an invalidation drops the entry, codings and all')
+  t.equal(calls(), 7)
 })
 
 t.test('compression options are checked at registration', async (t) => {

@@ -311,6 +311,12 @@ export abstract class EmberCache {
     await this.runInvalidation({ ...target, soft: undefined })
   }
 
+  /**
+   * The entry object this cache handed out for `key` and `variant` gained stored codings (made
+   * on its first hit that asked for one): a cache that keeps objects accounts for their bytes.
+   */
+  codingsAdded (_key: string, _variant: string, _entry: CacheEntry): void {}
+
   /** The backend's clock now (ms): entry times are written on it. In-process caches: ours. */
   serverNow (): number {
     return Date.now()

@@ -80,6 +80,13 @@ export abstract class LocalCache extends EmberCache {
     for (const tag of entry.tags) addTo(this.idsByTag, tag, id)
   }
 
+  override codingsAdded (key: string, variant: string, entry: CacheEntry): void {
+    const id = entryId(key, variant)
+    // Set again to count its new bytes (and maybe evict for them), its expiry unchanged. Only
+    // if it is still the entry held: a newer one is never replaced.
+    if (this.entries.peek(id) === entry) this.entries.set(id, entry, { noUpdateTTL: true })
+  }
+
   protected removeKeys (keys: string[]): void {
     for (const key of keys) {
       this.entries.delete(key)

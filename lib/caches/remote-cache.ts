@@ -251,6 +251,11 @@ export abstract class RemoteCache extends EmberCache {
     }
   }
 
+  /** The shared backend keeps identity bodies; the codings live with this process's copies (L1). */
+  override codingsAdded (key: string, variant: string, entry: CacheEntry): void {
+    this.l1?.codingsAdded(key, variant, entry)
+  }
+
   async store (key: string, variant: string, entry: CacheEntry, fence?: Fence): Promise<boolean> {
     if (this.queued.length > 0 || !this.breaker.allows()) return false
     const mark = this.l1Changes.mark()

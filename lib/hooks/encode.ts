@@ -1,11 +1,15 @@
-import { compressible, encodeBody, type EncodedBody } from '../content-coding'
+import { chooseCoding, compressible, encodeBody, type EncodedBody } from '../content-coding'
 import type { CacheEntry } from '../entry'
+import { FLAG_ENCODE_LATER } from '../http-freshness'
 import type { Directives } from '../http-semantics'
 import type { RouteSettings } from '../options'
 
-// Compressing an entry's body once, when it is stored (the `compression` option): which
-// responses qualify, and a process-wide bound on the work in flight, so a flood of large
-// misses cannot queue unbounded compression (past the bound, entries are stored identity only).
+// Compressing an entry's body (the `compression` option): which responses qualify, and when.
+// Not at store: an entry that qualifies is flagged (FLAG_ENCODE_LATER) and its codings are made
+// when a hit first asks for one, once per entry and process, and kept with the entry this
+// process holds (a memory cache's own object, a remote cache's decoded copy and L1); the
+// shared backend keeps the identity body only, so no write-back can ever replace a newer entry.
+// A process-wide bound on the work in flight: past it, hits are served identity meanwhile.
 
 /**
  * Compressions waiting or running in this process at most (small bodies are compressed in one
@@ -37,6 +41,33 @@ export function varyWithEncoding (vary: unknown): string {
   const text = Array.isArray(vary) ? vary.join(', ') : String(vary)
   return /(?:^|,)\s*(?:accept-encoding|\*)\s*(?:,|$)/i.test(text) ? text : text + ', accept-encoding'
 }
+
+/** Codings being made, per entry object: concurrent first hits wait for the same work. */
+const making = new WeakMap<CacheEntry, Promise<void>>()
+
+/**
+ * The codings of a flagged entry, made now if this hit asks for one they would give: resolves
+ * once they are on the entry (the hit then serves one), or undefined when there is nothing to
+ * wait for (not flagged, made already, not asked for, or the bound is reached: serve identity).
+ */
+export function codingsForHit (settings: RouteSettings, entry: CacheEntry, acceptEncoding: string | string[] | undefined, kept: () => void): Promise<void> | undefined {
+  if ((entry.flags & FLAG_ENCODE_LATER) === 0 || entry.encodings !== undefined || acceptEncoding === undefined) return undefined
+  const compression = settings.compression
+  if (compression === undefined || chooseCoding(acceptEncoding, compression.encodings.map((coding) => ({ coding, body: EMPTY }))) === undefined) return undefined
+  const running = making.get(entry)
+  if (running !== undefined) return running
+  const encoding = encodeEntry(settings, entry)
+  if (encoding === undefined) return undefined
+  const made = encoding.then((encodings) => {
+    // Set once, even empty (nothing paid): later hits do not try again.
+    entry.encodings = encodings ?? []
+    kept()
+  })
+  making.set(entry, made)
+  return made
+}
+
+const EMPTY = Buffer.alloc(0)
 
 /**
  * The entry's body in the route's codings, off the event loop; undefined when the bound is

@@ -1,6 +1,6 @@
 import type { FastifyReply } from 'fastify'
 import type { CacheEntry } from '../entry'
-import { FLAG_COMPUTED_ETAG } from '../http-freshness'
+import { FLAG_COMPUTED_ETAG, FLAG_ENCODE_LATER } from '../http-freshness'
 import { parseCacheControl, storableHeaders, updatedHeaders } from '../http-semantics'
 import { setReplayHeaders } from '../replay'
 import type { CacheRequest } from './request-state'
@@ -58,12 +58,11 @@ export function finishRevalidation (state: CacheRequest, reply: FastifyReply, ad
     })
     : fixedDecision(state, stale.status, headers, cacheControl)
   const entry = responseEntryOf(settings, stale.status, headers, stale.body, decision, stale.tags)
-  entry.flags |= stale.flags & FLAG_COMPUTED_ETAG
-  // The body is the same, and so are its stored codings (whatever Vary the 304 came with).
-  if (stale.encodings !== undefined && stale.encodings.length > 0) {
-    entry.encodings = stale.encodings
-    headers.vary = varyWithEncoding(headers.vary)
-  }
+  entry.flags |= stale.flags & (FLAG_COMPUTED_ETAG | FLAG_ENCODE_LATER)
+  // The body is the same, and so are its stored codings, made or to be made (whatever Vary the
+  // 304 came with).
+  if (stale.encodings !== undefined && stale.encodings.length > 0) entry.encodings = stale.encodings
+  if ((stale.encodings !== undefined && stale.encodings.length > 0) || (stale.flags & FLAG_ENCODE_LATER) !== 0) headers.vary = varyWithEncoding(headers.vary)
   let detail = 'fwd=stale; fwd-status=304'
   if (decision.refusal === undefined) {
     if (state.flight !== '') {

@@ -5,14 +5,33 @@ import { ifNoneMatchHits, notModifiedSince } from '../http-semantics'
 import { contentRange, ifRangeHolds, parseRange } from '../http-range'
 import { ageSeconds, setHeaderCopies, setReplayHeaders, setStatusHeaders } from '../replay'
 import { SERVED, type CacheRequest } from './request-state'
+import { codingsForHit } from './encode'
 
 // Answers built from a stored entry: hits, stale answers, collapsed answers, revalidated ones.
 
 export type OnSendDone = (err: Error | null, payload?: unknown) => void
 
-/** Answers from an entry: stored bytes, stored headers, freshness computed now. */
+/**
+ * Answers from an entry: stored bytes, stored headers, freshness computed now. The first answer
+ * that asks for a coding of an entry whose codings are made on demand waits for them (encode.ts).
+ */
 export function serveEntry (state: CacheRequest, reply: FastifyReply, entry: CacheEntry, shortStatus: string, cacheStatus: string): void {
   state.phase = SERVED
+  const making = codingsOnDemand(state, entry)
+  if (making === undefined) return sendEntry(state, reply, entry, shortStatus, cacheStatus)
+  const send = (): void => sendEntry(state, reply, entry, shortStatus, cacheStatus)
+  making.then(send, send)
+}
+
+/** The codings this answer waits for, if it asks for one of an entry that has none made yet. */
+function codingsOnDemand (state: CacheRequest, entry: CacheEntry): Promise<void> | undefined {
+  // Range requests are answered from the identity body.
+  if (state.request.headers.range !== undefined) return undefined
+  const { settings } = state
+  return codingsForHit(settings, entry, state.request.headers['accept-encoding'], () => settings.cache.codingsAdded(state.key, state.variant, entry))
+}
+
+function sendEntry (state: CacheRequest, reply: FastifyReply, entry: CacheEntry, shortStatus: string, cacheStatus: string): void {
   reply.code(entry.status)
   const encoded = representationOf(state, entry)
   setReplayHeaders(reply, state.settings, entry, Date.now(), shortStatus, cacheStatus, state.key, encoded)
@@ -81,6 +100,13 @@ function rangeOf (state: CacheRequest, entry: CacheEntry): { status: number, con
  * (`detail` says why: stale-if-error, or origin-failed where the origin could not answer).
  */
 export function replaceWithStale (state: CacheRequest, reply: FastifyReply, entry: CacheEntry, done: OnSendDone, detail = 'stale-if-error'): void {
+  const making = codingsOnDemand(state, entry)
+  if (making === undefined) return sendStale(state, reply, entry, done, detail)
+  const send = (): void => sendStale(state, reply, entry, done, detail)
+  making.then(send, send)
+}
+
+function sendStale (state: CacheRequest, reply: FastifyReply, entry: CacheEntry, done: OnSendDone, detail: string): void {
   reply.code(entry.status)
   reply.removeHeader('content-type')
   // A compression hook that ran before ours coded the error body; ours says what we send.

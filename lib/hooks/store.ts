@@ -1,6 +1,6 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { freshUntil, varyPointer, type CacheEntry } from '../entry'
-import { FLAG_COMPUTED_ETAG } from '../http-freshness'
+import { FLAG_COMPUTED_ETAG, FLAG_ENCODE_LATER } from '../http-freshness'
 import {
   computeEtag, decodeContent, freshnessHeader, mergeVary, parseCacheControl,
   storableHeaders, surrogateTags, variesOnEncoding, varyWithoutEncoding
@@ -17,7 +17,7 @@ import { fixedDecision, responseDecision, type AddressedFields, type StoreDecisi
 import { CDN_CACHE_CONTROL, targetedDirectives } from '../targeted-cache-control'
 import { bufferStream, isStream } from './stream-buffer'
 import { setEdgeHeaders } from '../edge/edge-headers'
-import { encodeEntry, mayEncode, varyWithEncoding } from './encode'
+import { mayEncode, varyWithEncoding } from './encode'
 import { learnedNames } from './variants'
 import { judgeReads, privateOnly } from './caller-reads'
 
@@ -210,28 +210,14 @@ function store (state: CacheRequest, out: Outgoing): void {
     }
     out.done(null, out.payload)
   }
-  const commit: Commit = { state, entry, variant, learned }
-  const encoding = encodable ? encodeEntry(settings, entry) : undefined
-  if (encoding === undefined) {
-    return commitEntry(commit, (taken) => {
-      // A shared backend that did not take it: down, or an invalidation elsewhere in the fleet won.
-      if (taken === false) setStatusHeaders(reply, settings, 'MISS', state.forward + '; detail=not-stored', state.key)
-      respond()
-    })
-  }
-  // The client does not wait for the compression: it gets its answer now; the entry is stored
-  // with its codings once they are made. Requests for the key meanwhile wait on this request's
-  // flight (and other instances on its fill lock), as they would for a slow store.
-  respond()
-  settings.cache.track(encoding.then((encodings) => {
-    if (encodings !== undefined) entry.encodings = encodings
-    // The compression took time: an invalidation since wins as it would have before.
-    if (settings.cache.invalidations.touches(state.mark, state.key, entry.tags)) return state.settle(undefined)
-    commitEntry(commit, () => {})
-  }).catch((err: unknown) => {
-    state.settle(undefined)
-    request.log.warn({ err, cache: settings.cache.name, route: settings.label }, 'ember-cache: storing a compressed entry failed')
-  }))
+  // Its codings are made when a hit first asks for one (encode.ts), not now: most entries of a
+  // miss-heavy load are never read again.
+  if (encodable) entry.flags |= FLAG_ENCODE_LATER
+  commitEntry({ state, entry, variant, learned }, (taken) => {
+    // A shared backend that did not take it: down, or an invalidation elsewhere in the fleet won.
+    if (taken === false) setStatusHeaders(reply, settings, 'MISS', state.forward + '; detail=not-stored', state.key)
+    respond()
+  })
 }
 
 /** An entry on its way into the cache. */

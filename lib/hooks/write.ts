@@ -1,7 +1,7 @@
 import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
 import { MissingPlaceholderError, targetKey, urlKey } from '../cache-key'
 import type { CacheEntry } from '../entry'
-import { FLAG_COMPUTED_ETAG } from '../http-freshness'
+import { FLAG_COMPUTED_ETAG, FLAG_ENCODE_LATER } from '../http-freshness'
 import { computeEtag, parseCacheControl, refusalReason, storableHeaders, type Directives } from '../http-semantics'
 import { logInvalidationFailure, type TargetBuilder } from '../invalidation'
 import type { RouteSettings } from '../options'
@@ -15,7 +15,7 @@ import { ReadObserver, type ObservePlan } from './read-observer'
 import { watchAnswer } from './answer'
 import { bodyOf, responseEntryOf, tagsOf } from './response-entry'
 import type { OnSendDone } from './serve'
-import { encodeEntry, mayEncode, varyWithEncoding } from './encode'
+import { mayEncode, varyWithEncoding } from './encode'
 
 /**
  * The preHandler of a writeThrough route: what its handler reads of its caller decides whether
@@ -130,9 +130,8 @@ interface Written {
 async function writeEntry (request: FastifyRequest, entrySettings: RouteSettings, target: OwnTarget, key: string, { entry, encodable }: Written): Promise<void> {
   const variant = baseVariant(request, entrySettings.variants)
   await target.cache.invalidate({ key })
-  // The write's answer waits for its entry anyway: the codings are made first, in the pool.
-  const encodings = encodable ? await encodeEntry(entrySettings, entry) : undefined
-  if (encodings !== undefined) entry.encodings = encodings
+  // Its codings are made when a hit first asks for one (encode.ts).
+  if (encodable) entry.flags |= FLAG_ENCODE_LATER
   await target.cache.store(key, variant, entry)
 }
 
