@@ -502,7 +502,7 @@ export class RedisCache extends RemoteCache {
           const result = await fill(key, variant, token, variant)
           taken = result.taken
           return result.bytes
-        })
+        }, undefined)
         return { token: taken || found === BYPASS ? token : undefined, found }
       },
       release: (key, variant, token) => {
