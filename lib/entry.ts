@@ -109,6 +109,14 @@ export function softened (entry: CacheEntry): CacheEntry {
 export const ENVELOPE_FLAGS_OFFSET = 22
 export const ENVELOPE_SWR_OFFSET = 27
 
+/** What a script on the backend needs to know a response envelope by (RedisCache's SOFT_SCRIPT is built from it). */
+export const ENVELOPE_LAYOUT = {
+  magic: [MAGIC_0, MAGIC_1] as const,
+  versions: [PREVIOUS_VERSION, ENVELOPE_VERSION] as const,
+  fixedBytes: FIXED_BYTES,
+  kindOffset: 3
+}
+
 /**
  * A softly invalidated copy of a response envelope (bytes, for backends that keep bytes), or
  * the bytes as they are when they are not a response envelope of this version.

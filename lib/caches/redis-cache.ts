@@ -1,6 +1,7 @@
 import type { Redis, Cluster, RedisOptions, ClusterNode, ClusterOptions } from 'ioredis'
 import { createHash, randomUUID } from 'node:crypto'
-import { SOFT_STALE_MAX_SECONDS, type CacheEntry } from '../entry'
+import { ENTRY_RESPONSE, ENVELOPE_FLAGS_OFFSET, ENVELOPE_LAYOUT, ENVELOPE_SWR_OFFSET, SOFT_STALE_MAX_SECONDS, SOFT_STALE_WINDOW, type CacheEntry } from '../entry'
+import { FLAG_STALE } from '../http-freshness'
 import { escapeGlob } from '../cache-key'
 import { InvalidOptionError } from '../errors'
 import { checkBoolean, checkObject, checkPositiveInteger, checkString, describe } from '../validate'
@@ -113,18 +114,30 @@ return ARGV[2]`
 // response envelope in the hash is marked stale (FLAG_STALE) with an unbounded
 // stale-while-revalidate window, in place (offsets: ENVELOPE_FLAGS_OFFSET, ENVELOPE_SWR_OFFSET),
 // for what is left of its retention, and at most SOFT_STALE_MAX_SECONDS (ARGV[2]).
-const SOFT_SCRIPT = `redis.call('HDEL', KEYS[1], ARGV[1])
+const SOFT_SCRIPT = softScript()
+
+/**
+ * SOFT_SCRIPT, from the envelope's own layout (entry.ts): Lua strings count from 1, so a byte at
+ * offset N is `string.byte(value, N + 1)`. Built, not copied: a change of layout changes it too.
+ */
+function softScript (): string {
+  const { magic, versions, fixedBytes, kindOffset } = ENVELOPE_LAYOUT
+  const flagsAt = ENVELOPE_FLAGS_OFFSET + 1
+  const swrAt = ENVELOPE_SWR_OFFSET + 1
+  const window = [24, 16, 8, 0].map((shift) => (SOFT_STALE_WINDOW >>> shift) & 255).join(', ')
+  return `redis.call('HDEL', KEYS[1], ARGV[1])
 local ttl = redis.call('TTL', KEYS[1])
 if ttl == -1 or ttl > tonumber(ARGV[2]) then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
 local fields = redis.call('HGETALL', KEYS[1])
 for i = 1, #fields, 2 do
   local value = fields[i + 1]
-  if string.len(value) >= 43 and string.byte(value, 1) == 235 and string.byte(value, 2) == 202 and (string.byte(value, 3) == 2 or string.byte(value, 3) == 3) and string.byte(value, 4) == 1 then
-    local flags = bit.bor(string.byte(value, 23), 4)
-    redis.call('HSET', KEYS[1], fields[i], string.sub(value, 1, 22) .. string.char(flags) .. string.sub(value, 24, 27) .. string.char(255, 255, 255, 255) .. string.sub(value, 32))
+  if string.len(value) >= ${fixedBytes} and string.byte(value, 1) == ${magic[0]} and string.byte(value, 2) == ${magic[1]} and (string.byte(value, 3) == ${versions[0]} or string.byte(value, 3) == ${versions[1]}) and string.byte(value, ${kindOffset + 1}) == ${ENTRY_RESPONSE} then
+    local flags = bit.bor(string.byte(value, ${flagsAt}), ${FLAG_STALE})
+    redis.call('HSET', KEYS[1], fields[i], string.sub(value, 1, ${flagsAt - 1}) .. string.char(flags) .. string.sub(value, ${flagsAt + 1}, ${swrAt - 1}) .. string.char(${window}) .. string.sub(value, ${swrAt + 4}))
   end
 end
 return 1`
+}
 // Stores a variant only while the miss's fence is still in the hash.
 const FENCED_STORE_SCRIPT = `if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
 redis.call('HSET', KEYS[1], ARGV[3], ARGV[4])
