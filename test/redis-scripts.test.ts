@@ -17,10 +17,7 @@ t.test('SOFT_SCRIPT and softenedEnvelope agree byte for byte', async (t) => {
   const keyPrefix = freshPrefix('soft')
   const cache = new RedisCache({ url: redis.url, keyPrefix })
   t.teardown(() => cache.close())
-  const entry: CacheEntry = {
-    kind: 1, status: 200, headers: { 'content-type': 'text/plain' }, body: Buffer.from('hello'), storedAt: Date.now(), ttl: 60,
-    initialAge: 0, flags: 0, staleWhileRevalidate: 5, staleIfError: 7, tags: ['a'], tagVersions: []
-  }
+  const entry: CacheEntry = { kind: 1, status: 200, headers: { 'content-type': 'text/plain' }, body: Buffer.from('hello'), storedAt: Date.now(), ttl: 60, initialAge: 0, flags: 0, staleWhileRevalidate: 5, staleIfError: 7, tags: ['a'], tagVersions: [] }
   const bytes = encodeEntry(entry)
   // A response envelope, a non-envelope value and a field of another kind sit side by side.
   await raw.hset(entryName(keyPrefix, 'k'), 'v1', bytes, 'other', 'not an envelope')
