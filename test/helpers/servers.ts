@@ -826,8 +826,9 @@ export async function startVarnish (backendPort: number, port?: number): Promise
     url: `http://${HOST}:${listening}`,
     managed: true,
     stop: async () => { await proc.stop(); removeDir(dir) },
-    kill: () => proc.kill(),
-    // varnishd -F is the manager; requests are served by the cache process it forks: both stop.
+    // varnishd -F is the manager; requests are served by the cache process it forks: kill,
+    // pause and resume reach both (a killed manager's child went on answering for a moment).
+    kill: async () => { signalChildren(proc.pid, 'SIGKILL'); await proc.kill() },
     pause: () => { proc.pause(); signalChildren(proc.pid, 'SIGSTOP') },
     resume: () => { signalChildren(proc.pid, 'SIGCONT'); proc.resume() },
     restart: () => proc.restart(),
