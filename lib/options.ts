@@ -15,7 +15,7 @@ import {
 import { DEFAULT_COMPRESSION, type CompressionSettings } from './content-coding'
 import {
   checkBoolean, checkNonNegativeInteger, checkObject, checkSeconds,
-  checkString, checkStringArray, describe, lowerCaseHeaders, rejectUnknown
+  checkString, checkStringArray, describe, isToken, lowerCaseHeaders, rejectUnknown
 } from './validate'
 import { keyHasher, routeCounters, type RouteCounters } from './observe'
 import { COOKIE_NAME_PREFIX, type VariantPlan } from './variant'
@@ -539,7 +539,7 @@ function keyBuilder (source: RouteDefaults<any>, params: ReadonlySet<string>, wh
 
 function checkHeaderName (name: string, value: unknown): void {
   if (value === undefined || value === false) return
-  if (typeof value !== 'string' || !/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(value)) {
+  if (!isToken(value)) {
     throw new InvalidOptionError(name, 'expected a header token or false, got ' + describe(value))
   }
 }

@@ -1,7 +1,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { CacheEntry } from './entry'
 import { InvalidOptionError } from './errors'
-import { checkNonNegativeInteger, checkObject, describe, rejectUnknown } from './validate'
+import { checkNonNegativeInteger, checkObject, describe, isToken, rejectUnknown } from './validate'
 
 // Read your own writes, fleet-wide (the plugin's `readYourWrites` option). A write route that
 // answers 2xx/3xx gives its caller a short-lived cookie holding when the write was done, on the
@@ -24,7 +24,6 @@ export interface ReadYourWrites {
 }
 
 const OPTIONS: ReadonlySet<string> = new Set(['window', 'cookie'])
-const COOKIE_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/
 /** A writer's clock may run this far ahead of a reader's backend clock before its mark is refused. */
 const FUTURE_SLACK_MS = 5_000
 
@@ -36,7 +35,7 @@ export function readYourWritesSettings (given: boolean | ReadYourWritesOptions |
   checkObject('readYourWrites', options)
   rejectUnknown('readYourWrites.', options, OPTIONS)
   checkNonNegativeInteger('readYourWrites.window', options.window)
-  if (options.cookie !== undefined && (typeof options.cookie !== 'string' || !COOKIE_NAME.test(options.cookie))) {
+  if (options.cookie !== undefined && !isToken(options.cookie)) {
     throw new InvalidOptionError('readYourWrites.cookie', 'expected a cookie name, got ' + describe(options.cookie))
   }
   return { cookie: options.cookie ?? 'ember-ryw', windowMs: (options.window ?? 10) * 1000 }

@@ -17,6 +17,13 @@ export function checkObject (name: string, value: unknown): void {
   }
 }
 
+const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/
+
+/** A token (RFC 9110 §5.6.2): what header names, cookie names and directive names are made of. */
+export function isToken (value: unknown): value is string {
+  return typeof value === 'string' && TOKEN.test(value)
+}
+
 /** Seconds: a finite number >= 0. */
 export function checkSeconds (name: string, value: unknown): asserts value is number | undefined {
   if (value !== undefined && (typeof value !== 'number' || !Number.isFinite(value) || value < 0)) {

@@ -1,6 +1,6 @@
 import type { FastifyBaseLogger } from 'fastify'
 import { InvalidOptionError } from '../errors'
-import { checkNonNegativeInteger, checkObject, describe, rejectUnknown } from '../validate'
+import { checkNonNegativeInteger, checkObject, describe, isToken, rejectUnknown } from '../validate'
 import { EdgeForwarder } from './forwarder'
 import type { EdgePurger } from './purgers'
 import { TAG_HEADER_FORMATS, type TagHeaderFormat } from './tag-header'
@@ -37,7 +37,6 @@ export interface EdgeSettings {
 
 const EDGE_OPTIONS: ReadonlySet<string> = new Set(['tagHeader', 'ttlHeader', 'purgers', 'wait'])
 const FORMAT_FIELDS: ReadonlySet<string> = new Set(['name', 'separator', 'maxHeaderBytes', 'maxTagBytes'])
-const HEADER_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/
 
 /** Checks the option (at registration) and builds the edge; undefined when none is given. */
 export function edgeSettings (options: EdgeOptions | undefined, log: FastifyBaseLogger): EdgeSettings | undefined {
@@ -71,7 +70,7 @@ function tagFormat (given: unknown): TagHeaderFormat {
   }
   rejectUnknown('edge.tagHeader.', given, FORMAT_FIELDS)
   const format = given as TagHeaderFormat
-  if (typeof format.name !== 'string' || !HEADER_NAME.test(format.name)) throw new InvalidOptionError('edge.tagHeader.name', 'expected a header name, got ' + describe(format.name))
+  if (!isToken(format.name)) throw new InvalidOptionError('edge.tagHeader.name', 'expected a header name, got ' + describe(format.name))
   if (format.separator !== ' ' && format.separator !== ',') throw new InvalidOptionError('edge.tagHeader.separator', "expected ' ' or ',', got " + describe(format.separator))
   for (const name of ['maxHeaderBytes', 'maxTagBytes'] as const) {
     checkNonNegativeInteger('edge.tagHeader.' + name, format[name])
