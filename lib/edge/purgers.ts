@@ -1,3 +1,4 @@
+import { httpDate } from '../http-freshness'
 import { batches } from './tag-header'
 
 // Purgers: one per edge endpoint, each turning a purge (edge tags, or everything) into the
@@ -150,6 +151,6 @@ function describeFetchError (err: unknown): string {
 export function retryAfterMs (value: string | null): number | undefined {
   if (value === null) return undefined
   if (/^\d+$/.test(value.trim())) return Number(value.trim()) * 1000
-  const date = Date.parse(value)
-  return Number.isNaN(date) ? undefined : Math.max(0, date - Date.now())
+  const date = httpDate(value)
+  return date === undefined ? undefined : Math.max(0, date - Date.now())
 }
