@@ -142,7 +142,7 @@ export const CLEAR: unique symbol = Symbol('ember-cache clear')
 export class EdgeForwarder {
   private readonly queues: EdgeQueue[]
 
-  constructor (purgers: readonly EdgePurger[], log: FastifyBaseLogger) {
+  constructor (purgers: readonly EdgePurger[], private readonly log: FastifyBaseLogger) {
     this.queues = purgers.map((purger) => new EdgeQueue(purger, log))
   }
 
@@ -164,6 +164,7 @@ export class EdgeForwarder {
       if (error === undefined) report.done.push(this.queues[i].stats.name)
       else report.queued.push({ edge: this.queues[i].stats.name, error })
     })
+    if (report.queued.length > 0) this.log.warn({ edges: report.queued.map((item) => item.edge), reason: report.queued[0].error.message }, 'ember-cache: edge purge failed; queued and retried')
     return report
   }
 

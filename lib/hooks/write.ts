@@ -102,11 +102,9 @@ export function buildWriteHook (settings: RouteSettings, targets: TargetBuilder[
  * ones included) or `edge.wait` ms have passed, whichever is first. Never rejects.
  */
 async function purgeEdge (edge: EdgeSettings, targets: InvalidationTarget[], request: FastifyRequest): Promise<void> {
+  // The forwarder logs what it had to queue.
   const purged = edge.forwarder.forward(targets).then(async (report) => {
-    const queued = report.queued
-    if (queued.length === 0) return
-    request.log.warn({ edges: queued.map((item) => item.edge), reason: queued[0].error.message }, 'ember-cache: edge purge failed; queued and retried')
-    if (edge.wait > 0) await edge.forwarder.settled()
+    if (report.queued.length > 0 && edge.wait > 0) await edge.forwarder.settled()
   }, (err: unknown) => { request.log.warn({ err }, 'ember-cache: edge purge could not be sent') })
   if (edge.wait === 0) return await purged
   let timer: NodeJS.Timeout | undefined
