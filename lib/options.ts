@@ -8,8 +8,9 @@ import { readYourWritesSettings, type ReadYourWrites, type ReadYourWritesOptions
 import type { MemcachedCacheOptions } from './caches/memcached-cache'
 import { compileTemplate, targetKey, urlKey, type KeyBuilder } from './cache-key'
 import { InvalidOptionError } from './errors'
+import { optionNames } from './option-spec'
 import {
-  ROUTE_DEFAULT_NAMES, TTL_FROM_RESPONSE, checkRouteDefaults, compressionSettings, statusSet,
+  TTL_FROM_RESPONSE, checkRouteDefaults, compressionSettings, statusSet,
   type CacheKeyRequest, type CompressionOptions, type LooseRouteGeneric, type RouteDefaults
 } from './route-defaults'
 import { DEFAULT_COMPRESSION, type CompressionSettings } from './content-coding'
@@ -264,12 +265,8 @@ export interface RouteSettings {
   perRequestHeaders: ReadonlySet<string>
 }
 
-const PLUGIN_OPTIONS: ReadonlySet<string> = new Set([
-  'enabled', 'defaultTtl', 'header', 'statusCodes', 'keyPrefix', 'memory', 'static', 'redis', 'memcached',
-  'respectRequestDirectives', 'cacheStatus', 'debug', 'collapseWait', 'streamMaxBytes', 'surrogateKeyHeader', 'perRequestHeaders',
-  'caches', 'stats', 'compression', 'keyHashSecret', 'edge', 'readYourWrites'
-])
-const ROUTE_OPTIONS: ReadonlySet<string> = new Set(['mode', 'cache', 'invalidate', 'writeThrough', 'early', ...ROUTE_DEFAULT_NAMES])
+const PLUGIN_OPTIONS: ReadonlySet<string> = new Set(optionNames('plugin'))
+const ROUTE_OPTIONS: ReadonlySet<string> = new Set(optionNames('route'))
 // RFC 9110 §15.3.7: a 206 holds part of a representation; storing it as the whole would be wrong.
 const DEFAULT_STATUS_CODES = [200, 201, 202, 203, 204, 205, 207, 208, 226]
 const DEFAULT_TTL = 60

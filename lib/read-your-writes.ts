@@ -1,3 +1,4 @@
+import { nestedNames } from './option-spec'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { CacheEntry } from './entry'
 import { InvalidOptionError } from './errors'
@@ -23,7 +24,7 @@ export interface ReadYourWrites {
   windowMs: number
 }
 
-const OPTIONS: ReadonlySet<string> = new Set(['window', 'cookie'])
+const OPTIONS: ReadonlySet<string> = nestedNames('readYourWrites')
 /** A writer's clock may run this far ahead of a reader's backend clock before its mark is refused. */
 const FUTURE_SLACK_MS = 5_000
 

@@ -1,3 +1,4 @@
+import { nestedNames, optionNames } from './option-spec'
 import type { FastifyRequest, RouteGenericInterface } from 'fastify'
 import { CODINGS, DEFAULT_COMPRESSION, type Coding, type CompressionSettings } from './content-coding'
 import { InvalidOptionError } from './errors'
@@ -156,11 +157,8 @@ export interface CompressionOptions {
   maxBytes?: number
 }
 
-export const ROUTE_DEFAULT_NAMES = [
-  'ttl', 'tags', 'varyHeaders', 'varyCookies', 'unkeyedHeaders', 'callerProperties', 'keyFn', 'key', 'statusCodes', 'private', 'public', 'shareAcrossHosts',
-  'staleWhileRevalidate', 'staleIfError', 'staleIfErrorTimeout', 'earlyRefresh', 'ttlJitter', 'edgeTtl', 'respectRequestDirectives', 'streamMaxBytes',
-  'heuristicFreshness', 'targetedCacheControl', 'compression'
-] as const
+/** Route options a cache object may set for its routes (the spec's options of both scopes). */
+export const ROUTE_DEFAULT_NAMES = optionNames('route').filter((name) => optionNames('cache').includes(name)) as ReadonlyArray<keyof RouteDefaults<any>>
 
 export const TTL_FROM_RESPONSE = 'from-response'
 
@@ -209,7 +207,7 @@ function checkTokens (where: string, value: unknown, what: string): void {
   }
 }
 
-const COMPRESSION_OPTIONS: ReadonlySet<string> = new Set(['encodings', 'minBytes', 'maxBytes'])
+const COMPRESSION_OPTIONS: ReadonlySet<string> = nestedNames('compression')
 
 /** The `compression` option, checked and completed with defaults; undefined when not given. */
 export function compressionSettings (where: string, value: unknown): CompressionSettings | false | undefined {

@@ -1,4 +1,4 @@
-// Every TypeScript and JavaScript block in README.md, used as a reader would use it. The HTML
+// Every TypeScript and JavaScript block of README.md and docs/*.md, used as a reader would use it. The HTML
 // comment before a block says what it is:
 //   <!-- readme-test: run [MISS HIT] --> a complete program: compiled, run, must exit 0 (and print
 //                                       these x-cache values, in this order, when given)
@@ -13,7 +13,7 @@
 // Programs get REDIS_URL and MEMCACHED_SERVERS of servers started here.
 import t from 'tap'
 import { execFile, spawn } from 'node:child_process'
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync, copyFileSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync, copyFileSync } from 'node:fs'
 import { request } from 'node:http'
 import { join, resolve } from 'node:path'
 import { promisify } from 'node:util'
@@ -23,9 +23,12 @@ const run = promisify(execFile)
 const ROOT = resolve(__dirname, '..')
 const TSC = join(ROOT, 'node_modules', '.bin', 'tsc')
 
-interface Block { line: number, lang: 'ts' | 'js', code: string, mode: string, arg: string }
+interface Block { file: string, line: number, lang: 'ts' | 'js', code: string, mode: string, arg: string }
 
-function blocksOf (markdown: string): Block[] {
+/** The documents whose blocks run: the README and every deep topic. */
+const DOCUMENTS = ['README.md', ...readdirSync(join(ROOT, 'docs')).filter((name) => name.endsWith('.md')).map((name) => 'docs/' + name)]
+
+function blocksOf (file: string, markdown: string): Block[] {
   const blocks: Block[] = []
   const lines = markdown.split('\n')
   for (let i = 0; i < lines.length; i++) {
@@ -37,7 +40,7 @@ function blocksOf (markdown: string): Block[] {
     // The directive is the last non-blank line before the fence.
     const before = lines.slice(0, start).reverse().find((line) => line.trim() !== '') ?? ''
     const match = /<!--\s*readme-test:\s*(\w+)\s*(.*?)\s*-->/.exec(before)
-    blocks.push({ line: start + 1, lang: fence[1].startsWith('t') ? 'ts' : 'js', code: body.join('\n'), mode: match?.[1] ?? '', arg: match?.[2] ?? '' })
+    blocks.push({ file, line: start + 1, lang: fence[1].startsWith('t') ? 'ts' : 'js', code: body.join('\n'), mode: match?.[1] ?? '', arg: match?.[2] ?? '' })
   }
   return blocks
 }
@@ -59,10 +62,10 @@ function warnings (output: string): string[] {
   return output.split('\n').filter((line) => line.startsWith('{"level":')).map((line) => JSON.parse(line) as { level: number, msg?: string }).filter((line) => line.level >= 40).map((line) => String(line.msg))
 }
 
-t.test('README code blocks run as written', async (t) => {
-  const blocks = blocksOf(readFileSync(join(ROOT, 'README.md'), 'utf8'))
+t.test('README and docs code blocks run as written', async (t) => {
+  const blocks = DOCUMENTS.flatMap((file) => blocksOf(file, readFileSync(join(ROOT, file), 'utf8')))
   t.ok(blocks.length >= 10, `${blocks.length} blocks found`)
-  for (const block of blocks) t.ok(['run', 'serve', 'fragment'].includes(block.mode), `README.md:${block.line} says what it is (${block.mode || 'no readme-test comment'})`)
+  for (const block of blocks) t.ok(['run', 'serve', 'fragment'].includes(block.mode), `${block.file}:${block.line} says what it is (${block.mode || 'no readme-test comment'})`)
 
   const redis = await startRedis()
   t.teardown(() => redis.stop())
@@ -80,7 +83,7 @@ t.test('README code blocks run as written', async (t) => {
 
   // Compile every TypeScript block at once: one file per block, each its own module.
   const tsFiles: string[] = []
-  const name = (block: Block, ext: string): string => `block-${block.line}.${ext}`
+  const name = (block: Block, ext: string): string => `block-${block.file.replace(/\W/g, '-')}-${block.line}.${ext}`
   for (const block of blocks.filter((b) => b.lang === 'ts')) {
     const file = name(block, 'mts')
     writeFileSync(join(project, file), block.code + '\nexport {}\n')
@@ -100,14 +103,14 @@ t.test('README code blocks run as written', async (t) => {
       const file = join(project, name(block, cjs ? 'cjs' : 'mjs'))
       writeFileSync(file, block.code + '\n')
       if (block.mode === 'fragment') {
-        await t.resolves(run(process.execPath, ['--check', file]), `README.md:${block.line} (JavaScript fragment) parses`)
+        await t.resolves(run(process.execPath, ['--check', file]), `${block.file}:${block.line} (JavaScript fragment) parses`)
         continue
       }
     }
     if (block.mode === 'fragment') continue
     const program = block.lang === 'ts' ? join(project, 'out', name(block, 'mjs')) : join(project, name(block, /\brequire\(/.test(block.code) ? 'cjs' : 'mjs'))
     if (block.mode === 'run') {
-      await t.test(`README.md:${block.line} runs`, async (t) => {
+      await t.test(`${block.file}:${block.line} runs`, async (t) => {
         let stdout = ''
         const result = await run(process.execPath, [program], { cwd: project, env, timeout: 30_000 }).then((out) => { stdout = out.stdout; return 'exit 0' }, (err: { code: number, stderr: string }) => `exit ${err.code}: ${err.stderr}`)
         t.equal(result, 'exit 0')
@@ -116,7 +119,7 @@ t.test('README code blocks run as written', async (t) => {
       })
       continue
     }
-    await t.test(`README.md:${block.line} serves ${block.arg}`, async (t) => {
+    await t.test(`${block.file}:${block.line} serves ${block.arg}`, async (t) => {
       const port = await freePort()
       const child = spawn(process.execPath, [program], { cwd: project, env: { ...env, PORT: String(port) }, stdio: ['ignore', 'pipe', 'pipe'] })
       let stderr = ''

@@ -4,6 +4,7 @@ import { InvalidOptionError, InvalidTargetError } from '../errors'
 import { checkPattern } from '../cache-key'
 import { ROUTE_DEFAULT_NAMES, checkRouteDefaults, type RouteDefaults } from '../route-defaults'
 import { InvalidationLog } from '../invalidation-log'
+import { optionNames } from '../option-spec'
 import type { EdgeReport } from '../edge/forwarder'
 import { cacheCounters, channels, trace, type CacheCounters, type CacheStats } from '../observe'
 import { SingleFlight } from '../single-flight'
@@ -24,7 +25,7 @@ export interface CacheOptions extends RouteDefaults<any> {
   maxEntryBytes?: number
 }
 
-export const CACHE_OPTION_NAMES = ['name', 'keyPrefix', 'maxEntryBytes', ...ROUTE_DEFAULT_NAMES] as const
+export const CACHE_OPTION_NAMES: readonly string[] = optionNames('cache')
 
 /** What to invalidate: a key (string), keys, a glob pattern, or tags. */
 export type InvalidationTarget =

@@ -1,3 +1,4 @@
+import { optionNames } from '../option-spec'
 import { LRUCache } from 'lru-cache'
 import { ENTRY_RESPONSE, SOFT_STALE_MAX_SECONDS, entrySize, retentionSeconds, softened, type CacheEntry } from '../entry'
 import { globToRegExp } from '../cache-key'
@@ -36,7 +37,7 @@ export abstract class LocalCache extends EmberCache {
   private readonly keepAtMostMs: number
 
   constructor (where: string, options: LocalCacheOptions | undefined, allowed: readonly string[], keepAtMostMs = 0) {
-    super(where, options, ['max', 'maxSize', ...allowed], '')
+    super(where, options, [...optionNames('local'), ...allowed], '')
     this.keepAtMostMs = keepAtMostMs
     checkPositiveInteger(where + '.max', options?.max)
     checkPositiveInteger(where + '.maxSize', options?.maxSize)

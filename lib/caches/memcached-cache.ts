@@ -1,3 +1,4 @@
+import { optionNames } from '../option-spec'
 import { createHash } from 'node:crypto'
 import type MemjsModule from 'memjs'
 import { InvalidOptionError, PatternNotSupportedError } from '../errors'
@@ -24,7 +25,7 @@ export interface MemcachedCacheOptions extends RemoteCacheOptions {
   maxItemBytes?: number
 }
 
-const MEMCACHED_OPTIONS = ['servers', 'host', 'port', 'poolSize', 'maxItemBytes']
+const MEMCACHED_OPTIONS = optionNames('memcached')
 // Memcached reads an expiry above 30 days as an absolute Unix time (memcached protocol.txt).
 const MAX_RELATIVE_EXPIRY = 60 * 60 * 24 * 30
 // Keys: at most 250 bytes, no spaces or control characters (memcached protocol.txt).

@@ -1,3 +1,4 @@
+import { optionNames } from '../option-spec'
 import type { Redis, Cluster, RedisOptions, ClusterNode, ClusterOptions } from 'ioredis'
 import { createHash, randomUUID } from 'node:crypto'
 import { ENTRY_RESPONSE, ENVELOPE_FLAGS_OFFSET, ENVELOPE_LAYOUT, ENVELOPE_SWR_OFFSET, SOFT_STALE_MAX_SECONDS, SOFT_STALE_WINDOW, type CacheEntry } from '../entry'
@@ -38,7 +39,7 @@ export interface RedisCacheOptions extends RemoteCacheOptions {
   lock?: boolean | { ttl?: number, wait?: number, poll?: number }
 }
 
-const REDIS_OPTIONS = ['url', 'redisOptions', 'clusterNodes', 'clusterOptions', 'client', 'closeClient', 'scanCount', 'lock']
+const REDIS_OPTIONS = optionNames('redis')
 // Every name a cache keeps starts with its prefix and a NUL: a cache owns exactly its own keys,
 // whatever prefixes others on the server use (`api:` and `api:v2:` are `api:\0...` and
 // `api:v2:\0...`: clearing one never touches the other, nor anything that is not ours). An

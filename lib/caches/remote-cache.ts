@@ -10,6 +10,7 @@ import { BYPASS, EmberCache, entryId, type CacheOptions, type Fence, type Lookup
 import { CircuitBreaker, type CircuitBreakerOptions } from './circuit-breaker'
 import { DecodedEntries } from './decoded-entries'
 import { InvalidationLog } from '../invalidation-log'
+import { nestedNames, optionNames } from '../option-spec'
 
 /** The in-process tier in front of a shared store. */
 export interface L1Options {
@@ -54,7 +55,7 @@ export interface RemoteCacheOptions extends CacheOptions {
   circuitBreaker?: CircuitBreakerOptions
 }
 
-export const REMOTE_OPTION_NAMES = ['commandTimeout', 'connectTimeout', 'circuitBreaker', 'l1', 'bus']
+export const REMOTE_OPTION_NAMES = optionNames('remote')
 const DEFAULT_L1_MAX = 10_000
 const DEFAULT_L1_MAX_SIZE = 64 * 1024 * 1024
 const DEFAULT_L1_TTL = 5
@@ -137,7 +138,7 @@ export abstract class RemoteCache extends EmberCache {
     if (l1 === undefined || l1 === false) return undefined
     if (l1 !== true) {
       checkObject(where + '.l1', l1)
-      rejectUnknown(where + '.l1.', l1, new Set(['max', 'maxSize', 'ttl']))
+      rejectUnknown(where + '.l1.', l1, nestedNames('l1'))
       checkPositiveInteger(where + '.l1.max', l1.max)
       checkPositiveInteger(where + '.l1.maxSize', l1.maxSize)
       if (l1.ttl !== undefined && (typeof l1.ttl !== 'number' || !(l1.ttl > 0))) {

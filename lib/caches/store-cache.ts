@@ -1,3 +1,4 @@
+import { optionNames } from '../option-spec'
 import { escapeGlob } from '../cache-key'
 import { InvalidOptionError, PatternNotSupportedError } from '../errors'
 import { checkObject, describe } from '../validate'
@@ -60,7 +61,7 @@ export class StoreCache extends VersionedCache {
 
   constructor (options: StoreCacheOptions) {
     checkObject('StoreCache', options)
-    super('StoreCache', options, ['store'])
+    super('StoreCache', options, optionNames('store'))
     const store = options.store
     if (store === null || typeof store !== 'object' ||
       typeof store.get !== 'function' || typeof store.set !== 'function' || typeof store.delete !== 'function') {

@@ -1,3 +1,4 @@
+import { nestedNames } from '../option-spec'
 import type { FastifyBaseLogger } from 'fastify'
 import { InvalidOptionError } from '../errors'
 import { checkNonNegativeInteger, checkObject, describe, isToken, rejectUnknown } from '../validate'
@@ -35,7 +36,7 @@ export interface EdgeSettings {
   forwarder: EdgeForwarder
 }
 
-const EDGE_OPTIONS: ReadonlySet<string> = new Set(['tagHeader', 'ttlHeader', 'purgers', 'wait'])
+const EDGE_OPTIONS: ReadonlySet<string> = nestedNames('edge')
 const FORMAT_FIELDS: ReadonlySet<string> = new Set(['name', 'separator', 'maxHeaderBytes', 'maxTagBytes'])
 
 /** Checks the option (at registration) and builds the edge; undefined when none is given. */
