@@ -4,7 +4,8 @@
 // a real 3-master Cluster, and on Memcached.
 import t, { type Test } from 'tap'
 import Fastify, { type FastifyInstance } from 'fastify'
-import emberCache, { MemcachedCache, RedisCache, type EmberCache, type InvalidationTarget, type RemoteCache } from '../lib/index'
+import emberCache, { MemcachedCache, RedisCache, type EmberCache, type InvalidationTarget } from '../lib/index'
+import type { RemoteCache } from '../lib/caches/remote-cache'
 import { BYPASS } from '../lib/caches/cache'
 import { freshPrefix, runBackendSuite } from './helpers/backend-suite'
 import { sleep, waitFor } from './helpers/fault-kit'

@@ -73,7 +73,7 @@ t.test('the packed package works for ESM and CommonJS consumers, JavaScript and 
   if (tarball === undefined) throw new Error('npm pack made no tarball')
 
   const listing = (await run('tar', ['-tzf', join(work, tarball)])).stdout
-  for (const file of ['package/index.js', 'package/index.mjs', 'package/index.d.ts', 'package/index.d.mts', 'package/LICENSE', 'package/dist/lib/index.js']) {
+  for (const file of ['package/index.js', 'package/dist/index.mjs', 'package/dist/index.d.ts', 'package/dist/index.d.mts', 'package/LICENSE', 'package/dist/lib/index.js']) {
     t.ok(listing.includes(file), 'ships ' + file)
   }
   t.notOk(/\.map$/m.test(listing), 'no source maps pointing at sources it does not ship')

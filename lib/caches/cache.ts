@@ -142,34 +142,37 @@ const silentLogger = {
 export abstract class EmberCache {
   /** 'static', 'memory', 'redis', 'memcached', or a custom store's name. */
   abstract readonly kind: string
-  /** True when entries live in this process: lookups answer synchronously. */
+  /** @internal True when entries live in this process: lookups answer synchronously. */
   abstract readonly inProcess: boolean
   readonly keyPrefix: string
   readonly maxEntryBytes: number
-  /** Defaults for the routes using this cache (route options win). */
+  /** @internal Defaults for the routes using this cache (route options win). */
   readonly defaults: Readonly<RouteDefaults<any>>
   /**
    * Recent invalidations. A miss notes the log's position when it starts, and does not store
    * its result if an invalidation since then names its key, a tag of it, or a pattern matching
    * it: an invalidation must win over a slower, older response.
+   * @internal
    */
   readonly invalidations = new InvalidationLog()
-  /** What happened to this cache object (stats()). */
+  /** @internal What happened to this cache object (stats()). */
   readonly counters: CacheCounters = cacheCounters()
-  /** Concurrent misses per key and variant, collapsed into one origin call. */
+  /** @internal Concurrent misses per key and variant, collapsed into one origin call. */
   readonly flights = new SingleFlight<SharedAnswer>()
   /** Concurrent wrap() calls per key, collapsed into one run of their function. */
   private readonly wrapFlights = new SingleFlight<CacheEntry>()
-  /** Set by shared backends that can collapse misses across instances (RedisCache). */
+  /** @internal Set by shared backends that can collapse misses across instances (RedisCache). */
   fillLock: FillLock | undefined = undefined
+  /** @internal */
   protected log: FastifyBaseLogger = silentLogger
   private readonly givenName: string | undefined
   private users = 0
   /** Work that outlives its response (stores, fill-lock releases, refreshes): close() lets it finish. */
   private readonly background = new Set<Promise<unknown>>()
-  /** Set while the backend is open (or opening); undefined before the first use and after close(). */
+  /** @internal Set while the backend is open (or opening); undefined before the first use and after close(). */
   protected opening: Promise<void> | undefined
 
+  /** @internal */
   constructor (where: string, options: CacheOptions | undefined, allowed: readonly string[], defaultPrefix: string) {
     checkObject(where, options)
     const opts = options ?? {}
@@ -191,7 +194,12 @@ export abstract class EmberCache {
     this.defaults = Object.freeze(defaults)
   }
 
-  /** This cache's counters and state, for `fastify.emberCache.stats()`. */
+  /** What this cache did and its state: its entry in `fastify.emberCache.stats().caches`. */
+  stats (): CacheStats {
+    return this.snapshot()
+  }
+
+  /** @internal This cache's counters and state (subclasses add theirs). */
   snapshot (): CacheStats {
     return { name: this.name, kind: this.kind, ...this.counters }
   }
@@ -214,6 +222,7 @@ export abstract class EmberCache {
     this.nameSuffix = ' #' + String(n)
   }
 
+  /** @internal */
   protected defaultName (): string {
     return this.keyPrefix === '' ? this.kind : this.kind + ':' + this.keyPrefix
   }
@@ -227,6 +236,7 @@ export abstract class EmberCache {
    * Opens the backend for a user (the plugin calls this from `onReady` for every cache a route
    * uses). Counted: a cache shared by several routes or apps opens once and closes when its
    * last user closes it. Cache-aside calls open the cache by themselves, on first use.
+   * @internal
    */
   async connect (log?: FastifyBaseLogger): Promise<void> {
     if (log !== undefined) this.log = log
@@ -250,6 +260,7 @@ export abstract class EmberCache {
    * Keeps `work` (a store, a lock release, a refresh that outlives its response) until it
    * settles, so that close() can wait for it: closing under it left fill locks behind and
    * entries half stored (found by test/faults-slow-and-close.test.ts).
+   * @internal
    */
   track (work: Promise<unknown>): void {
     const settled: Promise<unknown> = work.then(() => { this.background.delete(settled) }, () => { this.background.delete(settled) })
@@ -267,21 +278,24 @@ export abstract class EmberCache {
     }
   }
 
-  /** Opens the backend once; the same promise for every caller until close(). */
+  /** @internal Opens the backend once; the same promise for every caller until close(). */
   protected ensureOpen (): Promise<void> {
     this.opening ??= this.open()
     return this.opening
   }
 
+  /** @internal */
   protected async open (): Promise<void> {}
+  /** @internal */
   protected async shutdown (): Promise<void> {}
 
-  /** Reads the entry for a key and variant. Never throws: a failing backend answers BYPASS. */
+  /** @internal Reads the entry for a key and variant. Never throws: a failing backend answers BYPASS. */
   abstract lookup (key: string, variant: string): LookupResult | Promise<LookupResult>
   /**
    * Stores an entry. Never throws: a failing backend drops the write. With the `fence` of a
    * miss (beginFill), a shared backend stores only if no instance invalidated the key (or a tag
    * or pattern of it) since; false says it did not.
+   * @internal
    */
   abstract store (key: string, variant: string, entry: CacheEntry, fence?: Fence): void | boolean | Promise<void | boolean>
 
@@ -289,24 +303,26 @@ export abstract class EmberCache {
    * Starts a miss that may store under `key` with `tags`: what the store later checks so that
    * an invalidation anywhere in the fleet wins the race (see store). Undefined for caches that
    * live in one process (their invalidation log is enough).
+   * @internal
    */
   beginFill (_key: string, _tags: readonly string[]): Fence | Promise<Fence> | undefined {
     return undefined
   }
-  /** Removes keys with all their variants. */
+  /** @internal Removes keys with all their variants. */
   protected abstract removeKeys (keys: string[]): void | Promise<void>
-  /** Removes every key matching a glob (Redis MATCH syntax), with all variants. */
+  /** @internal Removes every key matching a glob (Redis MATCH syntax), with all variants. */
   protected abstract removePattern (pattern: string): void | Promise<void>
-  /** Removes every entry stored with any of these tags. */
+  /** @internal Removes every entry stored with any of these tags. */
   protected abstract removeTags (tags: string[]): void | Promise<void>
 
-  /** Removes every entry under this cache's prefix, never anything else on the same server. */
+  /** @internal Removes every entry under this cache's prefix, never anything else on the same server. */
   protected abstract removeAll (): void | Promise<void>
 
   /**
    * Soft invalidation: the entries a target names become stale instead of going, so the next
    * request is answered at once (STALE) while one background refresh runs. A backend that
    * cannot mark entries removes them.
+   * @internal
    */
   protected async markStale (target: ParsedTarget): Promise<void> {
     await this.runInvalidation({ ...target, soft: undefined })
@@ -315,10 +331,11 @@ export abstract class EmberCache {
   /**
    * The entry object this cache handed out for `key` and `variant` gained stored codings (made
    * on its first hit that asked for one): a cache that keeps objects accounts for their bytes.
+   * @internal
    */
   codingsAdded (_key: string, _variant: string, _entry: CacheEntry): void {}
 
-  /** The backend's clock now (ms): entry times are written on it. In-process caches: ours. */
+  /** @internal The backend's clock now (ms): entry times are written on it. In-process caches: ours. */
   serverNow (): number {
     return Date.now()
   }
@@ -350,17 +367,17 @@ export abstract class EmberCache {
     await trace(channels.invalidate, { cache: this.name, target: kind, soft: target.soft === true }, async () => await this.apply(target), () => 'done')
   }
 
-  /** Runs one invalidation, recorded first, so that misses already running do not store. */
+  /** @internal Runs one invalidation, recorded first, so that misses already running do not store. */
   protected async apply (target: ParsedTarget): Promise<void> {
     this.invalidations.record(target)
     this.counters.invalidations++
     await this.runInvalidation(target)
   }
 
-  /** Refuses what this backend cannot do, before anything runs (or is queued). */
+  /** @internal Refuses what this backend cannot do, before anything runs (or is queued). */
   protected checkSupported (_target: ParsedTarget): void {}
 
-  /** Sends one invalidation to the backend. */
+  /** @internal Sends one invalidation to the backend. */
   protected async runInvalidation (target: ParsedTarget): Promise<void> {
     if (target.soft === true) return await this.markStale(target)
     if (target.keys !== undefined) await this.removeKeys(target.keys)
@@ -417,12 +434,13 @@ export abstract class EmberCache {
   /**
    * The longest an entry can be kept here, in seconds (retention: ttl plus its stale windows).
    * Every entry's ttl fits the envelope's 32 bits; backends may hold less (Memcached).
+   * @internal
    */
   get maxRetentionSeconds (): number {
     return MAX_UINT32_SECONDS
   }
 
-  /** Refuses a retention the backend cannot hold (a store of it would fail every time). */
+  /** @internal Refuses a retention the backend cannot hold (a store of it would fail every time). */
   checkRetention (where: string, seconds: number): void {
     if (seconds > this.maxRetentionSeconds) {
       throw new InvalidOptionError(where, `${this.kind} caches hold entries at most ${this.maxRetentionSeconds} seconds, got ${seconds}`)

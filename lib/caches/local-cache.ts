@@ -26,7 +26,9 @@ function heldSize (entry: CacheEntry, id: string): number {
  * Variants and tags are indexed so that invalidation is exact and needs no full scan.
  */
 export abstract class LocalCache extends EmberCache {
+  /** @internal */
   readonly inProcess = true
+  /** @internal */
   protected readonly entries: LRUCache<string, CacheEntry>
   private readonly variantsByKey = new Map<string, Set<string>>()
   private readonly idsByTag = new Map<string, Set<string>>()
@@ -36,6 +38,7 @@ export abstract class LocalCache extends EmberCache {
   /** Longest an entry is kept, in ms, whatever its own retention (an L1 tier's ttl); 0 = no cap. */
   private readonly keepAtMostMs: number
 
+  /** @internal */
   constructor (where: string, options: LocalCacheOptions | undefined, allowed: readonly string[], keepAtMostMs = 0) {
     super(where, options, [...optionNames('local'), ...allowed], '')
     this.keepAtMostMs = keepAtMostMs
@@ -65,10 +68,12 @@ export abstract class LocalCache extends EmberCache {
     this.mayRefuse = maxSize !== undefined
   }
 
+  /** @internal */
   lookup (key: string, variant: string): LookupResult {
     return this.entries.get(entryId(key, variant))
   }
 
+  /** @internal */
   store (key: string, variant: string, entry: CacheEntry): void {
     const id = entryId(key, variant)
     // A new options object each time: lru-cache writes a status field into the one it is given.
@@ -81,6 +86,7 @@ export abstract class LocalCache extends EmberCache {
     for (const tag of entry.tags) addTo(this.idsByTag, tag, id)
   }
 
+  /** @internal */
   override codingsAdded (key: string, variant: string, entry: CacheEntry): void {
     const id = entryId(key, variant)
     // Set again to count its new bytes (and maybe evict for them), its expiry unchanged. Only
@@ -88,6 +94,7 @@ export abstract class LocalCache extends EmberCache {
     if (this.entries.peek(id) === entry) this.entries.set(id, entry, { noUpdateTTL: true })
   }
 
+  /** @internal */
   protected removeKeys (keys: string[]): void {
     for (const key of keys) {
       this.entries.delete(key)
@@ -97,6 +104,7 @@ export abstract class LocalCache extends EmberCache {
     }
   }
 
+  /** @internal */
   protected removePattern (pattern: string): void {
     const matcher = globToRegExp(pattern)
     for (const id of [...this.entries.keys()]) {
@@ -105,6 +113,7 @@ export abstract class LocalCache extends EmberCache {
     }
   }
 
+  /** @internal */
   protected removeTags (tags: string[]): void {
     for (const tag of tags) {
       const ids = this.idsByTag.get(tag)
@@ -114,7 +123,7 @@ export abstract class LocalCache extends EmberCache {
     }
   }
 
-  /** Soft invalidation: each entry named becomes its softened copy, for what is left of its time. */
+  /** @internal Soft invalidation: each entry named becomes its softened copy, for what is left of its time. */
   protected override async markStale (target: ParsedTarget): Promise<void> {
     for (const id of this.idsOf(target)) {
       const entry = this.entries.peek(id)
@@ -139,26 +148,29 @@ export abstract class LocalCache extends EmberCache {
     })
   }
 
+  /** @internal */
   protected removeAll (): void {
     this.entries.clear()
     this.variantsByKey.clear()
     this.idsByTag.clear()
   }
 
+  /** @internal */
   override snapshot (): CacheStats {
     return { ...super.snapshot(), entries: this.entries.size, bytes: this.bytesHeld() }
   }
 
-  /** Approximate bytes of the entries held (kept by the LRU as entries come and go). */
+  /** @internal Approximate bytes of the entries held (kept by the LRU as entries come and go). */
   bytesHeld (): number {
     return this.entries.calculatedSize
   }
 
-  /** Number of entries held, variants included. */
+  /** @internal Number of entries held, variants included. */
   get size (): number {
     return this.entries.size
   }
 
+  /** @internal */
   protected override async shutdown (): Promise<void> {
     this.entries.clear()
   }
@@ -189,6 +201,7 @@ function removeFrom (index: Map<string, Set<string>>, name: string, id: string):
  */
 export class L1Tier extends LocalCache {
   readonly kind = 'l1'
+  /** @internal */
   constructor (where: string, options: { max: number, maxSize?: number, ttlMs: number }) {
     super(where, { max: options.max, ...(options.maxSize === undefined ? {} : { maxSize: options.maxSize }) }, [], options.ttlMs)
   }
@@ -200,7 +213,7 @@ export class L1Tier extends LocalCache {
    */
   private pendingPatterns: RegExp[] | undefined = undefined
 
-  /** Runs an invalidation on the tier's own entries (for the bus): keys and tags at once, patterns within the turn. */
+  /** @internal Runs an invalidation on the tier's own entries (for the bus): keys and tags at once, patterns within the turn. */
   drop (target: ParsedTarget): void {
     if (target.keys !== undefined) this.removeKeys(target.keys)
     else if (target.pattern !== undefined) this.dropPattern(target.pattern)
@@ -211,6 +224,7 @@ export class L1Tier extends LocalCache {
     }
   }
 
+  /** @internal */
   override lookup (key: string, variant: string): LookupResult {
     const patterns = this.pendingPatterns
     if (patterns !== undefined) {

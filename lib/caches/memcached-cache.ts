@@ -56,6 +56,7 @@ type MemjsClient = MemjsModule.Client<string | Buffer, Buffer | null>
  */
 export class MemcachedCache extends VersionedCache {
   readonly kind = 'memcached'
+  /** @internal */
   readonly servers: string
   /** Per server (`host:port`), its clients, used in turn. */
   private readonly pools: Map<string, { clients: MemjsClient[], turn: number }>
@@ -101,19 +102,23 @@ export class MemcachedCache extends VersionedCache {
     }
   }
 
+  /** @internal */
   protected async read (storageKey: string): Promise<Buffer | null> {
     const { value } = await this.command(this.ownerOf(storageKey), (client) => client.get(storageKey))
     return value
   }
 
+  /** @internal */
   protected async write (storageKey: string, value: Buffer, retention: number): Promise<void> {
     await this.command(this.ownerOf(storageKey), (client) => client.set(storageKey, value, { expires: this.expiryOf(retention) }))
   }
 
+  /** @internal */
   protected async writeIfAbsent (storageKey: string, value: Buffer, retention: number): Promise<void> {
     await this.command(this.ownerOf(storageKey), (client) => client.add(storageKey, value, { expires: this.expiryOf(retention) }))
   }
 
+  /** @internal */
   protected async remove (storageKey: string): Promise<void> {
     await this.command(this.ownerOf(storageKey), (client) => client.delete(storageKey))
   }
@@ -122,6 +127,7 @@ export class MemcachedCache extends VersionedCache {
    * A version moved on: on every server. Done when its own server took it (the others matter
    * only to instances whose server list differs); a server that is down gets it no more than
    * it gets anything else, and comes back empty.
+   * @internal
    */
   protected override async writeVersion (storageKey: string, value: Buffer): Promise<void> {
     const others = this.spreadVersion(storageKey, value)
@@ -129,36 +135,41 @@ export class MemcachedCache extends VersionedCache {
     await others
   }
 
+  /** @internal */
   protected override async spreadVersion (storageKey: string, value: Buffer): Promise<void> {
     const owner = this.ownerOf(storageKey)
     await Promise.all(this.names.filter((server) => server !== owner).map((server) =>
       this.command(server, (client) => client.set(storageKey, value, { expires: this.expiryOf(VERSION_RETENTION_SECONDS) })).catch(() => {})))
   }
 
+  /** @internal */
   protected override async readForUpdate (storageKey: string): Promise<{ value: Buffer | null, token: unknown }> {
     return await this.command(this.ownerOf(storageKey), (client) => getsWithCas(client, storageKey))
   }
 
+  /** @internal */
   protected override async writeIfUnchanged (storageKey: string, value: Buffer, token: unknown): Promise<boolean> {
     return await this.command(this.ownerOf(storageKey), (client) => token === undefined
       ? client.add(storageKey, value, { expires: this.expiryOf(VERSION_RETENTION_SECONDS) }).then(() => true, () => false)
       : setWithCas(client, storageKey, value, token as Buffer))
   }
 
-  /** Memcached keeps an item until a Unix time that must fit 32 bits (year 2106). */
+  /** @internal Memcached keeps an item until a Unix time that must fit 32 bits (year 2106). */
   override get maxRetentionSeconds (): number {
     return 0xffffffff - Math.floor(this.serverNow() / 1000) - 2
   }
 
+  /** @internal */
   protected override get maxItemBytes (): number {
     return this.itemBytes
   }
 
+  /** @internal */
   protected override refusesEntry (err: unknown): boolean {
     return /too large|E2BIG/i.test((err as Error | undefined)?.message ?? '')
   }
 
-  /** memcached's clock (its `stats` time: whole seconds), for entry ages every instance agrees on. */
+  /** @internal memcached's clock (its `stats` time: whole seconds), for entry ages every instance agrees on. */
   protected override async serverTime (): Promise<number | undefined> {
     const client = (this.pools.get(this.names[0]) as { clients: MemjsClient[] }).clients[0]
     const time = await withTimeout(new Promise<string | undefined>((resolve, reject) => {
@@ -170,27 +181,33 @@ export class MemcachedCache extends VersionedCache {
     return time === undefined ? undefined : Number(time) * 1000 + 1000
   }
 
+  /** @internal */
   protected override get clockMarginMs (): number {
     return 1_100
   }
 
+  /** @internal */
   protected removePattern (): never {
     throw new PatternNotSupportedError('MemcachedCache')
   }
 
+  /** @internal */
   protected override checkSupported (target: ParsedTarget): void {
     if (target.pattern !== undefined) throw new PatternNotSupportedError('MemcachedCache')
   }
 
+  /** @internal */
   protected override defaultName (): string {
     return 'memcached:' + this.keyPrefix + '@' + withoutCredentials(this.servers)
   }
 
+  /** @internal */
   protected async connectBackend (): Promise<void> {
     // memjs connects on first use: ask every server so onReady really waits.
     await Promise.all([...this.pools.values()].flatMap((pool) => pool.clients.map((client) => client.get('ember:connect-probe'))))
   }
 
+  /** @internal */
   protected async disconnectBackend (): Promise<void> {
     for (const pool of this.pools.values()) {
       for (const client of pool.clients) {
@@ -219,7 +236,7 @@ export class MemcachedCache extends VersionedCache {
     return expiryOf(retention, this.serverNow())
   }
 
-  /** Where an entry lives: readable when it can be, hashed when too long, odd or a variant. */
+  /** @internal Where an entry lives: readable when it can be, hashed when too long, odd or a variant. */
   protected entryKey (key: string, variant: string): string {
     if (variant === '') {
       const raw = this.keyPrefix + key
@@ -229,6 +246,7 @@ export class MemcachedCache extends VersionedCache {
     return this.keyPrefix + HASHED_ENTRY + hashOf('e\u0000' + key + '\u0000' + variant)
   }
 
+  /** @internal */
   protected versionKey (name: string): string {
     return this.keyPrefix + VERSION_MARK + hashOf('v\u0000' + name)
   }

@@ -152,7 +152,7 @@ return 1`
  */
 export class RedisCache extends RemoteCache {
   readonly kind = 'redis'
-  /** The ioredis client (Redis or Cluster). */
+  /** The ioredis client (Redis or Cluster): the one passed in, or the one this cache made. */
   readonly client: RedisClientLike
   private readonly ownsClient: boolean
   private readonly scanCount: number
@@ -246,11 +246,13 @@ export class RedisCache extends RemoteCache {
   /** A Cluster's seed nodes, probed when it cannot connect (ioredis keeps the cause from us). */
   private readonly seedNodes: ClusterNodeLike[]
 
+  /** @internal */
   protected override failureCause (err: unknown): unknown {
     if (this.socketError !== undefined && OPAQUE_CONNECTION_ERRORS.test(String((err as Error | undefined)?.message))) return this.socketError
     return err
   }
 
+  /** @internal */
   protected override async connectFailureCause (err: unknown): Promise<unknown> {
     if (this.socketError === undefined && this.seedNodes.length > 0 && OPAQUE_CONNECTION_ERRORS.test(String((err as Error | undefined)?.message))) {
       this.socketError = await probeNodes(this.seedNodes, this.connectTimeout)
@@ -258,6 +260,7 @@ export class RedisCache extends RemoteCache {
     return this.failureCause(err)
   }
 
+  /** @internal */
   protected async readBytes (key: string, variant: string): Promise<Buffer | null> {
     try {
       return await this.bounded(this.redis.hgetBuffer(this.entryName(key), variant))
@@ -274,6 +277,7 @@ export class RedisCache extends RemoteCache {
    * The miss's fence in the entry's hash. Tags are not touched: a miss that is never stored (a
    * 404 under a crawler) must leave nothing unbounded behind (tag sets named every such key,
    * without expiry); tag invalidations that race it are caught when it stores (tag times).
+   * @internal
    */
   protected override async beginBackendFill (key: string): Promise<Fence> {
     if (!this.breaker.allows()) return undefined
@@ -290,6 +294,7 @@ export class RedisCache extends RemoteCache {
     }
   }
 
+  /** @internal */
   protected async writeBytes (key: string, variant: string, bytes: Buffer, retention: number, entry: CacheEntry, fence?: Fence, replaced = false): Promise<boolean> {
     const redisKey = this.entryName(key)
     const writes: Array<Promise<unknown>> = []
@@ -347,17 +352,19 @@ export class RedisCache extends RemoteCache {
     }
   }
 
+  /** @internal */
   protected async removeKeys (keys: string[]): Promise<void> {
     // One UNLINK per key: on a Cluster, keys live in different slots.
     await this.guarded(() => this.bounded(Promise.all(keys.map((key) => this.redis.unlink(this.entryName(key))))))
   }
 
+  /** @internal */
   protected async removePattern (pattern: string): Promise<void> {
     const match = escapeGlob(this.keyPrefix) + OWN + pattern
     await this.guarded(() => Promise.all(this.masters().map((node) => this.scanAndUnlink(node, match, 'hash'))))
   }
 
-  /** Soft invalidation: each named key's envelopes are marked stale in place (SOFT_SCRIPT). */
+  /** @internal Soft invalidation: each named key's envelopes are marked stale in place (SOFT_SCRIPT). */
   protected override async markStale (target: ParsedTarget): Promise<void> {
     await this.guarded(async () => {
       const keys: string[] = []
@@ -376,7 +383,7 @@ export class RedisCache extends RemoteCache {
     })
   }
 
-  /** Every key under the prefix, whatever its type: entries, tag sets and fill locks. */
+  /** @internal Every key under the prefix, whatever its type: entries, tag sets and fill locks. */
   protected async removeAll (): Promise<void> {
     const match = escapeGlob(this.keyPrefix) + OWN + '*'
     await this.guarded(() => Promise.all(this.masters().map((node) => this.scanAndUnlink(node, match, undefined))))
@@ -391,6 +398,7 @@ export class RedisCache extends RemoteCache {
     await this.bounded(Promise.all(tags.map((tag) => this.redis.set(this.keyPrefix + TAG_EPOCH_INFIX + tag, epoch, 'EX', TAG_EPOCH_KEEP_SECONDS))))
   }
 
+  /** @internal */
   protected override async tagsInvalidatedSince (tags: readonly string[], _since: number, inner: Fence): Promise<boolean> {
     const began = (inner as RedisFence | undefined)?.epoch
     if (began === undefined) return false
@@ -398,15 +406,17 @@ export class RedisCache extends RemoteCache {
     return epochs.some((epoch) => epoch !== null && Number(epoch) > began)
   }
 
+  /** @internal */
   protected override async withdraw (key: string, variant: string): Promise<void> {
     await this.bounded(this.redis.hdel(this.entryName(key), variant))
   }
 
-  /** Route tags too are checked when a miss stores (its fence does not hold them). */
+  /** @internal Route tags too are checked when a miss stores (its fence does not hold them). */
   protected override get fencesRouteTags (): boolean {
     return false
   }
 
+  /** @internal */
   protected override async serverTime (): Promise<number | undefined> {
     const [seconds, micros] = await this.bounded(this.masters()[0].time())
     return Number(seconds) * 1000 + Math.floor(Number(micros) / 1000)
@@ -417,11 +427,12 @@ export class RedisCache extends RemoteCache {
     return this.keyPrefix + OWN + key
   }
 
+  /** @internal */
   protected override hasOwnBus (): boolean {
     return true
   }
 
-  /** The bus publishes on the cache's own client and listens (with an L1) on a duplicate of it. */
+  /** @internal The bus publishes on the cache's own client and listens (with an L1) on a duplicate of it. */
   protected override busConnections (listen: boolean): BusConnections | undefined {
     if (this.busOptions === false) return undefined
     const given = super.busConnections(listen)
@@ -432,12 +443,14 @@ export class RedisCache extends RemoteCache {
     return { publisher: this.client, subscriber: subscriber as unknown as RedisClientLike, own: false }
   }
 
+  /** @internal */
   protected override defaultName (): string {
     const options = this.redis.options as { host?: string, port?: number } | undefined
     const where = isCluster(this.client) ? 'cluster' : String(options?.host ?? '') + ':' + String(options?.port ?? '')
     return 'redis:' + this.keyPrefix + '@' + where
   }
 
+  /** @internal */
   protected async removeTags (tags: string[]): Promise<void> {
     this.warnIfTagSetsEvictable()
     await this.guarded(async () => {
@@ -453,6 +466,7 @@ export class RedisCache extends RemoteCache {
     })
   }
 
+  /** @internal */
   protected async connectBackend (): Promise<void> {
     const status = this.redis.status
     if (status === 'wait' || status === 'end') await this.redis.connect()
@@ -477,6 +491,7 @@ export class RedisCache extends RemoteCache {
     this.log.warn({ cache: this.name, maxmemoryPolicy: this.evictionPolicy }, `ember-cache: Redis maxmemory-policy is ${this.evictionPolicy}: it may evict a tag set and keep the entries it names, which a tag invalidation then misses; use noeviction or volatile-ttl (README, "Operations")`)
   }
 
+  /** @internal */
   protected async disconnectBackend (): Promise<void> {
     if (!this.ownsClient) return
     try {

@@ -81,13 +81,17 @@ const MAX_QUEUED_INVALIDATIONS = 1000
  * not stored) instead of an error, and the circuit breaker keeps that fast.
  */
 export abstract class RemoteCache extends EmberCache {
+  /** @internal */
   readonly inProcess = false
+  /** @internal */
   readonly commandTimeout: number
+  /** @internal */
   readonly connectTimeout: number
+  /** @internal */
   protected readonly breaker: CircuitBreaker
   /** The decoded form of recently read envelopes, reused while their bytes are unchanged. */
   private readonly decoded = new DecodedEntries()
-  /** The in-process tier, when configured. */
+  /** @internal The in-process tier, when configured. */
   protected readonly l1: L1Tier | undefined
   /**
    * Set for the synchronous start of an invalidation, whose first guarded() call then runs
@@ -98,8 +102,9 @@ export abstract class RemoteCache extends EmberCache {
   private readonly l1Changes = new InvalidationLog()
   /** The coherence bus, once open (when configured). */
   private bus: CoherenceBus | undefined
+  /** @internal */
   protected readonly busOptions: false | BusOptions | undefined
-  /** How long the last bus messages took to arrive, in ms (newest last, at most 1000). */
+  /** @internal How long the last bus messages took to arrive, in ms (newest last, at most 1000). */
   readonly busDelays: number[] = []
   /**
    * Invalidations the backend did not take, oldest first. While any is queued the cache serves
@@ -110,6 +115,7 @@ export abstract class RemoteCache extends EmberCache {
   private draining: Promise<boolean> | undefined
   private retryTimer: NodeJS.Timeout | undefined
 
+  /** @internal */
   constructor (where: string, options: RemoteCacheOptions | undefined, allowed: readonly string[]) {
     super(where, options, [...REMOTE_OPTION_NAMES, ...allowed], 'ember:')
     checkPositiveInteger(where + '.commandTimeout', options?.commandTimeout)
@@ -129,7 +135,7 @@ export abstract class RemoteCache extends EmberCache {
     this.l1 = this.buildL1(where, options?.l1)
   }
 
-  /** Whether this kind of cache has a bus without being told where (RedisCache: its own server). */
+  /** @internal Whether this kind of cache has a bus without being told where (RedisCache: its own server). */
   protected hasOwnBus (): boolean {
     return false
   }
@@ -158,6 +164,7 @@ export abstract class RemoteCache extends EmberCache {
    * The connections of the bus: RedisCache publishes on its own client and listens on a
    * duplicate; others connect to `bus.url`. Without `listen` (no L1 to keep in step) only a
    * publisher: the instance still tells the fleet what it invalidates.
+   * @internal
    */
   protected busConnections (listen: boolean): BusConnections | undefined {
     const options = this.busOptions
@@ -174,41 +181,46 @@ export abstract class RemoteCache extends EmberCache {
   /**
    * Starts a miss: the backend's own fence (beginBackendFill), the route tags it names, and when
    * it began on the backend's clock (for tags only its response will name: keptAfterTagCheck).
+   * @internal
    */
   override beginFill (key: string, tags: readonly string[]): Promise<Fence> | undefined {
     const startedAt = this.serverNow()
     return this.beginBackendFill(key, tags).then((inner): RemoteFence => ({ inner, tags, startedAt }))
   }
 
-  /** The backend's part of a miss's fence (see EmberCache.beginFill). */
+  /** @internal The backend's part of a miss's fence (see EmberCache.beginFill). */
   protected async beginBackendFill (_key: string, _tags: readonly string[]): Promise<Fence> {
     return undefined
   }
 
-  /** The stored envelope for a key and variant, or null. May reject: the caller fails open. */
+  /** @internal The stored envelope for a key and variant, or null. May reject: the caller fails open. */
   protected abstract readBytes (key: string, variant: string): Promise<Buffer | null | undefined>
   /**
    * Stores an envelope for `retention` seconds (0 = no expiry); with a miss's fence, only when
    * nothing invalidated the entry since (false otherwise). May reject.
+   * @internal
    */
   protected abstract writeBytes (key: string, variant: string, bytes: Buffer, retention: number, entry: CacheEntry, fence?: Fence): Promise<boolean>
+  /** @internal */
   protected abstract connectBackend (): Promise<void>
+  /** @internal */
   protected abstract disconnectBackend (): Promise<void>
 
   /**
    * Backends that check tags at read time say here whether an entry's tags are still valid, or
    * 'stale' when a tag was softly invalidated since (the entry is then served as stale).
+   * @internal
    */
   protected tagsStillValid (_entry: CacheEntry): boolean | 'stale' | Promise<boolean | 'stale'> {
     return true
   }
 
-  /** Backends that check tags at read time give the tags' versions here (the fence's first), to store with the entry. */
+  /** @internal Backends that check tags at read time give the tags' versions here (the fence's first), to store with the entry. */
   protected async currentTagVersions (_entry: CacheEntry, _fence?: Fence): Promise<string[]> {
     return []
   }
 
-  /** L1 first (answering synchronously), then the shared store. */
+  /** @internal L1 first (answering synchronously), then the shared store. */
   lookup (key: string, variant: string): LookupResult | Promise<LookupResult> {
     if (this.queued.length > 0) {
       this.drain().catch(() => {})
@@ -232,6 +244,7 @@ export abstract class RemoteCache extends EmberCache {
    * the same round trip), called on this cache with `key`, `variant` and `extra`: decoded, its
    * tags checked, kept in L1. BYPASS when the backend fails. (No closure per read: this is
    * every Redis hit's path.)
+   * @internal
    */
   protected readShared<T> (key: string, variant: string, read: (this: this, key: string, variant: string, extra: T) => Promise<Buffer | null | undefined>, extra: T): LookupResult | Promise<LookupResult> {
     if (!this.breaker.allows()) return BYPASS
@@ -258,11 +271,12 @@ export abstract class RemoteCache extends EmberCache {
     }
   }
 
-  /** The shared backend keeps identity bodies; the codings live with this process's copies (L1). */
+  /** @internal The shared backend keeps identity bodies; the codings live with this process's copies (L1). */
   override codingsAdded (key: string, variant: string, entry: CacheEntry): void {
     this.l1?.codingsAdded(key, variant, entry)
   }
 
+  /** @internal */
   async store (key: string, variant: string, entry: CacheEntry, fence?: Fence): Promise<boolean> {
     if (this.queued.length > 0 || !this.breaker.allows()) return false
     const mark = this.l1Changes.mark()
@@ -298,12 +312,12 @@ export abstract class RemoteCache extends EmberCache {
     }
   }
 
-  /** The largest envelope the backend holds, in bytes (Memcached: its item size). */
+  /** @internal The largest envelope the backend holds, in bytes (Memcached: its item size). */
   protected get maxItemBytes (): number {
     return Infinity
   }
 
-  /** Whether a backend error is about one entry (too large...), not the backend. */
+  /** @internal Whether a backend error is about one entry (too large...), not the backend. */
   protected refusesEntry (_err: unknown): boolean {
     return false
   }
@@ -321,7 +335,7 @@ export abstract class RemoteCache extends EmberCache {
     return false
   }
 
-  /** Whether the backend's fence covers the route tags named when the miss began (versions read then); else all are checked at store. */
+  /** @internal Whether the backend's fence covers the route tags named when the miss began (versions read then); else all are checked at store. */
   protected get fencesRouteTags (): boolean {
     return true
   }
@@ -329,12 +343,13 @@ export abstract class RemoteCache extends EmberCache {
   /**
    * Whether any of `tags` was invalidated after the miss began (`since`, on the backend's clock,
    * or the backend's own mark in its fence). Backends that cannot tell say no.
+   * @internal
    */
   protected async tagsInvalidatedSince (_tags: readonly string[], _since: number, _inner: Fence): Promise<boolean> {
     return false
   }
 
-  /** Removes one variant just stored (its response-only tag was invalidated meanwhile). */
+  /** @internal Removes one variant just stored (its response-only tag was invalidated meanwhile). */
   protected async withdraw (_key: string, _variant: string): Promise<void> {}
 
   /**
@@ -342,19 +357,20 @@ export abstract class RemoteCache extends EmberCache {
    * clock and read on ours, so that instances whose clocks differ agree on an entry's age (a
    * writer 30 s ahead once had its 5 s entries served fresh for 35 s). 0 until measured, and
    * while within what the measurement can tell.
+   * @internal
    */
   protected clockOffset = 0
-  /** What two instances' views of one instant may differ by (the backend clock's resolution, and margin). */
+  /** @internal What two instances' views of one instant may differ by (the backend clock's resolution, and margin). */
   protected get clockMarginMs (): number {
     return 100
   }
 
-  /** The backend's clock now (ms), or undefined for a backend that has none to tell. */
+  /** @internal The backend's clock now (ms), or undefined for a backend that has none to tell. */
   protected async serverTime (): Promise<number | undefined> {
     return undefined
   }
 
-  /** Our clock translated to the backend's (ms): what "now" is in times written to it. */
+  /** @internal Our clock translated to the backend's (ms): what "now" is in times written to it. */
   override serverNow (): number {
     return Date.now() + this.clockOffset
   }
@@ -404,6 +420,7 @@ export abstract class RemoteCache extends EmberCache {
   /**
    * Runs an invalidation (whatever the circuit says), or queues it when the backend fails;
    * the queue runs in order. Rejects with InvalidationFailedError while it stays queued.
+   * @internal
    */
   protected override async apply (target: ParsedTarget): Promise<void> {
     this.invalidations.record(target)
@@ -434,6 +451,7 @@ export abstract class RemoteCache extends EmberCache {
     throw new InvalidationFailedError(this.name, describeFailure(this.failureCause(this.lastFailure)))
   }
 
+  /** @internal */
   override snapshot (): CacheStats {
     const stats: CacheStats = { ...super.snapshot(), breaker: this.breaker.stateName, queuedInvalidations: this.queued.length }
     if (this.l1 !== undefined) stats.l1 = { entries: this.l1.size, bytes: this.l1.bytesHeld() }
@@ -443,7 +461,7 @@ export abstract class RemoteCache extends EmberCache {
     return stats
   }
 
-  /** Number of invalidations waiting for the backend. */
+  /** @internal Number of invalidations waiting for the backend. */
   get queuedInvalidations (): number {
     return this.queued.length
   }
@@ -485,6 +503,7 @@ export abstract class RemoteCache extends EmberCache {
    * The backend's connection is (re)established: run what is queued at once. Other instances
    * read the backend as soon as they reconnect too, and a backend that kept its data (AOF, a
    * replica) still holds what the queue removes: the sooner it runs, the shorter that window.
+   * @internal
    */
   protected backendReady (): void {
     if (this.connectionLost) {
@@ -497,7 +516,7 @@ export abstract class RemoteCache extends EmberCache {
     if (this.queued.length > 0) this.drain().catch(() => {})
   }
 
-  /** The backend's connection closed while the cache was open. */
+  /** @internal The backend's connection closed while the cache was open. */
   protected backendLost (): void {
     if (this.opening !== undefined && !this.closing) this.connectionLost = true
   }
@@ -515,7 +534,7 @@ export abstract class RemoteCache extends EmberCache {
     this.retryTimer.unref()
   }
 
-  /** A backend command failed: counted (error or timeout), and the breaker told. */
+  /** @internal A backend command failed: counted (error or timeout), and the breaker told. */
   protected failed (err: unknown): void {
     this.countFailure(err)
     this.breaker.failed(err)
@@ -526,7 +545,7 @@ export abstract class RemoteCache extends EmberCache {
     else if (!(err instanceof CircuitOpenError)) this.counters.backendErrors++
   }
 
-  /** Runs an invalidation command, failing fast while the circuit is open. */
+  /** @internal Runs an invalidation command, failing fast while the circuit is open. */
   protected async guarded<T> (run: () => Promise<T>): Promise<T> {
     const forced = this.forceNext
     this.forceNext = false
@@ -544,16 +563,17 @@ export abstract class RemoteCache extends EmberCache {
     }
   }
 
-  /** The error that tells why a command failed: a client's own may name only its symptom. */
+  /** @internal The error that tells why a command failed: a client's own may name only its symptom. */
   protected failureCause (err: unknown): unknown {
     return err
   }
 
-  /** The same for a failed connect, which may look further (a probe of the address). */
+  /** @internal The same for a failed connect, which may look further (a probe of the address). */
   protected async connectFailureCause (err: unknown): Promise<unknown> {
     return this.failureCause(err)
   }
 
+  /** @internal */
   protected override async open (): Promise<void> {
     try {
       await withTimeout(this.connectBackend(), this.connectTimeout, this.kind + ' connect')
@@ -598,6 +618,7 @@ export abstract class RemoteCache extends EmberCache {
 
   private ownsBusPublisher = false
 
+  /** @internal */
   protected override async shutdown (): Promise<void> {
     this.closing = true
     clearInterval(this.clockTimer)

@@ -56,7 +56,7 @@ const VERSION_MARK = 'v:'
  */
 export class StoreCache extends VersionedCache {
   readonly kind = 'store'
-  /** The store given in `options.store`. */
+  /** @internal The store given in `options.store`. */
   readonly backend: CacheStore
 
   constructor (options: StoreCacheOptions) {
@@ -75,6 +75,7 @@ export class StoreCache extends VersionedCache {
     this.backend = store
   }
 
+  /** @internal */
   protected async read (storageKey: string): Promise<Buffer | null> {
     const value = await this.call(() => this.backend.get(storageKey))
     if (value === null || value === undefined) return null
@@ -82,20 +83,24 @@ export class StoreCache extends VersionedCache {
     return value
   }
 
+  /** @internal */
   protected async write (storageKey: string, value: Buffer, retention: number): Promise<void> {
     await this.call(() => this.backend.set(storageKey, value, retention))
   }
 
+  /** @internal */
   protected async remove (storageKey: string): Promise<void> {
     await this.call(() => this.backend.delete(storageKey))
   }
 
+  /** @internal */
   protected async writeIfAbsent (storageKey: string, value: Buffer, retention: number): Promise<void> {
     const add = this.backend.add
     if (add !== undefined) await this.call(() => add.call(this.backend, storageKey, value, retention))
     else if (await this.read(storageKey) === null) await this.write(storageKey, value, retention)
   }
 
+  /** @internal */
   protected async removePattern (pattern: string): Promise<void> {
     const deletePattern = this.backend.deletePattern as NonNullable<CacheStore['deletePattern']>
     const prefix = escapeGlob(this.keyPrefix + ENTRY_MARK)
@@ -110,6 +115,7 @@ export class StoreCache extends VersionedCache {
    * The namespace moves on, so every entry is a miss whatever the store keeps. Then the space is
    * freed where that cannot touch other data: the prefix's keys by deletePattern, or the whole
    * store by clear() when the cache has no prefix (the store is its alone).
+   * @internal
    */
   protected override async removeAll (): Promise<void> {
     await super.removeAll()
@@ -121,24 +127,29 @@ export class StoreCache extends VersionedCache {
     }
   }
 
+  /** @internal */
   protected override checkSupported (target: ParsedTarget): void {
     if (target.pattern !== undefined && this.backend.deletePattern === undefined) throw new PatternNotSupportedError('this StoreCache (its store has no deletePattern)')
   }
 
+  /** @internal */
   protected async connectBackend (): Promise<void> {
     const connect = this.backend.connect
     if (connect !== undefined) await connect.call(this.backend)
   }
 
+  /** @internal */
   protected async disconnectBackend (): Promise<void> {
     const close = this.backend.close
     if (close !== undefined) await close.call(this.backend)
   }
 
+  /** @internal */
   protected entryKey (key: string, variant: string): string {
     return this.keyPrefix + ENTRY_MARK + (variant === '' ? key : key + '\u0000' + variant)
   }
 
+  /** @internal */
   protected versionKey (name: string): string {
     return this.keyPrefix + VERSION_MARK + name
   }

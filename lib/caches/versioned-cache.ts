@@ -27,21 +27,23 @@ interface VersionFence {
 }
 
 export abstract class VersionedCache extends RemoteCache {
-  /** The bytes at `storageKey`, or null. May reject: the caller fails open. */
+  /** @internal The bytes at `storageKey`, or null. May reject: the caller fails open. */
   protected abstract read (storageKey: string): Promise<Buffer | null>
-  /** Stores bytes at `storageKey` for `retention` seconds (0 = no expiry). */
+  /** @internal Stores bytes at `storageKey` for `retention` seconds (0 = no expiry). */
   protected abstract write (storageKey: string, value: Buffer, retention: number): Promise<void>
   /**
    * Stores `value` only when nothing is stored at `storageKey` yet, so that two instances
    * making the same version agree on one. Stores without such an operation may set: a lost race
    * only makes entries stored meanwhile misses, never serves a stale one.
+   * @internal
    */
   protected abstract writeIfAbsent (storageKey: string, value: Buffer, retention: number): Promise<void>
-  /** Removes what is stored at `storageKey`. */
+  /** @internal Removes what is stored at `storageKey`. */
   protected abstract remove (storageKey: string): Promise<void>
   /**
    * The bytes at `storageKey` and a token to replace them with only if they did not change
    * meanwhile (memcached's CAS). Stores without one give the bytes themselves as the token.
+   * @internal
    */
   protected async readForUpdate (storageKey: string): Promise<{ value: Buffer | null, token: unknown }> {
     const value = await this.read(storageKey)
@@ -52,6 +54,7 @@ export abstract class VersionedCache extends RemoteCache {
    * Writes `value` if what was read for the token is still there; false when it changed. This
    * default compares and writes in two steps (a store without compare-and-set: a racing writer
    * can slip between them).
+   * @internal
    */
   protected async writeIfUnchanged (storageKey: string, value: Buffer, token: unknown): Promise<boolean> {
     const now = await this.read(storageKey)
@@ -61,11 +64,12 @@ export abstract class VersionedCache extends RemoteCache {
     return true
   }
 
-  /** Where the entry of `key` and `variant` lives. */
+  /** @internal Where the entry of `key` and `variant` lives. */
   protected abstract entryKey (key: string, variant: string): string
-  /** Where the version called `name` lives. */
+  /** @internal Where the version called `name` lives. */
   protected abstract versionKey (name: string): string
 
+  /** @internal */
   protected async readBytes (key: string, variant: string): Promise<Buffer | null> {
     // Three reads in flight at once: one round trip.
     const [stored, namespace, generation] = await Promise.all([
@@ -94,6 +98,7 @@ export abstract class VersionedCache extends RemoteCache {
    * A miss's fence: the versions as they stand when it begins. The entry is stored under them,
    * so an invalidation anywhere in the fleet meanwhile (which moves one of them on) leaves it
    * a miss for every reader: nothing to check at store time.
+   * @internal
    */
   protected override async beginBackendFill (key: string, tags: readonly string[]): Promise<Fence> {
     if (!this.breaker.allows()) return undefined
@@ -108,6 +113,7 @@ export abstract class VersionedCache extends RemoteCache {
     }
   }
 
+  /** @internal */
   protected async writeBytes (key: string, variant: string, bytes: Buffer, retention: number, _entry: CacheEntry, fence?: Fence): Promise<boolean> {
     const given = fence as VersionFence | undefined
     const [namespace, generation] = given !== undefined
@@ -117,12 +123,13 @@ export abstract class VersionedCache extends RemoteCache {
     return true
   }
 
-  /** Each tag has a version; an entry remembers the versions it saw (at the miss's start) and is stale once any moved on. */
+  /** @internal Each tag has a version; an entry remembers the versions it saw (at the miss's start) and is stale once any moved on. */
   protected override async currentTagVersions (entry: CacheEntry, fence?: Fence): Promise<string[]> {
     const known = (fence as VersionFence | undefined)?.tags
     return await Promise.all(entry.tags.map((tag) => known?.get(tag) ?? this.version(tagOf(tag))))
   }
 
+  /** @internal */
   protected override async tagsStillValid (entry: CacheEntry): Promise<boolean | 'stale'> {
     const current = await Promise.all(entry.tags.map((tag) => this.read(this.versionKey(tagOf(tag)))))
     let verdict: boolean | 'stale' = true
@@ -141,6 +148,7 @@ export abstract class VersionedCache extends RemoteCache {
    * A tag's version says when it moved on: one moved on after the miss began (within what
    * instances' views of the backend's clock may differ by, counted as after) was invalidated
    * since. Only tags the miss's fence did not hold get here: versions cover route tags.
+   * @internal
    */
   protected override async tagsInvalidatedSince (tags: readonly string[], since: number): Promise<boolean> {
     const versions = await Promise.all(tags.map((tag) => this.read(this.versionKey(tagOf(tag)))))
@@ -150,6 +158,7 @@ export abstract class VersionedCache extends RemoteCache {
     })
   }
 
+  /** @internal */
   protected override async withdraw (key: string, variant: string): Promise<void> {
     await this.remove(this.entryKey(key, variant))
   }
@@ -158,6 +167,7 @@ export abstract class VersionedCache extends RemoteCache {
    * Soft invalidation: the key's generation (or the tag's version) moves on but remembers the
    * one before, and entries stored under that one read as stale instead of missing. Only the
    * last soft move is remembered; clear() and patterns fall back to removal.
+   * @internal
    */
   protected override async markStale (target: ParsedTarget): Promise<void> {
     if (target.keys !== undefined) await this.guarded(() => Promise.all((target.keys as string[]).map((key) => this.bumpSoftly(generationOf(key)))))
@@ -182,11 +192,13 @@ export abstract class VersionedCache extends RemoteCache {
     await this.bump(name)
   }
 
+  /** @internal */
   protected async removeKeys (keys: string[]): Promise<void> {
     // A new generation orphans every variant of the key at once.
     await this.guarded(() => Promise.all(keys.map((key) => this.bump(generationOf(key)))))
   }
 
+  /** @internal */
   protected async removeTags (tags: string[]): Promise<void> {
     await this.guarded(() => Promise.all(tags.map((tag) => this.bump(tagOf(tag)))))
   }
@@ -196,7 +208,7 @@ export abstract class VersionedCache extends RemoteCache {
     return randomVersion() + '@' + String(this.serverNow())
   }
 
-  /** A new namespace version: every entry stored before is a miss from now on. */
+  /** @internal A new namespace version: every entry stored before is a miss from now on. */
   protected async removeAll (): Promise<void> {
     await this.guarded(() => this.bump(NAMESPACE))
   }
@@ -220,12 +232,12 @@ export abstract class VersionedCache extends RemoteCache {
     await this.writeVersion(this.versionKey(name), Buffer.from(this.newVersion()))
   }
 
-  /** Writes a version record (it never expires). */
+  /** @internal Writes a version record (it never expires). */
   protected async writeVersion (storageKey: string, value: Buffer): Promise<void> {
     await this.write(storageKey, value, VERSION_RETENTION_SECONDS)
   }
 
-  /** A version record was just replaced by compare-and-set where it lives: backends that keep copies elsewhere update them. */
+  /** @internal A version record was just replaced by compare-and-set where it lives: backends that keep copies elsewhere update them. */
   protected async spreadVersion (_storageKey: string, _value: Buffer): Promise<void> {}
 }
 

@@ -26,7 +26,7 @@ export class EdgePurgeFailure extends Error {
   }
 }
 
-interface HttpPurgeOptions {
+export interface HttpPurgeOptions {
   /** ms one request may take. Default 2000. */
   timeout?: number
 }
