@@ -1,5 +1,6 @@
 // The cache-aside API on in-process caches: get / set / delete / has / wrap.
 import t from 'tap'
+import { responseEntry } from './helpers/entries'
 import { MemoryCache, StaticCache } from '../lib/index'
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
@@ -147,20 +148,7 @@ t.test('StaticCache values never expire by default', async (t) => {
 
 t.test('values and responses do not mix: get() ignores a stored response', async (t) => {
   const cache = new MemoryCache()
-  cache.store('GET:/x', '', {
-    kind: 1,
-    status: 200,
-    headers: {},
-    body: Buffer.from('"response"'),
-    storedAt: Date.now(),
-    ttl: 60,
-    initialAge: 0,
-    flags: 0,
-    staleWhileRevalidate: 0,
-    staleIfError: 0,
-    tags: [],
-    tagVersions: []
-  })
+  cache.store('GET:/x', '', responseEntry({ headers: {}, body: Buffer.from('"response"') }))
   t.equal(await cache.get('GET:/x'), undefined)
   t.equal(await cache.has('GET:/x'), false)
 })

@@ -3,23 +3,16 @@
 import t from 'tap'
 import { randomBytes } from 'node:crypto'
 import { DecodedEntries } from '../lib/caches/decoded-entries'
-import { encodeEntry, ENTRY_RESPONSE, type CacheEntry } from '../lib/entry'
+import { encodeEntry } from '../lib/entry'
+import { responseEntry } from './helpers/entries'
 
 function envelope (body: Buffer, storedAt = 1_700_000_000_000): Buffer {
-  const entry: CacheEntry = {
-    kind: ENTRY_RESPONSE,
-    status: 200,
+  const entry = responseEntry({
     headers: { 'content-type': 'application/octet-stream', link: ['<a>; rel=x', '<b>; rel=y'] },
     body,
     storedAt,
-    ttl: 30,
-    initialAge: 0,
-    flags: 0,
-    staleWhileRevalidate: 0,
-    staleIfError: 0,
-    tags: [],
-    tagVersions: []
-  }
+    ttl: 30
+  })
   return encodeEntry(entry)
 }
 

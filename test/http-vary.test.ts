@@ -1,8 +1,8 @@
 // Variants (issue 4): the stored response's own Vary adds request headers to the variant
 // automatically, Vary: * is never stored, and Accept-Encoding never splits the cache.
 import t from 'tap'
+import { responseEntry } from './helpers/entries'
 import { MemoryCache, RedisCache } from '../lib/index'
-import { ENTRY_RESPONSE, type CacheEntry } from '../lib/entry'
 import { countingApp as build, emberApp, type Handler } from './helpers/apps'
 import { startRedis } from './helpers/servers'
 
@@ -106,20 +106,10 @@ t.test('RFC 9111 §4.1: an entry stored under a variant without its Vary header 
   // What an instance that has not learned the Vary yet finds in a shared cache: an entry stored
   // by another writer without the x-lang value in its variant.
   const cache = new MemoryCache()
-  const foreign: CacheEntry = {
-    kind: ENTRY_RESPONSE,
-    status: 200,
+  const foreign = responseEntry({
     headers: { vary: 'x-lang', 'content-type': 'text/plain; charset=utf-8', etag: '"fr"' },
-    body: Buffer.from('hello in fr'),
-    storedAt: Date.now(),
-    ttl: 60,
-    initialAge: 0,
-    flags: 0,
-    staleWhileRevalidate: 0,
-    staleIfError: 0,
-    tags: [],
-    tagVersions: []
-  }
+    body: Buffer.from('hello in fr')
+  })
   cache.store('GET:/r', '', foreign)
   const { app, calls } = await build(t, byLanguage, cache)
   const en = await app.inject(lang('en'))

@@ -2,9 +2,10 @@
 // (issue 28: no copies that can drift); here it must do to stored bytes exactly what
 // softenedEnvelope() does in TypeScript, on a real Redis.
 import t from 'tap'
+import { responseEntry } from './helpers/entries'
 import Redis from 'ioredis'
 import { RedisCache } from '../lib/index'
-import { encodeEntry, softenedEnvelope, type CacheEntry } from '../lib/entry'
+import { encodeEntry, softenedEnvelope } from '../lib/entry'
 import { freshPrefix } from './helpers/backend-suite'
 import { entryName } from './helpers/redis-raw'
 import { startRedis } from './helpers/servers'
@@ -17,7 +18,7 @@ t.test('SOFT_SCRIPT and softenedEnvelope agree byte for byte', async (t) => {
   const keyPrefix = freshPrefix('soft')
   const cache = new RedisCache({ url: redis.url, keyPrefix })
   t.teardown(() => cache.close())
-  const entry: CacheEntry = { kind: 1, status: 200, headers: { 'content-type': 'text/plain' }, body: Buffer.from('hello'), storedAt: Date.now(), ttl: 60, initialAge: 0, flags: 0, staleWhileRevalidate: 5, staleIfError: 7, tags: ['a'], tagVersions: [] }
+  const entry = responseEntry({ headers: { 'content-type': 'text/plain' }, staleWhileRevalidate: 5, staleIfError: 7, tags: ['a'] })
   const bytes = encodeEntry(entry)
   // A response envelope, a non-envelope value and a field of another kind sit side by side.
   await raw.hset(entryName(keyPrefix, 'k'), 'v1', bytes, 'other', 'not an envelope')
