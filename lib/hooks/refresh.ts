@@ -12,8 +12,7 @@ import type { CacheRequest } from './request-state'
 // the request it stands for (inject has neither TLS nor the original socket). Nothing is added
 // to its headers: a handler, a hook or an upstream behind reply-from sees the client's own.
 
-/** The class of every refresh's request; each refresh makes a subclass carrying its record. */
-class RefreshRequest extends IncomingMessage {}
+/** Where a refresh's request class keeps its record: on its prototype, out of any client's reach. */
 const kRefresh = Symbol('ember-cache.refresh')
 
 /** What a refresh stands for, and what came of it. */
@@ -26,13 +25,9 @@ export interface RefreshRecord {
 
 /** The record of a background refresh, or undefined for any other request. */
 export function refreshOf (request: FastifyRequest): RefreshRecord | undefined {
-  const raw = request.raw
-  if (!(raw instanceof RefreshRequest)) return undefined
-  for (let proto = Object.getPrototypeOf(raw) as object | null; proto !== null; proto = Object.getPrototypeOf(proto) as object | null) {
-    const record = (proto.constructor as unknown as Record<symbol, RefreshRecord | undefined>)[kRefresh]
-    if (record !== undefined) return record
-  }
-  return undefined
+  // light-my-request builds its own class on top of the one given: the record is found through
+  // the prototype chain, whichever class it sits on.
+  return (request.raw as unknown as Record<symbol, RefreshRecord | undefined>)[kRefresh]
 }
 
 /**
@@ -83,9 +78,9 @@ export function buildRefresher (inject: (options: InjectOptions) => Promise<unkn
     delete headers['if-none-match']
     delete headers['if-modified-since']
     const record: RefreshRecord = { origin: originOf(request), stored: false }
-    const Request = class extends RefreshRequest {
-      static [kRefresh] = record
-    }
+    // Each refresh makes its own request class (one level above IncomingMessage) carrying its record.
+    const Request = class extends IncomingMessage {}
+    Object.defineProperty(Request.prototype, kRefresh, { value: record })
     const send = (): Promise<unknown> => inject({ method: 'GET', url: request.url, headers: headers as Record<string, string>, Request } as InjectOptions)
     const refreshing = channels.refresh.hasSubscribers
       ? trace(channels.refresh, { cache: settings.cache.name, route: settings.label, keyHash: settings.hashKey(state.key) }, send, () => 'refreshed') as Promise<unknown>
