@@ -5,8 +5,8 @@ import { brotliCompress, brotliCompressSync, constants, deflate, deflateSync, gz
 // the client accepts, and a compression plugin after us leaves them alone.
 
 /** The content codings an entry may hold besides identity, in our order of preference. */
-export const CODINGS = ['br', 'gzip', 'deflate'] as const
-export type Coding = typeof CODINGS[number]
+export type Coding = 'br' | 'gzip' | 'deflate'
+export const CODINGS: readonly Coding[] = ['br', 'gzip', 'deflate']
 
 /** One stored content coding of an entry's body. */
 export interface EncodedBody {

@@ -183,7 +183,7 @@ export const emberCache: FastifyPluginAsync<EmberCachePluginOptions> = fp(emberC
 
 export default emberCache
 export { EmberCache, MemoryCache, StaticCache, RedisCache, MemcachedCache }
-export { RemoteCacheOptions, L1Options, BusOptions } from './caches/remote-cache'
+export { RemoteCacheOptions, L1Options, BusOptions } from './caches/shared-tier'
 export { CircuitBreakerOptions } from './caches/circuit-breaker'
 export { ReadYourWritesOptions } from './read-your-writes'
 export { CacheOptions, InvalidationTarget, InvalidationReport, SetOptions, WrapOptions } from './caches/cache'

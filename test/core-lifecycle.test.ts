@@ -25,14 +25,20 @@ class SpyCache extends MemoryCache {
     await super.close()
   }
 
-  protected override async open (): Promise<void> {
-    this.opens++
-    await super.open()
-  }
-
-  protected override async shutdown (): Promise<void> {
-    this.shutdowns++
-    await super.shutdown()
+  constructor () {
+    super()
+    // The backend opens and shuts down in the cache's tier: counted there.
+    const tier = this.tier
+    const open = tier.open.bind(tier)
+    const shutdown = tier.shutdown.bind(tier)
+    tier.open = async () => {
+      this.opens++
+      await open()
+    }
+    tier.shutdown = async () => {
+      this.shutdowns++
+      await shutdown()
+    }
   }
 }
 
@@ -121,9 +127,9 @@ t.test('mode caches are created once, connected at ready and emptied at close', 
   const caches = app.emberCache.caches as Array<MemoryCache | StaticCache>
   t.equal(caches.length, 2)
   for (const url of ['/m', '/s', '/m2']) await app.inject(url)
-  t.equal(caches.reduce((sum, cache) => sum + cache.size, 0), 3)
+  t.equal(caches.reduce((sum, cache) => sum + (cache.stats().entries ?? 0), 0), 3)
   await app.close()
-  t.equal(caches.reduce((sum, cache) => sum + cache.size, 0), 0, 'entries are released on close')
+  t.equal(caches.reduce((sum, cache) => sum + (cache.stats().entries ?? 0), 0), 0, 'entries are released on close')
 })
 
 t.test('a failed start neither connects nor shuts down caches, and close still resolves', async (t) => {

@@ -5,7 +5,6 @@
 import t, { type Test } from 'tap'
 import Fastify, { type FastifyInstance } from 'fastify'
 import emberCache, { MemcachedCache, RedisCache, type EmberCache, type InvalidationTarget } from '../lib/index'
-import type { RemoteCache } from '../lib/caches/remote-cache'
 import { BYPASS } from '../lib/caches/cache'
 import { freshPrefix, runBackendSuite } from './helpers/backend-suite'
 import { sleep, waitFor } from './helpers/fault-kit'
@@ -36,7 +35,7 @@ function percentile (sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))]
 }
 
-function fleetSuite (t: Test, label: string, makeCache: (keyPrefix: string, l1: boolean) => RemoteCache): void {
+function fleetSuite (t: Test, label: string, makeCache: (keyPrefix: string, l1: boolean) => EmberCache): void {
   t.test(`${label}: an L1 hit answers from the process; an L2 hit fills L1; Cache-Status names the tier`, async (t) => {
     const keyPrefix = freshPrefix('l1')
     const version = { value: 1 }
@@ -71,7 +70,7 @@ function fleetSuite (t: Test, label: string, makeCache: (keyPrefix: string, l1: 
     }
     // The delay, measured from outside: A invalidates, B's L1 stops answering.
     const delays: number[] = []
-    const bCache = b.cache as RemoteCache
+    const bCache = b.cache as EmberCache
     for (let i = 0; i < 1_000; i++) {
       const key = 'k' + String(i % 20)
       await a.cache.set(key, i)
@@ -159,14 +158,14 @@ t.test('one Redis', async (t) => {
     }
     t.ok(lastOld <= 1_100, `the old entry was served at most until l1.ttl (1 s) after the invalidation: last at ${lastOld} ms`)
     // Back: the resubscription empties L1.
-    await waitFor('B to resubscribe', () => ((b.cache as RemoteCache) as unknown as { bus?: { healthy: boolean } }).bus?.healthy === true, 5_000)
+    await waitFor('B to resubscribe', () => b.cache.stats().bus?.healthy === true, 5_000)
     await b.app.inject('/item')
     t.match((await b.app.inject('/item')).headers['cache-status'], /detail=l1/)
 
     // A restarted server: the bus reconnects and B's L1 is emptied again.
     await redis.kill()
     await redis.restart()
-    await waitFor('B to resubscribe after a restart', () => ((b.cache as RemoteCache) as unknown as { bus?: { healthy: boolean } }).bus?.healthy === true, 8_000)
+    await waitFor('B to resubscribe after a restart', () => b.cache.stats().bus?.healthy === true, 8_000)
     const lookup = b.cache.lookup('GET:/item', ':origin=http://localhost:80')
     // Not from L1: read from Redis, or (settling after the outage) not at all.
     t.ok(lookup instanceof Promise || lookup === BYPASS, 'nothing answered from L1 after the bus came back (messages may have been missed)')

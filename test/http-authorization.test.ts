@@ -123,7 +123,7 @@ t.test('RFC 9111 §3.5: a private route keeps one variant per credential, never 
   t.equal(again.headers['x-cache'], 'HIT')
   t.equal(again.headers['cache-control'], 'private, max-age=60')
   t.equal(calls(), 2)
-  const stored = [...(cache as unknown as { entries: Map<string, unknown> }).entries.keys()]
+  const stored = [...(cache.tier as unknown as { entries: Map<string, unknown> }).entries.keys()]
   t.equal(stored.length, 2)
   t.notOk(stored.some((id) => id.includes('alice') || id.includes('bob')), 'credentials appear only as hashes in stored ids')
 })

@@ -6,8 +6,7 @@ import t, { type Test } from 'tap'
 import Fastify, { type FastifyInstance } from 'fastify'
 import { Redis } from 'ioredis'
 import memjs from 'memjs'
-import emberCache, { MemcachedCache, MemoryCache, RedisCache } from '../lib/index'
-import type { RemoteCache } from '../lib/caches/remote-cache'
+import emberCache, { MemcachedCache, MemoryCache, RedisCache, type EmberCache } from '../lib/index'
 import { freshPrefix } from './helpers/backend-suite'
 import { sleep } from './helpers/fault-kit'
 import { startMemcached, startRedis, type MemcachedServer, type RedisServer } from './helpers/servers'
@@ -15,7 +14,7 @@ import { startMemcached, startRedis, type MemcachedServer, type RedisServer } fr
 const FAST = { commandTimeout: 100, connectTimeout: 500, circuitBreaker: { threshold: 1, cooldownMs: 200 } }
 
 /** An app whose GET /item/:id answers { id, n } from `cache`, tagged 'items' and 'item:<id>'. */
-async function itemApp (t: Test, cache: RemoteCache | MemoryCache, extra?: MemoryCache, logs?: string[]): Promise<{ app: FastifyInstance, calls: () => number }> {
+async function itemApp (t: Test, cache: EmberCache | MemoryCache, extra?: MemoryCache, logs?: string[]): Promise<{ app: FastifyInstance, calls: () => number }> {
   const app = Fastify(logs === undefined ? {} : { logger: { level: 'info', stream: { write: (line: string) => { logs.push(line) } } } })
   t.teardown(() => app.close())
   await app.register(emberCache)
@@ -52,7 +51,7 @@ async function untilServing (t: Test, app: FastifyInstance, url: string, staleN:
   return { cache: 'BYPASS', n: -1 }
 }
 
-function queueSuite (t: Test, label: string, pause: () => void, resume: () => void, make: () => RemoteCache): void {
+function queueSuite (t: Test, label: string, pause: () => void, resume: () => void, make: () => EmberCache): void {
   t.test(`${label}: an invalidation the backend cannot take is reported, queued, and runs before the next hit`, async (t) => {
     const cache = make()
     const logs: string[] = []
@@ -178,7 +177,7 @@ t.test('queued invalidations', async (t) => {
     const { app } = await itemApp(t, cache)
     await app.inject('/item/1')
     await cache.clear()
-    t.equal(cache.size, 0)
+    t.equal(cache.stats().entries, 0)
     t.equal((await app.inject('/item/1')).headers['x-cache'], 'MISS')
     const report = await app.emberCache.clear()
     t.same(report.done, [cache.name])

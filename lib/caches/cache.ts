@@ -117,7 +117,8 @@ export function entryId (key: string, variant: string): string {
 
 const DEFAULT_VALUE_TTL = 60
 const DEFAULT_WRAP_WAIT_MS = 5_000
-const MAX_UINT32_SECONDS = 0xffffffff
+/** Every entry's ttl fits the envelope's 32 bits; backends may hold less (Memcached). */
+export const MAX_UINT32_SECONDS = 0xffffffff
 const DEFAULT_MAX_ENTRY_BYTES = 5 * 1024 * 1024
 /** The longest close() waits for stores, lock releases and refreshes still running. */
 const CLOSE_GRACE_MS = 2_000
@@ -136,14 +137,63 @@ const silentLogger = {
 } as unknown as FastifyBaseLogger
 
 /**
- * A cache object: what routes store responses in and handlers invalidate. Subclasses provide
- * storage; this class provides the public API, lifecycle and invalidation bookkeeping.
+ * Where a cache's entries live, and what it takes to keep them: in this process (LocalEntries)
+ * or on a shared backend (SharedTier, over one driver). A cache object holds one; the public
+ * API, lifecycle and invalidation bookkeeping stay in EmberCache. Not exported by the package.
+ */
+export interface CacheTier {
+  /** True when entries live in this process: lookups answer synchronously. */
+  readonly inProcess: boolean
+  /** Set by shared backends that can collapse misses across instances (Redis). */
+  readonly fillLock?: FillLock
+  /** The longest an entry can be kept here, in seconds (ttl plus stale windows). */
+  readonly maxRetentionSeconds: number
+  /** Invalidations waiting for the backend (shared tiers). */
+  readonly queuedInvalidations?: number
+  /** Reads the entry for a key and variant. Never throws: a failing backend answers BYPASS. */
+  lookup: (key: string, variant: string) => LookupResult | Promise<LookupResult>
+  /** Stores an entry; with a miss's fence, only if nothing invalidated it since (false when not). Never throws. */
+  store: (key: string, variant: string, entry: CacheEntry, fence?: Fence) => void | boolean | Promise<void | boolean>
+  /** Starts a miss that may store under `key` with `tags` (shared tiers: a fence the store checks). */
+  beginFill: (key: string, tags: readonly string[]) => Fence | Promise<Fence> | undefined
+  /** Runs one invalidation (the cache has recorded it). Rejects when the backend did not take it. */
+  apply: (target: ParsedTarget) => void | Promise<void>
+  /** Refuses what this backend cannot do, before anything runs (or is queued). */
+  checkSupported: (target: ParsedTarget) => void
+  /** The entry object handed out for `key` and `variant` gained stored codings. */
+  codingsAdded: (key: string, variant: string, entry: CacheEntry) => void
+  /** The backend's clock now (ms): entry times are written on it. */
+  serverNow: () => number
+  /** Names the cache when the `name` option is not given; undefined: kind and prefix. */
+  defaultName: () => string | undefined
+  /** The tier's part of stats(). */
+  stats: () => Partial<CacheStats>
+  open: () => Promise<void>
+  shutdown: () => Promise<void>
+}
+
+/** What a cache object's class gives EmberCache: where options are named in errors, and its tier. */
+export interface CacheParts {
+  /** The class name errors start with ('RedisCache'). */
+  where: string
+  /** Options this kind accepts besides every cache's. */
+  allowed: readonly string[]
+  /** keyPrefix when none is given. */
+  defaultPrefix: string
+  /** Builds the tier, once the cache's own options are checked. */
+  tier: (cache: EmberCache) => CacheTier
+}
+
+/**
+ * A cache object: what routes store responses in and handlers invalidate. It holds the public
+ * API, lifecycle and invalidation bookkeeping; its tier (in-process, or a shared backend's)
+ * holds the entries.
  */
 export abstract class EmberCache {
   /** 'static', 'memory', 'redis', 'memcached', or a custom store's name. */
   abstract readonly kind: string
-  /** @internal True when entries live in this process: lookups answer synchronously. */
-  abstract readonly inProcess: boolean
+  /** @internal Where the entries live. */
+  readonly tier: CacheTier
   readonly keyPrefix: string
   readonly maxEntryBytes: number
   /** @internal Defaults for the routes using this cache (route options win). */
@@ -161,19 +211,17 @@ export abstract class EmberCache {
   readonly flights = new SingleFlight<SharedAnswer>()
   /** Concurrent wrap() calls per key, collapsed into one run of their function. */
   private readonly wrapFlights = new SingleFlight<CacheEntry>()
-  /** @internal Set by shared backends that can collapse misses across instances (RedisCache). */
-  fillLock: FillLock | undefined = undefined
-  /** @internal */
-  protected log: FastifyBaseLogger = silentLogger
+  /** @internal The logger of the app that connected the cache (silent until then). */
+  log: FastifyBaseLogger = silentLogger
   private readonly givenName: string | undefined
   private users = 0
   /** Work that outlives its response (stores, fill-lock releases, refreshes): close() lets it finish. */
   private readonly background = new Set<Promise<unknown>>()
   /** @internal Set while the backend is open (or opening); undefined before the first use and after close(). */
-  protected opening: Promise<void> | undefined
+  opening: Promise<void> | undefined
 
   /** @internal */
-  constructor (where: string, options: CacheOptions | undefined, allowed: readonly string[], defaultPrefix: string) {
+  constructor (options: CacheOptions | undefined, { where, allowed, defaultPrefix, tier }: CacheParts) {
     checkObject(where, options)
     const opts = options ?? {}
     rejectUnknown(where + '.', opts, new Set([...CACHE_OPTION_NAMES, ...allowed]))
@@ -192,6 +240,22 @@ export abstract class EmberCache {
     }
     if (defaults.varyHeaders !== undefined) defaults.varyHeaders = lowerCaseHeaders(where + '.varyHeaders', defaults.varyHeaders)
     this.defaults = Object.freeze(defaults)
+    this.tier = tier(this)
+  }
+
+  /** @internal True when entries live in this process: lookups answer synchronously. */
+  get inProcess (): boolean {
+    return this.tier.inProcess
+  }
+
+  /** @internal Set by shared backends that can collapse misses across instances (RedisCache). */
+  get fillLock (): FillLock | undefined {
+    return this.tier.fillLock
+  }
+
+  /** @internal Number of invalidations waiting for the backend. */
+  get queuedInvalidations (): number {
+    return this.tier.queuedInvalidations ?? 0
   }
 
   /** What this cache did and its state: its entry in `fastify.emberCache.stats().caches`. */
@@ -199,9 +263,9 @@ export abstract class EmberCache {
     return this.snapshot()
   }
 
-  /** @internal This cache's counters and state (subclasses add theirs). */
+  /** @internal This cache's counters and its tier's state. */
   snapshot (): CacheStats {
-    return { name: this.name, kind: this.kind, ...this.counters }
+    return { name: this.name, kind: this.kind, ...this.counters, ...this.tier.stats() }
   }
 
   /** Names the cache in logs and reports: the `name` option, else kind, prefix and server. */
@@ -222,9 +286,8 @@ export abstract class EmberCache {
     this.nameSuffix = ' #' + String(n)
   }
 
-  /** @internal */
-  protected defaultName (): string {
-    return this.keyPrefix === '' ? this.kind : this.kind + ':' + this.keyPrefix
+  private defaultName (): string {
+    return this.tier.defaultName() ?? (this.keyPrefix === '' ? this.kind : this.kind + ':' + this.keyPrefix)
   }
 
   /** Freshness in seconds for routes without their own; undefined when the cache sets none. */
@@ -253,7 +316,7 @@ export abstract class EmberCache {
     if (this.opening === undefined) return
     await this.settleBackground()
     this.opening = undefined
-    await this.shutdown()
+    await this.tier.shutdown()
   }
 
   /**
@@ -279,25 +342,25 @@ export abstract class EmberCache {
   }
 
   /** @internal Opens the backend once; the same promise for every caller until close(). */
-  protected ensureOpen (): Promise<void> {
-    this.opening ??= this.open()
+  ensureOpen (): Promise<void> {
+    this.opening ??= this.tier.open()
     return this.opening
   }
 
-  /** @internal */
-  protected async open (): Promise<void> {}
-  /** @internal */
-  protected async shutdown (): Promise<void> {}
-
   /** @internal Reads the entry for a key and variant. Never throws: a failing backend answers BYPASS. */
-  abstract lookup (key: string, variant: string): LookupResult | Promise<LookupResult>
+  lookup (key: string, variant: string): LookupResult | Promise<LookupResult> {
+    return this.tier.lookup(key, variant)
+  }
+
   /**
    * Stores an entry. Never throws: a failing backend drops the write. With the `fence` of a
    * miss (beginFill), a shared backend stores only if no instance invalidated the key (or a tag
    * or pattern of it) since; false says it did not.
    * @internal
    */
-  abstract store (key: string, variant: string, entry: CacheEntry, fence?: Fence): void | boolean | Promise<void | boolean>
+  store (key: string, variant: string, entry: CacheEntry, fence?: Fence): void | boolean | Promise<void | boolean> {
+    return this.tier.store(key, variant, entry, fence)
+  }
 
   /**
    * Starts a miss that may store under `key` with `tags`: what the store later checks so that
@@ -305,27 +368,8 @@ export abstract class EmberCache {
    * live in one process (their invalidation log is enough).
    * @internal
    */
-  beginFill (_key: string, _tags: readonly string[]): Fence | Promise<Fence> | undefined {
-    return undefined
-  }
-  /** @internal Removes keys with all their variants. */
-  protected abstract removeKeys (keys: string[]): void | Promise<void>
-  /** @internal Removes every key matching a glob (Redis MATCH syntax), with all variants. */
-  protected abstract removePattern (pattern: string): void | Promise<void>
-  /** @internal Removes every entry stored with any of these tags. */
-  protected abstract removeTags (tags: string[]): void | Promise<void>
-
-  /** @internal Removes every entry under this cache's prefix, never anything else on the same server. */
-  protected abstract removeAll (): void | Promise<void>
-
-  /**
-   * Soft invalidation: the entries a target names become stale instead of going, so the next
-   * request is answered at once (STALE) while one background refresh runs. A backend that
-   * cannot mark entries removes them.
-   * @internal
-   */
-  protected async markStale (target: ParsedTarget): Promise<void> {
-    await this.runInvalidation({ ...target, soft: undefined })
+  beginFill (key: string, tags: readonly string[]): Fence | Promise<Fence> | undefined {
+    return this.tier.beginFill(key, tags)
   }
 
   /**
@@ -333,11 +377,13 @@ export abstract class EmberCache {
    * on its first hit that asked for one): a cache that keeps objects accounts for their bytes.
    * @internal
    */
-  codingsAdded (_key: string, _variant: string, _entry: CacheEntry): void {}
+  codingsAdded (key: string, variant: string, entry: CacheEntry): void {
+    this.tier.codingsAdded(key, variant, entry)
+  }
 
   /** @internal The backend's clock now (ms): entry times are written on it. In-process caches: ours. */
   serverNow (): number {
-    return Date.now()
+    return this.tier.serverNow()
   }
 
   /**
@@ -367,23 +413,16 @@ export abstract class EmberCache {
     await trace(channels.invalidate, { cache: this.name, target: kind, soft: target.soft === true }, async () => await this.apply(target), () => 'done')
   }
 
-  /** @internal Runs one invalidation, recorded first, so that misses already running do not store. */
-  protected async apply (target: ParsedTarget): Promise<void> {
+  /** Runs one invalidation, recorded first, so that misses already running do not store. */
+  private async apply (target: ParsedTarget): Promise<void> {
     this.invalidations.record(target)
     this.counters.invalidations++
-    await this.runInvalidation(target)
+    await this.tier.apply(target)
   }
 
-  /** @internal Refuses what this backend cannot do, before anything runs (or is queued). */
-  protected checkSupported (_target: ParsedTarget): void {}
-
-  /** @internal Sends one invalidation to the backend. */
-  protected async runInvalidation (target: ParsedTarget): Promise<void> {
-    if (target.soft === true) return await this.markStale(target)
-    if (target.keys !== undefined) await this.removeKeys(target.keys)
-    else if (target.pattern !== undefined) await this.removePattern(target.pattern)
-    else if (target.tags !== undefined) await this.removeTags(target.tags)
-    else await this.removeAll()
+  /** Refuses what this backend cannot do, before anything runs (or is queued). */
+  private checkSupported (target: ParsedTarget): void {
+    this.tier.checkSupported(target)
   }
 
   // Cache-aside API: JSON-compatible values, for work outside routes.
@@ -431,13 +470,9 @@ export abstract class EmberCache {
     return stored !== false
   }
 
-  /**
-   * The longest an entry can be kept here, in seconds (retention: ttl plus its stale windows).
-   * Every entry's ttl fits the envelope's 32 bits; backends may hold less (Memcached).
-   * @internal
-   */
+  /** @internal The longest an entry can be kept here, in seconds (retention: ttl plus its stale windows). */
   get maxRetentionSeconds (): number {
-    return MAX_UINT32_SECONDS
+    return this.tier.maxRetentionSeconds
   }
 
   /** @internal Refuses a retention the backend cannot hold (a store of it would fail every time). */

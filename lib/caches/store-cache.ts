@@ -2,9 +2,10 @@ import { optionNames } from '../option-spec'
 import { escapeGlob } from '../cache-key'
 import { InvalidOptionError, PatternNotSupportedError } from '../errors'
 import { checkObject, describe } from '../validate'
-import type { ParsedTarget } from './cache'
-import { withTimeout, type RemoteCacheOptions } from './remote-cache'
-import { VersionedCache } from './versioned-cache'
+import { EmberCache, type ParsedTarget } from './cache'
+import { SharedTier, withTimeout, type RemoteCacheOptions } from './shared-tier'
+import type { SharedContext } from './shared-driver'
+import { VersionedDriver, type VersionStore } from './versioned-driver'
 
 /**
  * A store that moves bytes: what a custom backend implements (a database table, a file system,
@@ -50,19 +51,37 @@ export interface StoreCacheOptions extends RemoteCacheOptions {
 const ENTRY_MARK = 'e:'
 const VERSION_MARK = 'v:'
 
+const STORE_OPTIONS = [...optionNames('remote'), ...optionNames('store')]
+
 /**
- * A cache over a user's CacheStore, shared by every instance that uses the same store. Entries
- * live at `<keyPrefix>e:<key>` (plus `\0<variant>`), versions at `<keyPrefix>v:<name>`.
+ * A cache over a user's CacheStore, shared by every instance that uses the same store: a shared
+ * tier over the version scheme (versioned-driver.ts) on the store.
  */
-export class StoreCache extends VersionedCache {
+export class StoreCache extends EmberCache {
   readonly kind = 'store'
-  /** @internal The store given in `options.store`. */
-  readonly backend: CacheStore
 
   constructor (options: StoreCacheOptions) {
     checkObject('StoreCache', options)
-    super('StoreCache', options, optionNames('store'))
-    const store = options.store
+    super(options, {
+      where: 'StoreCache',
+      allowed: STORE_OPTIONS,
+      defaultPrefix: 'ember:',
+      tier: (cache) => new SharedTier(cache, 'StoreCache', options, (shared) => new VersionedDriver(shared, new UserStore(shared, options.store)))
+    })
+  }
+}
+
+/**
+ * A user's CacheStore as a store of the version scheme. Entries live at `<keyPrefix>e:<key>`
+ * (plus `\0<variant>`), versions at `<keyPrefix>v:<name>`; every call is bounded by
+ * commandTimeout, and a synchronous throw is a rejection.
+ */
+class UserStore implements VersionStore {
+  private readonly backend: CacheStore
+  private readonly keyPrefix: string
+
+  constructor (private readonly shared: SharedContext, store: CacheStore) {
+    this.keyPrefix = shared.keyPrefix
     if (store === null || typeof store !== 'object' ||
       typeof store.get !== 'function' || typeof store.set !== 'function' || typeof store.delete !== 'function') {
       throw new InvalidOptionError('StoreCache.store', 'expected an object with get(key), set(key, value, ttl) and delete(key) methods, got ' + describe(store))
@@ -75,87 +94,75 @@ export class StoreCache extends VersionedCache {
     this.backend = store
   }
 
-  /** @internal */
-  protected async read (storageKey: string): Promise<Buffer | null> {
+  async read (storageKey: string): Promise<Buffer | null> {
     const value = await this.call(() => this.backend.get(storageKey))
     if (value === null || value === undefined) return null
     if (!Buffer.isBuffer(value)) throw new TypeError('the store returned ' + describe(value) + ' from get(), not a Buffer')
     return value
   }
 
-  /** @internal */
-  protected async write (storageKey: string, value: Buffer, retention: number): Promise<void> {
+  async write (storageKey: string, value: Buffer, retention: number): Promise<void> {
     await this.call(() => this.backend.set(storageKey, value, retention))
   }
 
-  /** @internal */
-  protected async remove (storageKey: string): Promise<void> {
+  async remove (storageKey: string): Promise<void> {
     await this.call(() => this.backend.delete(storageKey))
   }
 
-  /** @internal */
-  protected async writeIfAbsent (storageKey: string, value: Buffer, retention: number): Promise<void> {
+  async writeIfAbsent (storageKey: string, value: Buffer, retention: number): Promise<void> {
     const add = this.backend.add
     if (add !== undefined) await this.call(() => add.call(this.backend, storageKey, value, retention))
     else if (await this.read(storageKey) === null) await this.write(storageKey, value, retention)
   }
 
-  /** @internal */
-  protected async removePattern (pattern: string): Promise<void> {
+  async removePattern (pattern: string): Promise<void> {
     const deletePattern = this.backend.deletePattern as NonNullable<CacheStore['deletePattern']>
     const prefix = escapeGlob(this.keyPrefix + ENTRY_MARK)
     // The pattern matches keys; their variants sit behind a NUL after the key.
-    await this.guarded(() => Promise.all([
+    await this.shared.guarded(() => Promise.all([
       this.call(() => deletePattern.call(this.backend, prefix + pattern)),
       this.call(() => deletePattern.call(this.backend, prefix + pattern + '\u0000*'))
     ]))
   }
 
   /**
-   * The namespace moves on, so every entry is a miss whatever the store keeps. Then the space is
-   * freed where that cannot touch other data: the prefix's keys by deletePattern, or the whole
+   * The namespace has moved on, so every entry is a miss whatever the store keeps. Then the space
+   * is freed where that cannot touch other data: the prefix's keys by deletePattern, or the whole
    * store by clear() when the cache has no prefix (the store is its alone).
-   * @internal
    */
-  protected override async removeAll (): Promise<void> {
-    await super.removeAll()
+  async afterClear (): Promise<void> {
     const { deletePattern, clear } = this.backend
     if (deletePattern !== undefined && this.keyPrefix !== '') {
-      await this.guarded(() => this.call(() => deletePattern.call(this.backend, escapeGlob(this.keyPrefix) + '*')))
+      await this.shared.guarded(() => this.call(() => deletePattern.call(this.backend, escapeGlob(this.keyPrefix) + '*')))
     } else if (clear !== undefined && this.keyPrefix === '') {
-      await this.guarded(() => this.call(() => clear.call(this.backend)))
+      await this.shared.guarded(() => this.call(() => clear.call(this.backend)))
     }
   }
 
-  /** @internal */
-  protected override checkSupported (target: ParsedTarget): void {
+  checkSupported (target: ParsedTarget): void {
     if (target.pattern !== undefined && this.backend.deletePattern === undefined) throw new PatternNotSupportedError('this StoreCache (its store has no deletePattern)')
   }
 
-  /** @internal */
-  protected async connectBackend (): Promise<void> {
+  async connect (): Promise<void> {
     const connect = this.backend.connect
     if (connect !== undefined) await connect.call(this.backend)
   }
 
-  /** @internal */
-  protected async disconnectBackend (): Promise<void> {
+  async disconnect (): Promise<void> {
     const close = this.backend.close
     if (close !== undefined) await close.call(this.backend)
   }
 
-  /** @internal */
-  protected entryKey (key: string, variant: string): string {
+  entryKey (key: string, variant: string): string {
     return this.keyPrefix + ENTRY_MARK + (variant === '' ? key : key + '\u0000' + variant)
   }
 
-  /** @internal */
-  protected versionKey (name: string): string {
+  versionKey (name: string): string {
     return this.keyPrefix + VERSION_MARK + name
   }
 
   /** One store call, bounded by commandTimeout; a synchronous throw becomes a rejection. */
   private async call<T> (run: () => T | Promise<T>): Promise<T> {
-    return await withTimeout(Promise.resolve().then(run), this.commandTimeout, this.name)
+    return await withTimeout(Promise.resolve().then(run), this.shared.commandTimeout, this.shared.name)
   }
 }

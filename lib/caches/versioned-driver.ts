@@ -1,6 +1,6 @@
 import { SOFT_STALE_MAX_SECONDS, softenedEnvelope, type CacheEntry } from '../entry'
 import type { Fence, ParsedTarget } from './cache'
-import { RemoteCache } from './remote-cache'
+import type { SharedContext, SharedDriver } from './shared-driver'
 
 // A cache over a plain key-value store that can only get, set and delete single keys (Memcached,
 // a custom store): no scan, no sets. Every entry carries versions that invalidation moves on
@@ -26,51 +26,133 @@ interface VersionFence {
   tags: Map<string, string>
 }
 
-export abstract class VersionedCache extends RemoteCache {
-  /** @internal The bytes at `storageKey`, or null. May reject: the caller fails open. */
-  protected abstract read (storageKey: string): Promise<Buffer | null>
-  /** @internal Stores bytes at `storageKey` for `retention` seconds (0 = no expiry). */
-  protected abstract write (storageKey: string, value: Buffer, retention: number): Promise<void>
+/**
+ * A key-value store that can get, set and delete single keys (Memcached, a user's CacheStore):
+ * what the version scheme needs of it, and what the store says of itself to the shared tier.
+ * Each method may reject: the cache fails open.
+ */
+export interface VersionStore {
+  /** The bytes at `storageKey`, or null. */
+  read: (storageKey: string) => Promise<Buffer | null>
+  /** Stores bytes at `storageKey` for `retention` seconds (0 = no expiry). */
+  write: (storageKey: string, value: Buffer, retention: number) => Promise<void>
   /**
    * Stores `value` only when nothing is stored at `storageKey` yet, so that two instances
    * making the same version agree on one. Stores without such an operation may set: a lost race
    * only makes entries stored meanwhile misses, never serves a stale one.
-   * @internal
    */
-  protected abstract writeIfAbsent (storageKey: string, value: Buffer, retention: number): Promise<void>
-  /** @internal Removes what is stored at `storageKey`. */
-  protected abstract remove (storageKey: string): Promise<void>
+  writeIfAbsent: (storageKey: string, value: Buffer, retention: number) => Promise<void>
+  /** Removes what is stored at `storageKey`. */
+  remove: (storageKey: string) => Promise<void>
+  /** Where the entry of `key` and `variant` lives. */
+  entryKey: (key: string, variant: string) => string
+  /** Where the version called `name` lives. */
+  versionKey: (name: string) => string
+  connect: () => Promise<void>
+  disconnect: () => Promise<void>
+  /** Removes entries whose key matches a glob (refuses when the store cannot). */
+  removePattern: (pattern: string) => Promise<void>
   /**
    * The bytes at `storageKey` and a token to replace them with only if they did not change
-   * meanwhile (memcached's CAS). Stores without one give the bytes themselves as the token.
-   * @internal
+   * meanwhile (memcached's CAS). Without it: the bytes themselves are the token.
    */
-  protected async readForUpdate (storageKey: string): Promise<{ value: Buffer | null, token: unknown }> {
+  readForUpdate?: (storageKey: string) => Promise<{ value: Buffer | null, token: unknown }>
+  /** Writes `value` if what was read for the token is still there; false when it changed. */
+  writeIfUnchanged?: (storageKey: string, value: Buffer, token: unknown) => Promise<boolean>
+  /** Writes a version record (it never expires); without it, write(). */
+  writeVersion?: (storageKey: string, value: Buffer) => Promise<void>
+  /** A version record was just replaced by compare-and-set where it lives: stores that keep copies elsewhere update them. */
+  spreadVersion?: (storageKey: string, value: Buffer) => Promise<void>
+  /** After clear() moved the namespace on: frees the space where that cannot touch other data. */
+  afterClear?: () => Promise<void>
+  checkSupported?: (target: ParsedTarget) => void
+  defaultName?: () => string
+  readonly maxItemBytes?: number
+  readonly maxRetentionSeconds?: number
+  refusesEntry?: (err: unknown) => boolean
+  serverTime?: () => Promise<number | undefined>
+  readonly clockMarginMs?: number
+}
+
+/** What two instances' views of one instant may differ by, when the store does not say. */
+const DEFAULT_CLOCK_MARGIN_MS = 100
+
+/** The version scheme above, over one store: the shared driver of Memcached and custom stores. */
+export class VersionedDriver implements SharedDriver {
+  constructor (private readonly shared: SharedContext, private readonly store: VersionStore) {}
+
+  async connect (): Promise<void> {
+    await this.store.connect()
+  }
+
+  async disconnect (): Promise<void> {
+    await this.store.disconnect()
+  }
+
+  async removePattern (pattern: string): Promise<void> {
+    await this.store.removePattern(pattern)
+  }
+
+  checkSupported (target: ParsedTarget): void {
+    this.store.checkSupported?.(target)
+  }
+
+  defaultName (): string | undefined {
+    return this.store.defaultName?.()
+  }
+
+  get maxItemBytes (): number | undefined {
+    return this.store.maxItemBytes
+  }
+
+  get maxRetentionSeconds (): number | undefined {
+    return this.store.maxRetentionSeconds
+  }
+
+  refusesEntry (err: unknown): boolean {
+    return this.store.refusesEntry?.(err) === true
+  }
+
+  async serverTime (): Promise<number | undefined> {
+    return await this.store.serverTime?.()
+  }
+
+  get clockMarginMs (): number {
+    return this.store.clockMarginMs ?? DEFAULT_CLOCK_MARGIN_MS
+  }
+
+  private async read (storageKey: string): Promise<Buffer | null> {
+    return await this.store.read(storageKey)
+  }
+
+  private async readForUpdate (storageKey: string): Promise<{ value: Buffer | null, token: unknown }> {
+    if (this.store.readForUpdate !== undefined) return await this.store.readForUpdate(storageKey)
     const value = await this.read(storageKey)
     return { value, token: value }
   }
 
   /**
-   * Writes `value` if what was read for the token is still there; false when it changed. This
-   * default compares and writes in two steps (a store without compare-and-set: a racing writer
-   * can slip between them).
-   * @internal
+   * Writes `value` if what was read for the token is still there; false when it changed. Stores
+   * without compare-and-set compare and write in two steps (a racing writer can slip between).
    */
-  protected async writeIfUnchanged (storageKey: string, value: Buffer, token: unknown): Promise<boolean> {
+  private async writeIfUnchanged (storageKey: string, value: Buffer, token: unknown): Promise<boolean> {
+    if (this.store.writeIfUnchanged !== undefined) return await this.store.writeIfUnchanged(storageKey, value, token)
     const now = await this.read(storageKey)
     const before = token as Buffer | null
     if (now === null ? before !== null : before === null || !now.equals(before)) return false
-    await this.write(storageKey, value, VERSION_RETENTION_SECONDS)
+    await this.store.write(storageKey, value, VERSION_RETENTION_SECONDS)
     return true
   }
 
-  /** @internal Where the entry of `key` and `variant` lives. */
-  protected abstract entryKey (key: string, variant: string): string
-  /** @internal Where the version called `name` lives. */
-  protected abstract versionKey (name: string): string
+  private entryKey (key: string, variant: string): string {
+    return this.store.entryKey(key, variant)
+  }
 
-  /** @internal */
-  protected async readBytes (key: string, variant: string): Promise<Buffer | null> {
+  private versionKey (name: string): string {
+    return this.store.versionKey(name)
+  }
+
+  async readBytes (key: string, variant: string): Promise<Buffer | null> {
     // Three reads in flight at once: one round trip.
     const [stored, namespace, generation] = await Promise.all([
       this.read(this.entryKey(key, variant)),
@@ -91,17 +173,16 @@ export abstract class VersionedCache extends RemoteCache {
   /** A soft move's previous version still reads as stale: within SOFT_STALE_MAX_SECONDS of the move. */
   private softlyValid (version: Version): boolean {
     if (version.previous === undefined) return false
-    return version.at === undefined || this.serverNow() - version.at <= SOFT_STALE_MAX_SECONDS * 1000
+    return version.at === undefined || this.shared.serverNow() - version.at <= SOFT_STALE_MAX_SECONDS * 1000
   }
 
   /**
    * A miss's fence: the versions as they stand when it begins. The entry is stored under them,
    * so an invalidation anywhere in the fleet meanwhile (which moves one of them on) leaves it
    * a miss for every reader: nothing to check at store time.
-   * @internal
    */
-  protected override async beginBackendFill (key: string, tags: readonly string[]): Promise<Fence> {
-    if (!this.breaker.allows()) return undefined
+  async beginFill (key: string, tags: readonly string[]): Promise<Fence> {
+    if (!this.shared.breaker.allows()) return undefined
     try {
       const [namespace, generation, ...tagVersions] = await Promise.all([
         this.version(NAMESPACE), this.version(generationOf(key)), ...tags.map((tag) => this.version(tagOf(tag)))
@@ -113,24 +194,22 @@ export abstract class VersionedCache extends RemoteCache {
     }
   }
 
-  /** @internal */
-  protected async writeBytes (key: string, variant: string, bytes: Buffer, retention: number, _entry: CacheEntry, fence?: Fence): Promise<boolean> {
+  async writeBytes (key: string, variant: string, bytes: Buffer, retention: number, _entry: CacheEntry, fence?: Fence): Promise<boolean> {
     const given = fence as VersionFence | undefined
     const [namespace, generation] = given !== undefined
       ? [given.namespace, given.generation]
       : await Promise.all([this.version(NAMESPACE), this.version(generationOf(key))])
-    await this.write(this.entryKey(key, variant), wrapVersions(namespace + '\n' + generation, bytes), retention)
+    await this.store.write(this.entryKey(key, variant), wrapVersions(namespace + '\n' + generation, bytes), retention)
     return true
   }
 
-  /** @internal Each tag has a version; an entry remembers the versions it saw (at the miss's start) and is stale once any moved on. */
-  protected override async currentTagVersions (entry: CacheEntry, fence?: Fence): Promise<string[]> {
+  /** Each tag has a version; an entry remembers the versions it saw (at the miss's start) and is stale once any moved on. */
+  async currentTagVersions (entry: CacheEntry, fence?: Fence): Promise<string[]> {
     const known = (fence as VersionFence | undefined)?.tags
     return await Promise.all(entry.tags.map((tag) => known?.get(tag) ?? this.version(tagOf(tag))))
   }
 
-  /** @internal */
-  protected override async tagsStillValid (entry: CacheEntry): Promise<boolean | 'stale'> {
+  async tagsStillValid (entry: CacheEntry): Promise<boolean | 'stale'> {
     const current = await Promise.all(entry.tags.map((tag) => this.read(this.versionKey(tagOf(tag)))))
     let verdict: boolean | 'stale' = true
     for (let i = 0; i < current.length; i++) {
@@ -148,9 +227,8 @@ export abstract class VersionedCache extends RemoteCache {
    * A tag's version says when it moved on: one moved on after the miss began (within what
    * instances' views of the backend's clock may differ by, counted as after) was invalidated
    * since. Only tags the miss's fence did not hold get here: versions cover route tags.
-   * @internal
    */
-  protected override async tagsInvalidatedSince (tags: readonly string[], since: number): Promise<boolean> {
+  async tagsInvalidatedSince (tags: readonly string[], since: number): Promise<boolean> {
     const versions = await Promise.all(tags.map((tag) => this.read(this.versionKey(tagOf(tag)))))
     return versions.some((bytes) => {
       const at = bytes === null ? undefined : parseVersion(bytes).at
@@ -158,21 +236,20 @@ export abstract class VersionedCache extends RemoteCache {
     })
   }
 
-  /** @internal */
-  protected override async withdraw (key: string, variant: string): Promise<void> {
-    await this.remove(this.entryKey(key, variant))
+  async withdraw (key: string, variant: string): Promise<void> {
+    await this.store.remove(this.entryKey(key, variant))
   }
 
   /**
    * Soft invalidation: the key's generation (or the tag's version) moves on but remembers the
    * one before, and entries stored under that one read as stale instead of missing. Only the
    * last soft move is remembered; clear() and patterns fall back to removal.
-   * @internal
    */
-  protected override async markStale (target: ParsedTarget): Promise<void> {
-    if (target.keys !== undefined) await this.guarded(() => Promise.all((target.keys as string[]).map((key) => this.bumpSoftly(generationOf(key)))))
-    else if (target.tags !== undefined) await this.guarded(() => Promise.all((target.tags as string[]).map((tag) => this.bumpSoftly(tagOf(tag)))))
-    else await super.markStale(target)
+  async markStale (target: ParsedTarget): Promise<void> {
+    if (target.keys !== undefined) await this.shared.guarded(() => Promise.all((target.keys as string[]).map((key) => this.bumpSoftly(generationOf(key)))))
+    else if (target.tags !== undefined) await this.shared.guarded(() => Promise.all((target.tags as string[]).map((tag) => this.bumpSoftly(tagOf(tag)))))
+    else if (target.pattern !== undefined) await this.removePattern(target.pattern)
+    else await this.removeAll()
   }
 
   /**
@@ -185,32 +262,31 @@ export abstract class VersionedCache extends RemoteCache {
     for (let attempt = 0; attempt < SOFT_BUMP_ATTEMPTS; attempt++) {
       const { value, token } = await this.readForUpdate(key)
       const head = value === null ? undefined : parseVersion(value).head
-      const next = Buffer.from(head === undefined ? this.newVersion() : randomVersion() + '~' + head + '@' + String(this.serverNow()))
-      if (await this.writeIfUnchanged(key, next, token)) return await this.spreadVersion(key, next)
+      const next = Buffer.from(head === undefined ? this.newVersion() : randomVersion() + '~' + head + '@' + String(this.shared.serverNow()))
+      if (await this.writeIfUnchanged(key, next, token)) return await this.store.spreadVersion?.(key, next)
     }
     // Still racing after that: a hard move removes at least as much as the soft one would.
     await this.bump(name)
   }
 
-  /** @internal */
-  protected async removeKeys (keys: string[]): Promise<void> {
+  async removeKeys (keys: string[]): Promise<void> {
     // A new generation orphans every variant of the key at once.
-    await this.guarded(() => Promise.all(keys.map((key) => this.bump(generationOf(key)))))
+    await this.shared.guarded(() => Promise.all(keys.map((key) => this.bump(generationOf(key)))))
   }
 
-  /** @internal */
-  protected async removeTags (tags: string[]): Promise<void> {
-    await this.guarded(() => Promise.all(tags.map((tag) => this.bump(tagOf(tag)))))
+  async removeTags (tags: string[]): Promise<void> {
+    await this.shared.guarded(() => Promise.all(tags.map((tag) => this.bump(tagOf(tag)))))
   }
 
   /** A fresh version, stamped with when it was made (the backend's clock): a miss that began earlier and stores its tag is withdrawn. */
   private newVersion (): string {
-    return randomVersion() + '@' + String(this.serverNow())
+    return randomVersion() + '@' + String(this.shared.serverNow())
   }
 
-  /** @internal A new namespace version: every entry stored before is a miss from now on. */
-  protected async removeAll (): Promise<void> {
-    await this.guarded(() => this.bump(NAMESPACE))
+  /** A new namespace version: every entry stored before is a miss from now on; then the store may free the space. */
+  async removeAll (): Promise<void> {
+    await this.shared.guarded(() => this.bump(NAMESPACE))
+    await this.store.afterClear?.()
   }
 
   /**
@@ -222,9 +298,9 @@ export abstract class VersionedCache extends RemoteCache {
     const key = this.versionKey(name)
     const value = await this.read(key)
     if (value !== null) return parseVersion(value).head
-    await this.writeIfAbsent(key, Buffer.from(randomVersion()), VERSION_RETENTION_SECONDS)
+    await this.store.writeIfAbsent(key, Buffer.from(randomVersion()), VERSION_RETENTION_SECONDS)
     const again = await this.read(key)
-    if (again === null) throw new Error(this.kind + ' lost version ' + name)
+    if (again === null) throw new Error(this.shared.name + ' lost version ' + name)
     return parseVersion(again).head
   }
 
@@ -232,13 +308,11 @@ export abstract class VersionedCache extends RemoteCache {
     await this.writeVersion(this.versionKey(name), Buffer.from(this.newVersion()))
   }
 
-  /** @internal Writes a version record (it never expires). */
-  protected async writeVersion (storageKey: string, value: Buffer): Promise<void> {
-    await this.write(storageKey, value, VERSION_RETENTION_SECONDS)
+  /** Writes a version record (it never expires). */
+  private async writeVersion (storageKey: string, value: Buffer): Promise<void> {
+    if (this.store.writeVersion !== undefined) await this.store.writeVersion(storageKey, value)
+    else await this.store.write(storageKey, value, VERSION_RETENTION_SECONDS)
   }
-
-  /** @internal A version record was just replaced by compare-and-set where it lives: backends that keep copies elsewhere update them. */
-  protected async spreadVersion (_storageKey: string, _value: Buffer): Promise<void> {}
 }
 
 function generationOf (key: string): string {
