@@ -5,7 +5,7 @@ import t from 'tap'
 import { Cluster } from 'ioredis'
 import { RedisCache, type EmberCache } from '../lib/index'
 import { redisCommand, startRedisCluster, type RedisClusterHandle } from './helpers/servers'
-import { buildApp, freshPrefix, runBackendSuite, xCache } from './helpers/backend-suite'
+import { buildApp, freshPrefix, runBackendSuite, xCache } from '../lib/test-suite'
 import { entryName, redisRawTraits } from './helpers/redis-raw'
 
 t.test('RedisCache on a 3-master cluster', async (t) => {

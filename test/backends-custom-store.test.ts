@@ -5,7 +5,7 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { InvalidOptionError, PatternNotSupportedError, StoreCache } from '../lib/index'
-import { buildApp, freshPrefix, runBackendSuite, xCache } from './helpers/backend-suite'
+import { buildApp, freshPrefix, runBackendSuite, xCache } from '../lib/test-suite'
 import { fileStore } from './helpers/fs-store'
 
 t.test('StoreCache over a file-system store', async (t) => {

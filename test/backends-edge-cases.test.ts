@@ -10,7 +10,7 @@ import { emberCache, RedisCache, MemcachedCache } from '../lib/index'
 import { encodeEntry } from '../lib/entry'
 import { startMemcached, startRedis } from './helpers/servers'
 import { entryName } from './helpers/redis-raw'
-import { INJECT_VARIANT, freshPrefix } from './helpers/backend-suite'
+import { INJECT_VARIANT, freshPrefix } from '../lib/test-suite'
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
 

@@ -5,7 +5,7 @@ import t from 'tap'
 import memjs from 'memjs'
 import { MemcachedCache } from '../lib/index'
 import { memcachedCommand, startMemcached, type MemcachedServer } from './helpers/servers'
-import { INJECT_VARIANT, buildApp, freshPrefix, runBackendSuite, xCache } from './helpers/backend-suite'
+import { INJECT_VARIANT, buildApp, freshPrefix, runBackendSuite, xCache } from '../lib/test-suite'
 import { entryKey, writeEntry } from './helpers/memcached-raw'
 import { placeKey } from '../lib/caches/memcached-cache'
 

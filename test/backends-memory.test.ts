@@ -2,7 +2,7 @@
 // must behave like.
 import t from 'tap'
 import { MemoryCache } from '../lib/index'
-import { runBackendSuite } from './helpers/backend-suite'
+import { runBackendSuite } from '../lib/test-suite'
 
 runBackendSuite(t, 'memory', async ({ keyPrefix }) => ({
   cache: new MemoryCache({ keyPrefix }),

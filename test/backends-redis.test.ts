@@ -5,7 +5,7 @@ import Fastify from 'fastify'
 import { Redis } from 'ioredis'
 import emberCache, { RedisCache } from '../lib/index'
 import { startRedis, type RedisServer } from './helpers/servers'
-import { buildApp, freshPrefix, runBackendSuite, xCache } from './helpers/backend-suite'
+import { buildApp, freshPrefix, runBackendSuite, xCache } from '../lib/test-suite'
 import { entryName, redisRawTraits } from './helpers/redis-raw'
 import { waitFor } from './helpers/fault-kit'
 

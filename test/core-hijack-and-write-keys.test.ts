@@ -6,7 +6,7 @@
 import t, { type Test } from 'tap'
 import Fastify, { type FastifyInstance } from 'fastify'
 import emberCache, { MemoryCache, RedisCache, type EmberCache } from '../lib/index'
-import { freshPrefix } from './helpers/backend-suite'
+import { freshPrefix } from '../lib/test-suite'
 import { startRedis } from './helpers/servers'
 
 async function listen (app: FastifyInstance): Promise<string> {

@@ -5,7 +5,7 @@ import { Readable } from 'node:stream'
 import { randomBytes } from 'node:crypto'
 import { MemoryCache, StaticCache, type RouteCacheConfig } from '../lib/index'
 import { countingApp as build, emberApp } from './helpers/apps'
-import { INJECT_VARIANT } from './helpers/backend-suite'
+import { INJECT_VARIANT } from '../lib/test-suite'
 
 const CONFIGS: Array<[string, () => RouteCacheConfig]> = [
   ['{ mode: memory }', () => ({ mode: 'memory' })],

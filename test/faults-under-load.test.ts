@@ -15,7 +15,7 @@ import { sleep, waitFor } from './helpers/fault-kit'
 import { Load, VersionedData, fleetMember, hitsResumeAfter, judge, type Judged } from './helpers/load'
 import { redisCommand, startMemcached, startRedis, startRedisCluster, type ServerHandle } from './helpers/servers'
 import { entryName } from './helpers/redis-raw'
-import { freshPrefix } from './helpers/backend-suite'
+import { freshPrefix } from '../lib/test-suite'
 
 const LONG = Number(process.env.FAULT_LOAD_SECONDS ?? 0)
 /** Load before the fault, and after hits resumed. */

@@ -4,7 +4,7 @@
 import t from 'tap'
 import type { FastifyInstance } from 'fastify'
 import { RedisCache } from '../lib/index'
-import { freshPrefix } from './helpers/backend-suite'
+import { freshPrefix } from '../lib/test-suite'
 import { delayProxy } from './helpers/delay-proxy'
 import { sleep } from './helpers/fault-kit'
 import { FAULT_OPTIONS, pause } from './helpers/fault-suite'

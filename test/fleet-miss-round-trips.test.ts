@@ -6,7 +6,7 @@ import t from 'tap'
 import Fastify from 'fastify'
 import Redis from 'ioredis'
 import emberCache, { RedisCache } from '../lib/index'
-import { freshPrefix } from './helpers/backend-suite'
+import { freshPrefix } from '../lib/test-suite'
 import { entryName } from './helpers/redis-raw'
 import { startRedis } from './helpers/servers'
 

@@ -10,7 +10,7 @@ import { monitorEventLoopDelay } from 'node:perf_hooks'
 import { promisify } from 'node:util'
 import Fastify, { type FastifyInstance } from 'fastify'
 import emberCache, { MemcachedCache, MemoryCache, RedisCache, type EmberCache } from '../lib/index'
-import { freshPrefix } from './helpers/backend-suite'
+import { freshPrefix } from '../lib/test-suite'
 import { logCapture, sleep, waitFor } from './helpers/fault-kit'
 import { redisCommand, startMemcached, startRedis } from './helpers/servers'
 

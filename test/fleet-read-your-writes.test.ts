@@ -5,7 +5,7 @@
 import t, { type Test } from 'tap'
 import Fastify, { type FastifyInstance } from 'fastify'
 import emberCache, { RedisCache } from '../lib/index'
-import { freshPrefix } from './helpers/backend-suite'
+import { freshPrefix } from '../lib/test-suite'
 import { delayProxy } from './helpers/delay-proxy'
 import { startRedis, type RedisServer } from './helpers/servers'
 

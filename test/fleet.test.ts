@@ -6,7 +6,7 @@ import t, { type Test } from 'tap'
 import Fastify, { type FastifyInstance } from 'fastify'
 import emberCache, { MemcachedCache, RedisCache, type EmberCache, type InvalidationTarget } from '../lib/index'
 import { BYPASS } from '../lib/caches/cache'
-import { freshPrefix, runBackendSuite } from './helpers/backend-suite'
+import { freshPrefix, runBackendSuite } from '../lib/test-suite'
 import { sleep, waitFor } from './helpers/fault-kit'
 import { redisCommand, startMemcached, startRedis, startRedisCluster, type RedisServer } from './helpers/servers'
 

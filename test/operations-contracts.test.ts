@@ -10,7 +10,7 @@ import promClient from 'prom-client'
 import emberCache, {
   InvalidOptionError, InvalidTargetError, InvalidationFailedError, MemcachedCache, MemoryCache, RedisCache, registerPrometheusMetrics, type EmberCache
 } from '../lib/index'
-import { freshPrefix } from './helpers/backend-suite'
+import { freshPrefix } from '../lib/test-suite'
 import { logCapture, sleep } from './helpers/fault-kit'
 import { startMemcached, startRedis } from './helpers/servers'
 

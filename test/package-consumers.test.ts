@@ -118,6 +118,16 @@ t.test('the packed package works for ESM and CommonJS consumers, JavaScript and 
     }
   })
 
+  await t.test('a store author runs the shipped behaviour suite on their own store, with node:test', async (t) => {
+    const project = isolatedProject(work, tarball, { name: 'store suite', file: 'store.test.mjs', type: 'module', source: STORE_SUITE_PROGRAM, runs: 'store.test.mjs', links: {}, absent: [], prints: null })
+    const result = await run(process.execPath, ['--test', '--test-reporter=tap', join(project, 'store.test.mjs')], { cwd: project, timeout: 180_000 })
+      .then((out) => ({ code: 0, out: out.stdout }), (err: { code: number, stdout: string }) => ({ code: err.code, out: err.stdout }))
+    t.equal(result.code, 0, 'node --test passes: ' + result.out.slice(-3000))
+    t.match(result.out, /# fail 0/)
+    const passed = Number(/# pass (\d+)/.exec(result.out)?.[1] ?? 0)
+    t.ok(passed >= 15, `${passed} tests of the suite ran and passed`)
+  })
+
   await t.test('@arethetypeswrong/cli finds no problem in any resolution mode', async (t) => {
     const { stdout } = await run(join(BIN, 'attw'), [join(work, tarball), '--format', 'json'], { cwd: ROOT }).catch((err: { stdout: string }) => ({ stdout: err.stdout }))
     const result = JSON.parse(stdout) as { analysis: { problems: unknown[] } }
@@ -195,6 +205,31 @@ ${setup}
   await app.close()
 }
 main().catch((err) => { console.error(err); process.exit(1) })
+`
+
+/** A user's store (a Map with expiry and globs), checked by the shipped suite under node:test. */
+const STORE_SUITE_PROGRAM = `import { test } from 'node:test'
+import { StoreCache } from 'fastify-ember-cache'
+import { runBackendSuite, fromNodeTest } from 'fastify-ember-cache/test-suite'
+
+const items = new Map()
+const live = (key) => {
+  const item = items.get(key)
+  if (item === undefined || (item.expires !== 0 && item.expires <= Date.now())) return undefined
+  return item
+}
+const glob = (pattern) => new RegExp('^' + pattern.replace(/[.+^$(){}|]/g, '\\\\$&').replace(/\\*/g, '[\\\\s\\\\S]*').replace(/\\?/g, '[\\\\s\\\\S]') + '$')
+const store = {
+  get: (key) => live(key)?.value,
+  set: (key, value, ttl) => { items.set(key, { value, expires: ttl === 0 ? 0 : Date.now() + ttl * 1000 }) },
+  add: (key, value, ttl) => { if (live(key) === undefined) store.set(key, value, ttl) },
+  delete: (key) => { items.delete(key) },
+  deletePattern: (pattern) => { const matcher = glob(pattern); for (const key of [...items.keys()]) if (matcher.test(key)) items.delete(key) }
+}
+
+test('a Map store passes the behaviour suite', async (t) => {
+  await runBackendSuite(fromNodeTest(t), 'map-store', async ({ keyPrefix }) => ({ cache: new StoreCache({ store, keyPrefix }), cleanup: async () => {} }), { shared: true, patterns: true, fillLock: false })
+})
 `
 
 const ISOLATED: IsolatedConsumer[] = [

@@ -6,7 +6,7 @@ import { responseEntry } from './helpers/entries'
 import Redis from 'ioredis'
 import { RedisCache } from '../lib/index'
 import { encodeEntry, softenedEnvelope } from '../lib/entry'
-import { freshPrefix } from './helpers/backend-suite'
+import { freshPrefix } from '../lib/test-suite'
 import { entryName } from './helpers/redis-raw'
 import { startRedis } from './helpers/servers'
 

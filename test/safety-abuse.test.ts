@@ -5,7 +5,7 @@ import t, { type Test } from 'tap'
 import { connect } from 'node:net'
 import Fastify, { type FastifyInstance } from 'fastify'
 import emberCache, { MemcachedCache, MemoryCache, RedisCache, type EmberCache } from '../lib/index'
-import { freshPrefix } from './helpers/backend-suite'
+import { freshPrefix } from '../lib/test-suite'
 import { logCapture } from './helpers/fault-kit'
 import { startMemcached, startRedis, type MemcachedServer } from './helpers/servers'
 

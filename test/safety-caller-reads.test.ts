@@ -11,7 +11,7 @@ import fastifySession from '@fastify/session'
 import fastifySecureSession from '@fastify/secure-session'
 import fastifyJwt from '@fastify/jwt'
 import emberCache, { MemcachedCache, MemoryCache, RedisCache, type EmberCache, type RouteCacheOptions } from '../lib/index'
-import { freshPrefix } from './helpers/backend-suite'
+import { freshPrefix } from '../lib/test-suite'
 import { startMemcached, startRedis } from './helpers/servers'
 
 declare module 'fastify' {

@@ -6,7 +6,7 @@ import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
 import Fastify, { type FastifyInstance } from 'fastify'
 import emberCache, { MemoryCache, RedisCache } from '../lib/index'
-import { freshPrefix } from './helpers/backend-suite'
+import { freshPrefix } from '../lib/test-suite'
 import { startRedis } from './helpers/servers'
 
 // Two floods of 100 000 requests take about a minute here: more than a file's default timeout

@@ -8,7 +8,7 @@ import Fastify, { type FastifyInstance } from 'fastify'
 import fastifyCookie from '@fastify/cookie'
 import fastifySession from '@fastify/session'
 import emberCache, { MemcachedCache, MemoryCache, RedisCache, type EmberCache } from '../lib/index'
-import { freshPrefix } from './helpers/backend-suite'
+import { freshPrefix } from '../lib/test-suite'
 import { redisCommand, startMemcached, startRedis } from './helpers/servers'
 
 const load = createRequire(__filename)

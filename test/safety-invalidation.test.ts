@@ -7,7 +7,7 @@ import Fastify, { type FastifyInstance } from 'fastify'
 import { Redis } from 'ioredis'
 import memjs from 'memjs'
 import emberCache, { MemcachedCache, MemoryCache, RedisCache, type EmberCache } from '../lib/index'
-import { freshPrefix } from './helpers/backend-suite'
+import { freshPrefix } from '../lib/test-suite'
 import { sleep } from './helpers/fault-kit'
 import { startMemcached, startRedis, type MemcachedServer, type RedisServer } from './helpers/servers'
 

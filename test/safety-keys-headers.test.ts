@@ -5,7 +5,7 @@ import t, { type Test } from 'tap'
 import Fastify, { type FastifyInstance } from 'fastify'
 import emberCache, { MemcachedCache, MemoryCache, RedisCache, type EmberCache, type RouteCacheConfig } from '../lib/index'
 import { emberApp } from './helpers/apps'
-import { freshPrefix } from './helpers/backend-suite'
+import { freshPrefix } from '../lib/test-suite'
 import { useClock } from './helpers/clock'
 import { startMemcached, startRedis } from './helpers/servers'
 

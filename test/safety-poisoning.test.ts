@@ -9,7 +9,7 @@ import { connect } from 'node:net'
 import { createRequire } from 'node:module'
 import Fastify, { type FastifyInstance, type InjectOptions } from 'fastify'
 import emberCache, { MemcachedCache, MemoryCache, RedisCache, type EmberCache, type RouteCacheConfig } from '../lib/index'
-import { freshPrefix } from './helpers/backend-suite'
+import { freshPrefix } from '../lib/test-suite'
 import { startMemcached, startRedis } from './helpers/servers'
 
 const BIG = 'x'.repeat(2000)

@@ -2,7 +2,7 @@
 // cluster alike: an entry is a hash with one field per variant ('' for cache-aside values).
 
 import type { Cluster, Redis } from 'ioredis'
-import type { BackendTraits } from './backend-suite'
+import type { BackendTraits } from '../../lib/test-suite'
 
 /** Where RedisCache keeps the entry of `key`: its prefix, a NUL, the key (redis-cache.ts). */
 export function entryName (keyPrefix: string, key: string): string {

@@ -1,16 +1,27 @@
-// The behaviour every backend must show, driven through real Fastify apps and inject.
-// Each backend's test file calls runBackendSuite with a factory for its cache object and
-// the traits that differ between backends (shared or in-process, patterns, fill lock, and
-// how to reach the raw storage). Every test uses a fresh key prefix, so tests on a shared
-// server never see each other's entries.
+// The behaviour every backend must show, driven through real Fastify apps and inject: the
+// suite this project's backends run (test/backends-*.test.ts), shipped as
+// `fastify-ember-cache/test-suite` so that a store of a user's runs the same cases. A test file
+// calls runBackendSuite with a factory for its cache object and the traits that differ between
+// backends (shared or in-process, patterns, fill lock, and how to reach the raw storage). Every
+// test uses a fresh key prefix, so tests on a shared server never see each other's entries.
 
-import type { Test } from 'tap'
 import { randomBytes } from 'node:crypto'
-import type { FastifyInstance, FastifyRequest, LightMyRequestResponse } from 'fastify'
-import { PatternNotSupportedError, urlKey, type EmberCache, type RouteCacheOptions } from '../../lib/index'
-import { ENTRY_RESPONSE, encodeEntry } from '../../lib/entry'
-import { emberApp } from './apps'
-import { sleep } from './fault-kit'
+import Fastify, { type FastifyInstance, type FastifyRequest, type LightMyRequestResponse } from 'fastify'
+import { PatternNotSupportedError, emberCache, urlKey, type EmberCache, type RouteCacheOptions } from '../index'
+import { ENTRY_RESPONSE, encodeEntry } from '../entry'
+import type { SuiteTest } from './harness'
+
+type Test = SuiteTest
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
+
+/** Fastify with emberCache registered, closed when `t` ends. */
+async function emberApp (t: Test): Promise<FastifyInstance> {
+  const app = Fastify()
+  t.teardown(() => app.close())
+  await app.register(emberCache)
+  return app
+}
 
 export interface BackendFixture {
   cache: EmberCache
@@ -134,7 +145,13 @@ function stableHeaders (headers: Record<string, unknown>): Record<string, unknow
   return out
 }
 
-export function runBackendSuite (t: Test, name: string, makeCache: MakeCache, traits: BackendTraits): void {
+/**
+ * Registers the suite's tests on `t` (a tap test, or fromNodeTest(t) of node:test). Resolves
+ * once they have all run.
+ */
+export function runBackendSuite (t: Test, name: string, makeCache: MakeCache, traits: BackendTraits): Promise<void> {
+  const running: unknown[] = []
+  const test = (title: string, fn: (t: Test) => Promise<void>): void => { running.push(t.test(title, fn)) }
   async function open (t: Test, keyPrefix = freshPrefix(name)): Promise<BackendFixture & { keyPrefix: string }> {
     const fixture = await makeCache({ keyPrefix })
     t.teardown(fixture.cleanup)
@@ -154,7 +171,7 @@ export function runBackendSuite (t: Test, name: string, makeCache: MakeCache, tr
     return cache
   }
 
-  t.test(`${name}: MISS then HIT replays status, headers and body`, async (t) => {
+  test(`${name}: MISS then HIT replays status, headers and body`, async (t) => {
     const { app, calls } = await appOn(t)
     for (const url of ['/json', '/status']) {
       const miss = await app.inject(url)
@@ -172,7 +189,7 @@ export function runBackendSuite (t: Test, name: string, makeCache: MakeCache, tr
     t.equal(calls('status'), 1)
   })
 
-  t.test(`${name}: a binary body comes back byte for byte`, async (t) => {
+  test(`${name}: a binary body comes back byte for byte`, async (t) => {
     const { app, calls } = await appOn(t)
     const miss = await app.inject('/binary')
     const hit = await app.inject('/binary')
@@ -186,7 +203,7 @@ export function runBackendSuite (t: Test, name: string, makeCache: MakeCache, tr
 
   // Entries are shared by every hit (in-process stores, and remote ones while the bytes are
   // unchanged): a hook that changes a hit's repeated header must change that response only.
-  t.test(`${name}: a hook that edits a hit's repeated header edits that response only`, async (t) => {
+  test(`${name}: a hook that edits a hit's repeated header edits that response only`, async (t) => {
     const { cache } = await open(t)
     const app = await emberApp(t)
     app.addHook('onSend', async (request, reply, payload) => {
@@ -209,7 +226,7 @@ export function runBackendSuite (t: Test, name: string, makeCache: MakeCache, tr
     }
   })
 
-  t.test(`${name}: query parameter order does not split entries`, async (t) => {
+  test(`${name}: query parameter order does not split entries`, async (t) => {
     const { app, calls } = await appOn(t)
     const first = await app.inject('/json?b=2&a=1&c=3')
     const second = await app.inject('/json?c=3&a=1&b=2')
@@ -220,7 +237,7 @@ export function runBackendSuite (t: Test, name: string, makeCache: MakeCache, tr
     t.equal(calls('json'), 2)
   })
 
-  t.test(`${name}: varyHeaders keeps variants apart; invalidating the key drops every variant`, async (t) => {
+  test(`${name}: varyHeaders keeps variants apart; invalidating the key drops every variant`, async (t) => {
     const { app, cache, calls } = await appOn(t)
     const get = async (tenant?: string): Promise<LightMyRequestResponse> =>
       await app.inject({ url: '/vary', headers: tenant === undefined ? {} : { 'x-tenant': tenant } })
@@ -243,7 +260,7 @@ export function runBackendSuite (t: Test, name: string, makeCache: MakeCache, tr
     t.equal(calls('vary'), 6)
   })
 
-  t.test(`${name}: invalidate by static and function tags`, async (t) => {
+  test(`${name}: invalidate by static and function tags`, async (t) => {
     const { app, calls } = await appOn(t)
     for (const url of ['/tagged/1', '/tagged/2', '/fn-tagged/1', '/fn-tagged/2', '/json']) await app.inject(url)
     for (const url of ['/tagged/1', '/tagged/2', '/fn-tagged/1', '/fn-tagged/2', '/json']) t.equal(xCache(await app.inject(url)), 'HIT', url + ' stored')
@@ -263,7 +280,7 @@ export function runBackendSuite (t: Test, name: string, makeCache: MakeCache, tr
   })
 
   if (traits.patterns) {
-    t.test(`${name}: invalidate by pattern`, async (t) => {
+    test(`${name}: invalidate by pattern`, async (t) => {
       const { app, cache, calls } = await appOn(t)
       for (const url of ['/items/1', '/items/2', '/items/10', '/json']) await app.inject(url)
       await cache.invalidate({ pattern: 'GET:/items/*' })
@@ -275,7 +292,7 @@ export function runBackendSuite (t: Test, name: string, makeCache: MakeCache, tr
       t.equal(calls('items'), 7)
     })
   } else {
-    t.test(`${name}: pattern invalidation rejects with PatternNotSupportedError; everything else keeps working`, async (t) => {
+    test(`${name}: pattern invalidation rejects with PatternNotSupportedError; everything else keeps working`, async (t) => {
       const { app, cache, calls } = await appOn(t)
       await app.inject('/items/1')
       await app.inject('/tagged/1')
@@ -296,7 +313,7 @@ export function runBackendSuite (t: Test, name: string, makeCache: MakeCache, tr
     })
   }
 
-  t.test(`${name}: ttl 1 expires, ttl 0 does not, a ttl over 30 days is stored`, async (t) => {
+  test(`${name}: ttl 1 expires, ttl 0 does not, a ttl over 30 days is stored`, async (t) => {
     const { app, cache, keyPrefix, calls } = await appOn(t)
     for (const url of ['/ttl1', '/ttl0', '/month']) {
       t.equal(xCache(await app.inject(url)), 'MISS', url + ' miss')
@@ -325,7 +342,7 @@ export function runBackendSuite (t: Test, name: string, makeCache: MakeCache, tr
     t.equal(calls('month'), 1)
   })
 
-  t.test(`${name}: cache-aside get, set, has, delete, wrap with JSON values`, async (t) => {
+  test(`${name}: cache-aside get, set, has, delete, wrap with JSON values`, async (t) => {
     const cache = await standalone(t)
     const values: Array<[string, unknown]> = [
       ['object', { id: 1, name: 'ünïcödé ✓', nested: { list: [1, 'two', null, true] } }],
@@ -362,7 +379,7 @@ export function runBackendSuite (t: Test, name: string, makeCache: MakeCache, tr
     t.equal(await cache.get('tagged-value'), undefined, 'set with tags, invalidated by tag')
   })
 
-  t.test(`${name}: long and unsafe keys work`, async (t) => {
+  test(`${name}: long and unsafe keys work`, async (t) => {
     const { app, cache, calls } = await appOn(t)
     const query = encodeURIComponent('spaces and ünïcödé ✓ ')
     let url = '/json?q='
@@ -393,7 +410,7 @@ export function runBackendSuite (t: Test, name: string, makeCache: MakeCache, tr
 
   if (traits.writeRaw !== undefined) {
     const writeRaw = traits.writeRaw
-    t.test(`${name}: a corrupt or foreign stored value is a miss and is overwritten`, async (t) => {
+    test(`${name}: a corrupt or foreign stored value is a miss and is overwritten`, async (t) => {
       const { app, cache, keyPrefix, calls } = await appOn(t)
       const header = Buffer.from([0xeb, 0xca, 0x01, 0x01, 0x00, 0xc8])
       const payloads: Array<[string, Buffer]> = [
@@ -423,7 +440,7 @@ export function runBackendSuite (t: Test, name: string, makeCache: MakeCache, tr
 
     // A remote cache reuses the decoded form of bytes it read before: it must never reuse it
     // for bytes that differ, even by one byte of the body, and Age must still move on.
-    t.test(`${name}: a hit serves the bytes stored now, whatever was decoded before`, async (t) => {
+    test(`${name}: a hit serves the bytes stored now, whatever was decoded before`, async (t) => {
       const { app, keyPrefix, calls } = await appOn(t)
       const storedAt = Date.now() - 5_000
       const envelope = (n: number, at = storedAt): Buffer => encodeEntry({
@@ -477,7 +494,7 @@ export function runBackendSuite (t: Test, name: string, makeCache: MakeCache, tr
   }
 
   if (traits.shared) {
-    t.test(`${name}: two app instances on one backend see each other's entries and invalidations`, async (t) => {
+    test(`${name}: two app instances on one backend see each other's entries and invalidations`, async (t) => {
       const keyPrefix = freshPrefix(name)
       const one = await buildApp(t, (await open(t, keyPrefix)).cache)
       const twoCache = (await open(t, keyPrefix)).cache
@@ -511,7 +528,7 @@ export function runBackendSuite (t: Test, name: string, makeCache: MakeCache, tr
     })
   }
 
-  t.test(`${name}: 100 concurrent misses on a cold key run the handler once`, async (t) => {
+  test(`${name}: 100 concurrent misses on a cold key run the handler once`, async (t) => {
     const { app, calls } = await appOn(t)
     const responses = await Promise.all(Array.from({ length: 100 }, () => app.inject('/slow')))
     t.equal(calls('slow'), 1, `one handler run (${statusTally(responses)})`)
@@ -521,7 +538,7 @@ export function runBackendSuite (t: Test, name: string, makeCache: MakeCache, tr
   })
 
   if (traits.fillLock) {
-    t.test(`${name}: 100 concurrent misses across two app instances run the handler once (fill lock)`, async (t) => {
+    test(`${name}: 100 concurrent misses across two app instances run the handler once (fill lock)`, async (t) => {
       const keyPrefix = freshPrefix(name)
       const one = await buildApp(t, (await open(t, keyPrefix)).cache)
       const two = await buildApp(t, (await open(t, keyPrefix)).cache)
@@ -531,7 +548,7 @@ export function runBackendSuite (t: Test, name: string, makeCache: MakeCache, tr
       t.equal(new Set(responses.map((res) => res.body)).size, 1, 'all got the same body')
     })
 
-    t.test(`${name}: a lock holder whose response is not cacheable releases the others at once`, async (t) => {
+    test(`${name}: a lock holder whose response is not cacheable releases the others at once`, async (t) => {
       const keyPrefix = freshPrefix(name)
       const one = await buildApp(t, (await open(t, keyPrefix)).cache)
       const two = await buildApp(t, (await open(t, keyPrefix)).cache)
@@ -548,4 +565,5 @@ export function runBackendSuite (t: Test, name: string, makeCache: MakeCache, tr
       t.ok(slowest < 1_500, `the slowest answered after ${slowest} ms (handler ${SLOW_MS} ms, lock wait 5000 ms)`)
     })
   }
+  return Promise.all(running).then(() => {})
 }
