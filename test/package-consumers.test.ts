@@ -125,7 +125,7 @@ t.test('the packed package works for ESM and CommonJS consumers, JavaScript and 
     t.equal(result.code, 0, 'node --test passes: ' + result.out.slice(-3000))
     t.match(result.out, /# fail 0/)
     const passed = Number(/# pass (\d+)/.exec(result.out)?.[1] ?? 0)
-    t.ok(passed >= 15, `${passed} tests of the suite ran and passed`)
+    t.ok(passed >= 12, `${passed} tests of the suite ran and passed`)
   })
 
   await t.test('@arethetypeswrong/cli finds no problem in any resolution mode', async (t) => {

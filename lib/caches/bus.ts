@@ -1,4 +1,3 @@
-import type { RedisClientLike } from './redis-client'
 import { randomBytes } from 'node:crypto'
 import type { FastifyBaseLogger } from 'fastify'
 import type { ParsedTarget } from './cache'
@@ -10,6 +9,24 @@ import { checkPattern } from '../cache-key'
 // carry keys, patterns and tags, never bodies. Losing the bus never means stale data for long:
 // L1 keeps nothing longer than its ttl anyway, and is emptied when the bus comes back
 // (messages may have been missed meanwhile).
+
+/** What the bus asks of a connection it publishes on (a Redis client: the cache's own, or one of the bus's). */
+export interface BusPublisher {
+  connect: () => Promise<unknown>
+  publish: (channel: string, message: string) => Promise<unknown>
+  quit: () => Promise<unknown>
+  disconnect: () => void
+}
+
+/** What the bus asks of its subscribed connection: subscribe, hear messages, and say when it is (re)connected. */
+export interface BusSubscriber {
+  readonly status: string
+  connect: () => Promise<unknown>
+  subscribe: (channel: string) => Promise<unknown>
+  on: (event: 'message' | 'ready' | 'close' | 'error', listener: (...args: any[]) => void) => unknown
+  quit: () => Promise<unknown>
+  disconnect: () => void
+}
 
 /** One announcement: who sent it, when, and what changed. */
 interface BusMessage {
@@ -47,12 +64,12 @@ export class CoherenceBus {
   private storedKeys: Set<string> | undefined
 
   constructor (
-    private readonly publisher: RedisClientLike,
+    private readonly publisher: BusPublisher,
     /**
      * A connection of its own (a subscribed connection cannot run other commands); none for an
      * instance without an in-process tier, which only announces.
      */
-    private readonly subscriber: RedisClientLike | undefined,
+    private readonly subscriber: BusSubscriber | undefined,
     readonly channel: string,
     private readonly handlers: BusHandlers,
     private readonly log: () => FastifyBaseLogger,

@@ -7,6 +7,7 @@ import { InvalidOptionError } from '../errors'
 import { checkBoolean, checkObject, checkPositiveInteger, checkString, describe } from '../validate'
 import { BYPASS, type Fence, type FillLock, type ParsedTarget } from './cache'
 import type { BusConnections, SharedContext, SharedDriver } from './shared-driver'
+import type { BusPublisher, BusSubscriber } from './bus'
 import { loadIoredis } from './backend-modules'
 import type { ClusterNodeLike, RedisClientLike } from './redis-client'
 import { OPAQUE_CONNECTION_ERRORS, probeNodes } from './connect-probe'
@@ -391,10 +392,11 @@ export class RedisDriver implements SharedDriver {
 
   /** The bus publishes on the cache's own client and listens (with an L1) on a duplicate of it. */
   ownBusConnections (listen: boolean): BusConnections {
-    if (!listen) return { publisher: this.client, subscriber: undefined, own: false }
+    const publisher = this.redis as unknown as BusPublisher
+    if (!listen) return { publisher, subscriber: undefined, own: false }
     const subscriber = isCluster(this.client) ? (this.redis as Cluster).duplicate() : (this.redis as Redis).duplicate()
     subscriber.on('error', () => {})
-    return { publisher: this.client, subscriber: subscriber as unknown as RedisClientLike, own: false }
+    return { publisher, subscriber: subscriber as unknown as BusSubscriber, own: false }
   }
 
   defaultName (): string {

@@ -2,7 +2,7 @@ import type { FastifyBaseLogger } from 'fastify'
 import type { CacheEntry } from '../entry'
 import type { CircuitBreaker } from './circuit-breaker'
 import type { Fence, FillLock, LookupResult, ParsedTarget } from './cache'
-import type { RedisClientLike } from './redis-client'
+import type { BusPublisher, BusSubscriber } from './bus'
 
 // A shared backend, as the shared tier (shared-tier.ts) drives it: bytes in and out by key and
 // variant, invalidation, connection, and optional capabilities. Redis implements it directly;
@@ -10,7 +10,7 @@ import type { RedisClientLike } from './redis-client'
 // method may reject: the tier fails open (a miss, a dropped store, a queued invalidation).
 
 /** The bus's connections; `own` when the bus made the publisher (and so closes it). */
-export interface BusConnections { publisher: RedisClientLike, subscriber: RedisClientLike | undefined, own: boolean }
+export interface BusConnections { publisher: BusPublisher, subscriber: BusSubscriber | undefined, own: boolean }
 
 export interface SharedDriver {
   /** The stored envelope for a key and variant, or null. */

@@ -6,9 +6,9 @@ import { describeBackendError, percentile, type CacheStats } from '../observe'
 import { InvalidationLog } from '../invalidation-log'
 import { nestedNames } from '../option-spec'
 import { BackendClock } from './backend-clock'
-import { CoherenceBus } from './bus'
+import { CoherenceBus, type BusPublisher, type BusSubscriber } from './bus'
 import { loadIoredis } from './backend-modules'
-import type { RedisClientLike, RedisOptionsLike } from './redis-client'
+import type { RedisOptionsLike } from './redis-client'
 import { L1Tier } from './local-entries'
 import { BYPASS, MAX_UINT32_SECONDS, entryId, type CacheOptions, type CacheTier, type EmberCache, type Fence, type FillLock, type LookupResult, type ParsedTarget } from './cache'
 import { CircuitBreaker, type CircuitBreakerOptions } from './circuit-breaker'
@@ -192,8 +192,8 @@ export class SharedTier implements CacheTier, SharedContext {
     if (options === false) return undefined
     if (options?.url === undefined) return this.driver.ownBusConnections?.(listen)
     const lib = loadIoredis('the coherence bus')
-    const make = (): RedisClientLike => {
-      const client = new lib.Redis(options.url as string, { lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 1, commandTimeout: this.commandTimeout, ...options.redisOptions })
+    const make = (): BusPublisher & BusSubscriber => {
+      const client: BusPublisher & BusSubscriber = new lib.Redis(options.url as string, { lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 1, commandTimeout: this.commandTimeout, ...options.redisOptions })
       client.on('error', () => {})
       return client
     }
