@@ -5,6 +5,7 @@ import { execFileSync } from 'node:child_process'
 import Fastify from 'fastify'
 import type { FastifyBaseLogger } from 'fastify'
 import emberCache, { MemoryCache, StaticCache } from '../lib/index'
+import { childEnv } from './helpers/child-env'
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
 
@@ -196,7 +197,7 @@ t.test('a memory-only app never loads ioredis; the first RedisCache does', async
       await app.close()
       console.log(JSON.stringify({ statuses, beforeRedis, afterRedis }))
     })()`
-  const out = JSON.parse(execFileSync(process.execPath, ['-e', script], { cwd: __dirname, encoding: 'utf8' }).trim().split('\n').pop() as string)
+  const out = JSON.parse(execFileSync(process.execPath, ['-e', script], { cwd: __dirname, encoding: 'utf8', env: childEnv() }).trim().split('\n').pop() as string)
   t.same(out.statuses, [200, 200], 'both cached routes answered')
   t.equal(out.beforeRedis, false, 'ioredis not loaded by the plugin, its memory and static routes')
   t.equal(out.afterRedis, true, 'loaded by the first RedisCache')

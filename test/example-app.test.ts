@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import type { FastifyInstance } from 'fastify'
 import { redisCommand, startMemcached, startRedis } from './helpers/servers'
+import { childEnv } from './helpers/child-env'
 
 const { build } = createRequire(__filename)('../example-app/app.js') as {
   build: (options?: { redisUrl?: string, memcachedServers?: string, dbFile?: string }) => Promise<FastifyInstance>
@@ -157,7 +158,7 @@ t.test('example app with REDIS_URL and MEMCACHED_SERVERS: two instances, one dat
 })
 
 t.test('example app: `node example-app/server.js` serves on the port it prints', async (t) => {
-  const child = spawn(process.execPath, [resolve(__dirname, '../example-app/server.js')], { env: { ...process.env, PORT: '0', REDIS_URL: '', MEMCACHED_SERVERS: '' }, stdio: ['ignore', 'pipe', 'pipe'] })
+  const child = spawn(process.execPath, [resolve(__dirname, '../example-app/server.js')], { env: childEnv({ PORT: '0', REDIS_URL: '', MEMCACHED_SERVERS: '' }), stdio: ['ignore', 'pipe', 'pipe'] })
   t.teardown(() => { child.kill('SIGTERM') })
   let output = ''
   const base = await new Promise<string>((resolve, reject) => {

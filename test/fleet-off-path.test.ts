@@ -13,6 +13,7 @@ import emberCache, { MemcachedCache, MemoryCache, RedisCache, type EmberCache } 
 import { freshPrefix } from '../lib/test-suite'
 import { logCapture, sleep, waitFor } from './helpers/fault-kit'
 import { redisCommand, startMemcached, startRedis } from './helpers/servers'
+import { childEnv } from './helpers/child-env'
 
 const run = promisify(execFile)
 
@@ -184,7 +185,7 @@ t.test('the fleet off the happy path', async (t) => {
       const reader = label === 'redis' ? new RedisCache({ url: redis.url, keyPrefix }) : new MemcachedCache({ servers: memcached.servers, keyPrefix })
       t.teardown(() => reader.close())
       const writer = async (skewMs: number, key: string, ttl: number): Promise<string[]> => {
-        const { stdout } = await run(process.execPath, [require.resolve('./helpers/skewed-writer.js')], { env: { ...process.env, ...env(keyPrefix), SKEW_MS: String(skewMs), KEY: key, TTL_SECONDS: String(ttl) } })
+        const { stdout } = await run(process.execPath, [require.resolve('./helpers/skewed-writer.js')], { env: childEnv({ ...env(keyPrefix), SKEW_MS: String(skewMs), KEY: key, TTL_SECONDS: String(ttl) }) })
         return (JSON.parse(stdout) as { warnings: string[] }).warnings
       }
       const ahead = await writer(30_000, 'ahead', 2)

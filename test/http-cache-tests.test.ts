@@ -8,6 +8,7 @@ import t from 'tap'
 import { execFile } from 'node:child_process'
 import { join, resolve } from 'node:path'
 import { promisify } from 'node:util'
+import { childEnv } from './helpers/child-env'
 
 const run = promisify(execFile)
 
@@ -46,7 +47,7 @@ const KNOWN = new Set([
 const FLOOR: Counts = { required: 140, optimal: 76, check: 63 }
 
 async function summaryOf (edition: string): Promise<Summary> {
-  const { stdout } = await run(process.execPath, [join(resolve(__dirname, '..'), 'conformance', 'run.mjs'), '--summary', '--suite', edition], { timeout: 300_000 })
+  const { stdout } = await run(process.execPath, [join(resolve(__dirname, '..'), 'conformance', 'run.mjs'), '--summary', '--suite', edition], { timeout: 300_000, env: childEnv() })
   return JSON.parse(stdout.trim().split('\n').pop() as string) as Summary
 }
 

@@ -10,8 +10,13 @@ import { tmpdir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import { promisify } from 'node:util'
 import { startRedis } from './helpers/servers'
+import { childEnv } from './helpers/child-env'
 
-const run = promisify(execFile)
+/** Child processes run without tap's loader (helpers/child-env.ts), unless a test gives its own env. */
+const execFileAsync = promisify(execFile)
+async function run (file: string, args: string[], options: { cwd?: string, timeout?: number, env?: NodeJS.ProcessEnv } = {}): Promise<{ stdout: string, stderr: string }> {
+  return await execFileAsync(file, args, { ...options, encoding: 'utf8', env: childEnv(options.env) })
+}
 const ROOT = resolve(__dirname, '..')
 const BIN = join(ROOT, 'node_modules', '.bin')
 
@@ -112,7 +117,7 @@ t.test('the packed package works for ESM and CommonJS consumers, JavaScript and 
           const found = await run(process.execPath, ['-e', `require.resolve(${JSON.stringify(absent)})`], { cwd: project }).then(() => true, () => false)
           t.notOk(found, absent + ' is not installed')
         }
-        const { stdout } = await run(process.execPath, [join(project, consumer.runs)], { cwd: project, timeout: 20_000, env: { ...process.env, REDIS_URL: redis.url } })
+        const { stdout } = await run(process.execPath, [join(project, consumer.runs)], { cwd: project, timeout: 20_000, env: { REDIS_URL: redis.url } })
         t.same(JSON.parse(stdout.trim()), consumer.prints)
       })
     }

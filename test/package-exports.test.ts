@@ -6,6 +6,7 @@ import { execFileSync } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { pathToFileURL } from 'node:url'
+import { childEnv } from './helpers/child-env'
 
 const ROOT = resolve(__dirname, '..')
 
@@ -14,7 +15,7 @@ t.test('dist/index.mjs exports every runtime name of the build, and the plugin a
   // Imported as an ESM user would, in a process of its own (this file may run as CommonJS).
   const script = `import * as esm from ${JSON.stringify(pathToFileURL(join(ROOT, 'dist', 'index.mjs')).href)}
 console.log(JSON.stringify({ names: Object.keys(esm), defaultIsPlugin: esm.default === esm.emberCache }))`
-  const esm = JSON.parse(execFileSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' })) as { names: string[], defaultIsPlugin: boolean }
+  const esm = JSON.parse(execFileSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', env: childEnv() })) as { names: string[], defaultIsPlugin: boolean }
   t.same(esm.names.filter((name) => name !== 'default').sort(), built)
   t.ok(esm.defaultIsPlugin, 'the default export is the plugin')
 })

@@ -18,6 +18,7 @@ import { request } from 'node:http'
 import { join, resolve } from 'node:path'
 import { promisify } from 'node:util'
 import { freePort, startMemcached, startRedis } from './helpers/servers'
+import { childEnv } from './helpers/child-env'
 
 const run = promisify(execFile)
 const ROOT = resolve(__dirname, '..')
@@ -81,6 +82,7 @@ t.test('README and docs code blocks run as written', async (t) => {
   writeFileSync(join(project, 'package.json'), JSON.stringify({ name: 'readme-reader', private: true, type: 'module' }))
   copyFileSync(join(ROOT, 'test', 'readme', 'globals.d.ts'), join(project, 'globals.d.ts'))
 
+  const env = childEnv({ REDIS_URL: redis.url, MEMCACHED_SERVERS: memcached.servers })
   // Compile every TypeScript block at once: one file per block, each its own module.
   const tsFiles: string[] = []
   const name = (block: Block, ext: string): string => `block-${block.file.replace(/\W/g, '-')}-${block.line}.${ext}`
@@ -93,17 +95,16 @@ t.test('README and docs code blocks run as written', async (t) => {
     compilerOptions: { target: 'ES2022', module: 'nodenext', moduleResolution: 'nodenext', strict: true, skipLibCheck: true, types: ['node'], outDir: 'out' },
     files: ['globals.d.ts', ...tsFiles]
   }))
-  const compiled = await run(TSC, ['-p', project]).then(() => '', (err: { stdout: string }) => err.stdout)
+  const compiled = await run(TSC, ['-p', project], { env }).then(() => '', (err: { stdout: string }) => err.stdout)
   t.equal(compiled, '', 'every TypeScript block compiles (module nodenext, strict)')
 
-  const env = { ...process.env, REDIS_URL: redis.url, MEMCACHED_SERVERS: memcached.servers }
   for (const block of blocks) {
     if (block.lang === 'js') {
       const cjs = /\brequire\(/.test(block.code)
       const file = join(project, name(block, cjs ? 'cjs' : 'mjs'))
       writeFileSync(file, block.code + '\n')
       if (block.mode === 'fragment') {
-        await t.resolves(run(process.execPath, ['--check', file]), `${block.file}:${block.line} (JavaScript fragment) parses`)
+        await t.resolves(run(process.execPath, ['--check', file], { env }), `${block.file}:${block.line} (JavaScript fragment) parses`)
         continue
       }
     }

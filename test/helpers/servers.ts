@@ -16,6 +16,7 @@ import { createServer, connect as netConnect, type Socket } from 'node:net'
 import { connect as tlsConnect } from 'node:tls'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { childEnv } from './child-env'
 
 export interface Endpoint {
   host: string
@@ -125,7 +126,7 @@ process.stdin.on('end', () => {
 
 function tellWatchdog (line: string): void {
   if (watchdog === undefined) {
-    watchdog = spawn(process.execPath, ['-e', WATCHDOG_SOURCE], { stdio: ['pipe', 'ignore', 'ignore'] })
+    watchdog = spawn(process.execPath, ['-e', WATCHDOG_SOURCE], { stdio: ['pipe', 'ignore', 'ignore'], env: childEnv() })
     // Never let the watchdog keep a finished test process alive.
     watchdog.unref()
     ;(watchdog.stdin as unknown as Socket).unref()
