@@ -280,7 +280,9 @@ t.test('through the caching reverse proxy (reply-from) in front of a real upstre
   upstream.get('/doc', async (request, reply) => {
     reads++
     const etag = `"v${version}"`
-    reply.header('cache-control', 'max-age=1').header('etag', etag)
+    // 2 s, not 1: the upstream's Date has whole seconds, so a response made late in a second
+    // arrives up to 1 s old (RFC 9111 §4.2.3 apparent age), and max-age=1 was stale by the next request.
+    reply.header('cache-control', 'max-age=2').header('etag', etag)
     if (request.headers['if-none-match'] === etag) return reply.code(304).send()
     return reply.type('text/plain').send('document v' + String(version))
   })
@@ -293,7 +295,7 @@ t.test('through the caching reverse proxy (reply-from) in front of a real upstre
   const first = await proxy.inject('/doc')
   t.same([first.statusCode, first.body, first.headers['x-cache']], [200, 'document v1', 'MISS'], 'a streamed upstream body is stored')
   t.equal((await proxy.inject('/doc')).headers['x-cache'], 'HIT')
-  await new Promise((resolve) => setTimeout(resolve, 1_100))
+  await new Promise((resolve) => setTimeout(resolve, 2_100))
   const revalidated = await proxy.inject('/doc')
   t.same([revalidated.statusCode, revalidated.body, revalidated.headers['x-cache']], [200, 'document v1', 'REVALIDATED'], 'the upstream answered our conditional request with 304')
   t.equal(reads, 2)
