@@ -81,6 +81,9 @@ t.test('app.close() with requests, background refreshes, fill locks and compress
     return big.replace('"rows"', `"id":"${(request.params as { id: string }).id}","rows"`)
   })
   const base = await app.listen({ host: '127.0.0.1', port: 0 })
+  // Real requests only (background refreshes come through inject, not the server).
+  let arrived = 0
+  app.server.on('request', () => { arrived++ })
   // One connection per request (agent: false): a keep-alive client would hold app.close() for
   // the server's keepAliveTimeout (72 s), with or without this plugin.
   const get = (path: string): Promise<number> => new Promise((resolve) => {
@@ -97,7 +100,10 @@ t.test('app.close() with requests, background refreshes, fill locks and compress
     ...['/item/s1', '/item/s2', '/item/s3'].map(get), // stale: answered at once, a refresh runs
     ...Array.from({ length: 8 }, (_, i) => get(`/item/m${i % 4}`)) // misses: fill locks, then compressions
   ]
-  await sleep(40)
+  // In flight means arrived: on a busy machine 40 ms did not get every new connection to the
+  // server before close(), which then refused it (0) or answered 503 before any hook of ours ran.
+  await waitFor('the 11 requests to arrive', () => arrived >= 3 + 11, 5_000, 5)
+  await sleep(10)
   const started = performance.now()
   await app.close()
   const closeMs = performance.now() - started
