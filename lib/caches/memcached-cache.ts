@@ -1,8 +1,7 @@
-import { optionNames } from '../option-spec'
 import { checkObject } from '../validate'
 import { EmberCache } from './cache'
 import { MemcachedStore, withItemDefaults } from './memcached-store'
-import { SharedTier, type RemoteCacheOptions } from './shared-tier'
+import { sharedParts, type RemoteCacheOptions } from './shared-tier'
 import { VersionedDriver } from './versioned-driver'
 
 export { placeKey } from './memcached-store'
@@ -23,7 +22,6 @@ export interface MemcachedCacheOptions extends RemoteCacheOptions {
    */
   maxItemBytes?: number
 }
-const MEMCACHED_OPTIONS = [...optionNames('remote'), ...optionNames('memcached')]
 
 /**
  * Entries in Memcached, shared by every instance: a shared tier over the version scheme
@@ -36,11 +34,6 @@ export class MemcachedCache extends EmberCache {
   constructor (options: MemcachedCacheOptions) {
     checkObject('MemcachedCache', options)
     const given = withItemDefaults(options)
-    super(given, {
-      where: 'MemcachedCache',
-      allowed: MEMCACHED_OPTIONS,
-      defaultPrefix: 'ember:',
-      tier: (cache) => new SharedTier(cache, 'MemcachedCache', given, (shared) => new VersionedDriver(shared, new MemcachedStore(shared, given)))
-    })
+    super(given, sharedParts('MemcachedCache', 'memcached', given, (shared) => new VersionedDriver(shared, new MemcachedStore(shared, given))))
   }
 }

@@ -1,9 +1,8 @@
-import { optionNames } from '../option-spec'
 import { checkObject } from '../validate'
 import { EmberCache } from './cache'
 import type { ClusterNodeLike, RedisClientLike, RedisOptionsLike } from './redis-client'
 import { RedisDriver } from './redis-driver'
-import { SharedTier, type RemoteCacheOptions } from './shared-tier'
+import { sharedParts, type RemoteCacheOptions } from './shared-tier'
 
 export interface RedisCacheOptions extends RemoteCacheOptions {
   /** `redis://[:password@]host:port[/db]`. */
@@ -31,7 +30,6 @@ export interface RedisCacheOptions extends RemoteCacheOptions {
    */
   lock?: boolean | { ttl?: number, wait?: number, poll?: number }
 }
-const REDIS_OPTIONS = [...optionNames('remote'), ...optionNames('redis')]
 
 /**
  * Entries in Redis (or a Redis Cluster), shared by every instance: a shared tier over the Redis
@@ -45,12 +43,7 @@ export class RedisCache extends EmberCache {
   constructor (options: RedisCacheOptions) {
     checkObject('RedisCache', options)
     let driver: RedisDriver | undefined
-    super(options, {
-      where: 'RedisCache',
-      allowed: REDIS_OPTIONS,
-      defaultPrefix: 'ember:',
-      tier: (cache) => new SharedTier(cache, 'RedisCache', options, (shared) => (driver = new RedisDriver(shared, options)))
-    })
+    super(options, sharedParts('RedisCache', 'redis', options, (shared) => (driver = new RedisDriver(shared, options))))
     this.client = (driver as RedisDriver).client
   }
 }

@@ -4,13 +4,13 @@ import { BackendTimeoutError, CircuitOpenError, EntryRefusedError, InvalidOption
 import { checkObject, checkPositiveInteger, checkString, describe, rejectUnknown } from '../validate'
 import { describeBackendError, percentile, type CacheStats } from '../observe'
 import { InvalidationLog } from '../invalidation-log'
-import { nestedNames } from '../option-spec'
+import { nestedNames, optionNames, type OptionScope } from '../option-spec'
 import { BackendClock } from './backend-clock'
 import { CoherenceBus, type BusPublisher, type BusSubscriber } from './bus'
 import { loadIoredis } from './backend-modules'
 import type { RedisOptionsLike } from './redis-client'
 import { L1Tier } from './local-entries'
-import { BYPASS, MAX_UINT32_SECONDS, entryId, type CacheOptions, type CacheTier, type EmberCache, type Fence, type FillLock, type LookupResult, type ParsedTarget } from './cache'
+import { BYPASS, MAX_UINT32_SECONDS, entryId, type CacheOptions, type CacheParts, type CacheTier, type EmberCache, type Fence, type FillLock, type LookupResult, type ParsedTarget } from './cache'
 import { CircuitBreaker, type CircuitBreakerOptions } from './circuit-breaker'
 import { DecodedEntries } from './decoded-entries'
 import { InvalidationQueue } from './invalidation-queue'
@@ -517,6 +517,19 @@ interface RemoteFence {
   tags: readonly string[]
   /** When the miss began, on the backend's clock (ms). */
   startedAt: number
+}
+
+/**
+ * A shared cache's parts (RedisCache, MemcachedCache, StoreCache): the options of every shared
+ * cache and of its `kind`, the remote key prefix, and a shared tier over the driver `makeDriver` builds.
+ */
+export function sharedParts (where: string, kind: OptionScope, options: RemoteCacheOptions | undefined, makeDriver: (shared: SharedContext) => SharedDriver): CacheParts {
+  return {
+    where,
+    allowed: [...optionNames('remote'), ...optionNames(kind)],
+    defaultPrefix: 'ember:',
+    tier: (cache) => new SharedTier(cache, where, options, makeDriver)
+  }
 }
 
 /** Rejects with BackendTimeoutError when `promise` takes longer than `ms`. */

@@ -1,9 +1,8 @@
-import { optionNames } from '../option-spec'
 import { escapeGlob } from '../cache-key'
 import { InvalidOptionError, PatternNotSupportedError } from '../errors'
 import { checkObject, describe } from '../validate'
 import { EmberCache, type ParsedTarget } from './cache'
-import { SharedTier, withTimeout, type RemoteCacheOptions } from './shared-tier'
+import { sharedParts, withTimeout, type RemoteCacheOptions } from './shared-tier'
 import type { SharedContext } from './shared-driver'
 import { VersionedDriver, type VersionStore } from './versioned-driver'
 
@@ -51,8 +50,6 @@ export interface StoreCacheOptions extends RemoteCacheOptions {
 const ENTRY_MARK = 'e:'
 const VERSION_MARK = 'v:'
 
-const STORE_OPTIONS = [...optionNames('remote'), ...optionNames('store')]
-
 /**
  * A cache over a user's CacheStore, shared by every instance that uses the same store: a shared
  * tier over the version scheme (versioned-driver.ts) on the store.
@@ -62,12 +59,7 @@ export class StoreCache extends EmberCache {
 
   constructor (options: StoreCacheOptions) {
     checkObject('StoreCache', options)
-    super(options, {
-      where: 'StoreCache',
-      allowed: STORE_OPTIONS,
-      defaultPrefix: 'ember:',
-      tier: (cache) => new SharedTier(cache, 'StoreCache', options, (shared) => new VersionedDriver(shared, new UserStore(shared, options.store)))
-    })
+    super(options, sharedParts('StoreCache', 'store', options, (shared) => new VersionedDriver(shared, new UserStore(shared, options.store))))
   }
 }
 
