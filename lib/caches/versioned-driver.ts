@@ -121,13 +121,9 @@ export class VersionedDriver implements SharedDriver {
     return this.store.clockMarginMs ?? DEFAULT_CLOCK_MARGIN_MS
   }
 
-  private async read (storageKey: string): Promise<Buffer | null> {
-    return await this.store.read(storageKey)
-  }
-
   private async readForUpdate (storageKey: string): Promise<{ value: Buffer | null, token: unknown }> {
     if (this.store.readForUpdate !== undefined) return await this.store.readForUpdate(storageKey)
-    const value = await this.read(storageKey)
+    const value = await this.store.read(storageKey)
     return { value, token: value }
   }
 
@@ -137,27 +133,19 @@ export class VersionedDriver implements SharedDriver {
    */
   private async writeIfUnchanged (storageKey: string, value: Buffer, token: unknown): Promise<boolean> {
     if (this.store.writeIfUnchanged !== undefined) return await this.store.writeIfUnchanged(storageKey, value, token)
-    const now = await this.read(storageKey)
+    const now = await this.store.read(storageKey)
     const before = token as Buffer | null
     if (now === null ? before !== null : before === null || !now.equals(before)) return false
     await this.store.write(storageKey, value, VERSION_RETENTION_SECONDS)
     return true
   }
 
-  private entryKey (key: string, variant: string): string {
-    return this.store.entryKey(key, variant)
-  }
-
-  private versionKey (name: string): string {
-    return this.store.versionKey(name)
-  }
-
   async readBytes (key: string, variant: string): Promise<Buffer | null> {
     // Three reads in flight at once: one round trip.
     const [stored, namespace, generation] = await Promise.all([
-      this.read(this.entryKey(key, variant)),
-      this.read(this.versionKey(NAMESPACE)),
-      this.read(this.versionKey(generationOf(key)))
+      this.store.read(this.store.entryKey(key, variant)),
+      this.store.read(this.store.versionKey(NAMESPACE)),
+      this.store.read(this.store.versionKey(generationOf(key)))
     ])
     if (stored === null || namespace === null || generation === null) return null
     const ns = parseVersion(namespace)
@@ -199,7 +187,7 @@ export class VersionedDriver implements SharedDriver {
     const [namespace, generation] = given !== undefined
       ? [given.namespace, given.generation]
       : await Promise.all([this.version(NAMESPACE), this.version(generationOf(key))])
-    await this.store.write(this.entryKey(key, variant), wrapVersions(namespace + '\n' + generation, bytes), retention)
+    await this.store.write(this.store.entryKey(key, variant), wrapVersions(namespace + '\n' + generation, bytes), retention)
     return true
   }
 
@@ -210,7 +198,7 @@ export class VersionedDriver implements SharedDriver {
   }
 
   async tagsStillValid (entry: CacheEntry): Promise<boolean | 'stale'> {
-    const current = await Promise.all(entry.tags.map((tag) => this.read(this.versionKey(tagOf(tag)))))
+    const current = await Promise.all(entry.tags.map((tag) => this.store.read(this.store.versionKey(tagOf(tag)))))
     let verdict: boolean | 'stale' = true
     for (let i = 0; i < current.length; i++) {
       const bytes = current[i]
@@ -229,7 +217,7 @@ export class VersionedDriver implements SharedDriver {
    * since. Only tags the miss's fence did not hold get here: versions cover route tags.
    */
   async tagsInvalidatedSince (tags: readonly string[], since: number): Promise<boolean> {
-    const versions = await Promise.all(tags.map((tag) => this.read(this.versionKey(tagOf(tag)))))
+    const versions = await Promise.all(tags.map((tag) => this.store.read(this.store.versionKey(tagOf(tag)))))
     return versions.some((bytes) => {
       const at = bytes === null ? undefined : parseVersion(bytes).at
       return at !== undefined && at >= since - this.clockMarginMs
@@ -237,7 +225,7 @@ export class VersionedDriver implements SharedDriver {
   }
 
   async withdraw (key: string, variant: string): Promise<void> {
-    await this.store.remove(this.entryKey(key, variant))
+    await this.store.remove(this.store.entryKey(key, variant))
   }
 
   /**
@@ -258,7 +246,7 @@ export class VersionedDriver implements SharedDriver {
    * hard one once brought back the entry the hard one had removed, as stale).
    */
   private async bumpSoftly (name: string): Promise<void> {
-    const key = this.versionKey(name)
+    const key = this.store.versionKey(name)
     for (let attempt = 0; attempt < SOFT_BUMP_ATTEMPTS; attempt++) {
       const { value, token } = await this.readForUpdate(key)
       const head = value === null ? undefined : parseVersion(value).head
@@ -295,17 +283,17 @@ export class VersionedDriver implements SharedDriver {
    * one an old entry remembers.
    */
   private async version (name: string): Promise<string> {
-    const key = this.versionKey(name)
-    const value = await this.read(key)
+    const key = this.store.versionKey(name)
+    const value = await this.store.read(key)
     if (value !== null) return parseVersion(value).head
     await this.store.writeIfAbsent(key, Buffer.from(randomVersion()), VERSION_RETENTION_SECONDS)
-    const again = await this.read(key)
+    const again = await this.store.read(key)
     if (again === null) throw new Error(this.shared.name + ' lost version ' + name)
     return parseVersion(again).head
   }
 
   private async bump (name: string): Promise<void> {
-    await this.writeVersion(this.versionKey(name), Buffer.from(this.newVersion()))
+    await this.writeVersion(this.store.versionKey(name), Buffer.from(this.newVersion()))
   }
 
   /** Writes a version record (it never expires). */
