@@ -57,7 +57,7 @@ async function emberCachePlugin (fastify: FastifyInstance, options: EmberCachePl
     invalidate: (target: InvalidationTarget) => invalidateAll(caches, target, fastify.log, opts.edge),
     clear: () => invalidateAll(caches, CLEAR, fastify.log, opts.edge),
     stats: () => ({
-      caches: [...caches].map((cache) => cache.snapshot()),
+      caches: [...caches].map((cache) => cache.stats()),
       routes: routes.filter((settings) => settings.counters !== undefined).map((settings) => ({
         route: settings.label,
         cache: settings.cache.name,

@@ -158,7 +158,8 @@ export interface CompressionOptions {
 }
 
 /** Route options a cache object may set for its routes (the spec's options of both scopes). */
-export const ROUTE_DEFAULT_NAMES = optionNames('route').filter((name) => optionNames('cache').includes(name)) as ReadonlyArray<keyof RouteDefaults<any>>
+const CACHE_NAMES: ReadonlySet<string> = new Set(optionNames('cache'))
+export const ROUTE_DEFAULT_NAMES = optionNames('route').filter((name) => CACHE_NAMES.has(name)) as ReadonlyArray<keyof RouteDefaults<any>>
 
 export const TTL_FROM_RESPONSE = 'from-response'
 

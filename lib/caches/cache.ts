@@ -260,11 +260,6 @@ export abstract class EmberCache {
 
   /** What this cache did and its state: its entry in `fastify.emberCache.stats().caches`. */
   stats (): CacheStats {
-    return this.snapshot()
-  }
-
-  /** @internal This cache's counters and its tier's state. */
-  snapshot (): CacheStats {
     return { name: this.name, kind: this.kind, ...this.counters, ...this.tier.stats() }
   }
 
